@@ -1,0 +1,64 @@
+//! Link-time set-up for the `compress` binary and its tests.
+//!
+//! tch's own build script links libtorch with `--no-as-needed` and an rpath only for tch's own
+//! targets; a downstream binary must do it itself, or `libtorch_cuda.so` is dropped by
+//! `--as-needed` and CUDA silently reports unavailable (runtime-notes §2.1). We also record where
+//! the project's ONNX Runtime library lies, so the binary finds it without environment variables.
+
+use std::path::{Path, PathBuf};
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=COMPRESS_VENV");
+    if let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") {
+        let lib = lib.to_string_lossy();
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+        println!("cargo:rustc-env=COMPRESS_LIBTORCH_LIB={lib}");
+        // The wheel's version.py sits beside `lib`: `__version__ = '2.11.0+cu130'`, `cuda = '13.0'`.
+        let version_py = std::path::Path::new(&*lib).join("../version.py");
+        let text = std::fs::read_to_string(version_py).unwrap_or_default();
+        println!("cargo:rustc-env=COMPRESS_LIBTORCH_VERSION={}", py_string(&text, "__version__"));
+        println!("cargo:rustc-env=COMPRESS_LIBTORCH_CUDA={}", py_string(&text, "cuda"));
+    }
+    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+    println!("cargo:rustc-link-arg=-ltorch");
+
+    let venv = std::env::var_os("COMPRESS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join(".venv"));
+    let ort = find_ort_dylib(&venv).map(|p| p.display().to_string()).unwrap_or_default();
+    println!("cargo:rustc-env=COMPRESS_DEFAULT_ORT_DYLIB={ort}");
+}
+
+/// The versioned `libonnxruntime.so.1.x.y` inside the virtual environment's onnxruntime wheel.
+fn find_ort_dylib(venv: &Path) -> Option<PathBuf> {
+    let lib = venv.join("lib");
+    for python in std::fs::read_dir(&lib).ok()?.flatten() {
+        let capi = python.path().join("site-packages/onnxruntime/capi");
+        let Ok(entries) = std::fs::read_dir(&capi) else { continue };
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so.1"))
+            })
+            .collect();
+        found.sort();
+        if let Some(p) = found.pop() {
+            println!("cargo:rerun-if-changed={}", capi.display());
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// The quoted value of `name = '...'` in a Python file, or "unknown".
+fn py_string(text: &str, name: &str) -> String {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|rest| rest.split_once('=').map(|(_, v)| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string()))
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,58 @@
+//! The command line (design.md §2): the pipeline by default, plus `inspect` and `eval`.
+//! One file per subcommand; each returns the exit code it wants.
+
+pub mod eval;
+pub mod inspect;
+pub mod run;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "compress", version, about = "Distil ONNX image-classifier teachers into one small, validated ONNX student")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The recipe (YAML) to run.
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
+    /// Override a recipe key: --set train.epochs=5 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Output folder (default out/<recipe name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Resolve and print the plan, then stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace a finished run in the output folder.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// auto, cpu, cuda or cuda:N (overrides the recipe).
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Describe an ONNX model; --verify compares our import with ONNX Runtime.
+    Inspect(inspect::InspectArgs),
+    /// Top-1/top-5 accuracy of an ONNX classifier with ONNX Runtime on an image folder.
+    Eval(eval::EvalArgs),
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Some(Command::Inspect(a)) => inspect::run(&a),
+        Some(Command::Eval(a)) => eval::run(&a),
+        None => run::run(&cli.run),
+    }
+}

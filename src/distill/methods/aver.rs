@@ -1,0 +1,46 @@
+//! AVER (methods.md §3.1): the mean over teachers of the batch-mean KD loss, uniform fixed
+//! weights. L = γ·CE + α·(1/K)·Σ_k (1/B)·Σ_i T²·KL(p_k ‖ p_s).
+
+use super::{ce_term, BatchOutputs, LossTerm, Method};
+use crate::distill::losses::kd_per_sample;
+use tch::{Kind, Tensor};
+
+pub struct Aver {
+    pub ce: f64,
+    pub kd: f64,
+    pub temperature: f64,
+}
+
+/// The unweighted AVER KD term (scalar).
+pub fn aver_kd(student: &Tensor, teachers: &[Tensor], t: f64) -> Tensor {
+    let per_teacher: Vec<Tensor> = teachers.iter().map(|z| kd_per_sample(student, z, t).mean(Kind::Float)).collect();
+    Tensor::stack(&per_teacher, 0).mean(Kind::Float)
+}
+
+impl Method for Aver {
+    fn name(&self) -> &'static str {
+        "aver"
+    }
+
+    fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
+        let kd = aver_kd(batch.student, batch.teachers, self.temperature);
+        Ok(vec![ce_term(self.ce, batch), LossTerm { name: "kd", value: kd * self.kd }])
+    }
+
+    fn teacher_weights(&self, batch: &BatchOutputs) -> Option<Tensor> {
+        let k = batch.teachers.len() as i64;
+        Some(Tensor::full([k], 1.0 / k as f64, (Kind::Float, tch::Device::Cpu)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distill::losses::golden::*;
+
+    #[test]
+    fn aver_matches_methods_md_golden_value() {
+        let got = aver_kd(&student(), &teachers(), T).double_value(&[]);
+        assert!((got - 0.350091).abs() < 1e-5, "{got}");
+    }
+}

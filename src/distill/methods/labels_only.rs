@@ -1,0 +1,26 @@
+//! `none`: the student trained on labels only, the no-teacher baseline of every comparison.
+
+use super::{ce_term, BatchOutputs, LossTerm, Method};
+use tch::Tensor;
+
+pub struct LabelsOnly {
+    pub ce: f64,
+}
+
+impl Method for LabelsOnly {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+
+    fn needs_teachers(&self) -> bool {
+        false
+    }
+
+    fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
+        Ok(vec![ce_term(self.ce, batch)])
+    }
+
+    fn teacher_weights(&self, _: &BatchOutputs) -> Option<Tensor> {
+        None
+    }
+}

@@ -1,0 +1,56 @@
+//! Error classes that decide the exit code: bad input (2) versus runtime failure (3).
+//!
+//! Everything inside the crate returns `anyhow::Result`; a failure caused by what the user handed
+//! in (recipe, model, data, arguments) carries a [`BadInput`] somewhere in its chain, which
+//! `main` looks for to pick exit code 2. Anything else is a runtime failure.
+
+use std::fmt;
+
+/// Marker for errors caused by the user's input. The message names the key, file or node.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl fmt::Display for BadInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Builds an `anyhow::Error` marked as bad input, with `format!` arguments.
+#[macro_export]
+macro_rules! bad_input {
+    ($($arg:tt)*) => {
+        anyhow::Error::new($crate::error::BadInput(format!($($arg)*)))
+    };
+}
+
+/// True when any error in the chain is a [`BadInput`].
+pub fn is_bad_input(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.is::<BadInput>())
+}
+
+/// Extension to mark an arbitrary error as bad input while adding context that names the input.
+pub trait BadInputContext<T> {
+    fn bad_input<F: FnOnce() -> String>(self, what: F) -> anyhow::Result<T>;
+}
+
+impl<T, E: std::fmt::Display> BadInputContext<T> for Result<T, E> {
+    fn bad_input<F: FnOnce() -> String>(self, what: F) -> anyhow::Result<T> {
+        self.map_err(|e| anyhow::Error::new(BadInput(format!("{}: {e}", what()))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_found_under_context() {
+        let err = bad_input!("unknown key `foo`");
+        let wrapped = err.context("reading recipe r.yaml");
+        assert!(is_bad_input(&wrapped));
+        assert!(!is_bad_input(&anyhow::anyhow!("disk full")));
+    }
+}

@@ -1,0 +1,196 @@
+//! The executor: compiles a graph once (every op checked and built, constants folded, value
+//! lifetimes computed) and then runs it on tch tensors, freeing each value after its last use.
+//!
+//! All unsupported nodes are reported together, each by name, before anything runs.
+
+use super::ir::{is_float, Graph};
+use super::ops::{self, Inputs, Kernel, NodeCtx, RunCtx};
+use crate::bad_input;
+use onnx_protobuf::NodeProto;
+use std::collections::{HashMap, HashSet};
+use tch::{Device, Tensor};
+
+/// Whether a run trains (BatchNormalization on batch statistics) or evaluates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    Eval,
+    Train,
+}
+
+struct Step {
+    node: NodeProto,
+    kernel: Kernel,
+    inputs: Vec<Option<usize>>,
+    outputs: Vec<Option<usize>>,
+    /// Slots whose last reader is this step.
+    free: Vec<usize>,
+}
+
+/// A compiled graph, ready to run on fixed inputs and fetch fixed outputs.
+pub struct Executor {
+    consts: Vec<(usize, Tensor)>,
+    inputs: Vec<usize>,
+    fetch: Vec<usize>,
+    steps: Vec<Step>,
+    slots: usize,
+}
+
+/// Every node the registry cannot run, as `node `name` (Op)` strings.
+pub fn unsupported_nodes(graph: &Graph) -> Vec<String> {
+    let reg = ops::registry();
+    graph
+        .nodes
+        .iter()
+        .filter(|n| !ops::is_default_domain(n) || reg.get(&n.op_type).is_none())
+        .map(|n| {
+            let domain = if ops::is_default_domain(n) { String::new() } else { format!("{}::", n.domain) };
+            format!("node `{}` ({domain}{})", n.name, n.op_type)
+        })
+        .collect()
+}
+
+impl Executor {
+    /// Compiles `graph` to produce the values named in `fetch`. Float constants created by
+    /// folding go to `device`; graph initializers are used where they are.
+    pub fn compile(graph: &Graph, fetch: &[String], device: Device) -> anyhow::Result<Executor> {
+        let unsupported = unsupported_nodes(graph);
+        if !unsupported.is_empty() {
+            return Err(bad_input!("graph `{}` has unsupported ops: {}", graph.name, unsupported.join(", ")));
+        }
+        let mut slot_of: HashMap<String, usize> = HashMap::new();
+        let mut consts = Vec::new();
+        let mut constant_slots = HashSet::new();
+        for (name, t) in &graph.initializers {
+            let s = slot_of.len();
+            slot_of.insert(name.clone(), s);
+            // Integer initializers (shapes, axes) can feed constant folding; float ones may be
+            // trainable parameters and must stay live inputs of the nodes that read them.
+            if !is_float(t.kind()) {
+                constant_slots.insert(s);
+            }
+            consts.push((s, t.shallow_clone()));
+        }
+        let mut inputs = Vec::new();
+        for d in &graph.inputs {
+            let s = slot_of.len();
+            slot_of.insert(d.name.clone(), s);
+            inputs.push(s);
+        }
+        let mut steps = Vec::new();
+        let mut build_errors = Vec::new();
+        for node in &graph.nodes {
+            let mut ins = Vec::new();
+            for name in &node.input {
+                if name.is_empty() {
+                    ins.push(None);
+                    continue;
+                }
+                let s = *slot_of.get(name).ok_or_else(|| {
+                    bad_input!("node `{}` ({}) reads `{name}`, which no earlier node, input or initializer defines", node.name, node.op_type)
+                })?;
+                ins.push(Some(s));
+            }
+            let mut outs = Vec::new();
+            for name in &node.output {
+                if name.is_empty() {
+                    outs.push(None);
+                    continue;
+                }
+                let s = slot_of.len();
+                slot_of.insert(name.clone(), s);
+                outs.push(Some(s));
+            }
+            let builder = ops::registry().get(&node.op_type).expect("checked above");
+            match builder(&NodeCtx { node, opset: graph.opset }) {
+                Ok(kernel) => steps.push(Step { node: node.clone(), kernel, inputs: ins, outputs: outs, free: vec![] }),
+                Err(e) => build_errors.push(format!("{e:#}")),
+            }
+        }
+        if !build_errors.is_empty() {
+            return Err(bad_input!("graph `{}`: {}", graph.name, build_errors.join("; ")));
+        }
+        let fetch: Vec<usize> = fetch
+            .iter()
+            .map(|n| slot_of.get(n).copied().ok_or_else(|| bad_input!("graph `{}` has no value named `{n}`", graph.name)))
+            .collect::<anyhow::Result<_>>()?;
+        let mut exec = Executor { consts, inputs, fetch, steps, slots: slot_of.len() };
+        exec.fold_constants(&constant_slots, device)?;
+        exec.plan_frees();
+        Ok(exec)
+    }
+
+    /// Evaluates, once, every node whose inputs are all constants (Constant nodes and shape
+    /// arithmetic on integer initializers), and drops those nodes from the plan.
+    fn fold_constants(&mut self, constant_slots: &HashSet<usize>, device: Device) -> anyhow::Result<()> {
+        let mut known: HashMap<usize, Tensor> =
+            self.consts.iter().filter(|(s, _)| constant_slots.contains(s)).map(|(s, t)| (*s, t.shallow_clone())).collect();
+        let ctx = RunCtx { train: false };
+        let mut kept = Vec::new();
+        for step in std::mem::take(&mut self.steps) {
+            let foldable = step.inputs.iter().flatten().all(|s| known.contains_key(s));
+            if !foldable {
+                kept.push(step);
+                continue;
+            }
+            let values = step.inputs.iter().map(|s| s.and_then(|s| known.get(&s))).collect();
+            let outs = (step.kernel)(&Inputs { node: &step.node, values }, &ctx)
+                .map_err(|e| e.context(format!("folding constant node `{}` ({})", step.node.name, step.node.op_type)))?;
+            for (slot, t) in step.outputs.iter().zip(outs) {
+                if let Some(s) = slot {
+                    let t = if is_float(t.kind()) { t.to_device(device) } else { t };
+                    self.consts.push((*s, t.shallow_clone()));
+                    known.insert(*s, t);
+                }
+            }
+        }
+        self.steps = kept;
+        Ok(())
+    }
+
+    fn plan_frees(&mut self) {
+        let keep: HashSet<usize> = self.fetch.iter().chain(self.consts.iter().map(|(s, _)| s)).copied().collect();
+        let mut last = HashMap::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            for s in step.inputs.iter().flatten() {
+                last.insert(*s, i);
+            }
+        }
+        for (slot, i) in last {
+            if !keep.contains(&slot) {
+                self.steps[i].free.push(slot);
+            }
+        }
+    }
+
+    /// Runs the graph on `inputs` (in declared order) and returns the fetched values.
+    pub fn run(&self, inputs: &[&Tensor], mode: RunMode) -> anyhow::Result<Vec<Tensor>> {
+        anyhow::ensure!(inputs.len() == self.inputs.len(), "graph expects {} inputs, got {}", self.inputs.len(), inputs.len());
+        let mut slots: Vec<Option<Tensor>> = (0..self.slots).map(|_| None).collect();
+        for (s, t) in &self.consts {
+            slots[*s] = Some(t.shallow_clone());
+        }
+        for (s, t) in self.inputs.iter().zip(inputs) {
+            slots[*s] = Some(t.shallow_clone());
+        }
+        let ctx = RunCtx { train: mode == RunMode::Train };
+        for step in &self.steps {
+            let values = step.inputs.iter().map(|s| s.and_then(|s| slots[s].as_ref())).collect();
+            let outs = (step.kernel)(&Inputs { node: &step.node, values }, &ctx)
+                .map_err(|e| e.context(format!("running node `{}` ({})", step.node.name, step.node.op_type)))?;
+            let mut outs = outs.into_iter();
+            for slot in &step.outputs {
+                let t = outs.next();
+                if let Some(s) = slot {
+                    slots[*s] = t;
+                }
+            }
+            for s in &step.free {
+                slots[*s] = None;
+            }
+        }
+        self.fetch
+            .iter()
+            .map(|s| slots[*s].as_ref().map(|t| t.shallow_clone()).ok_or_else(|| anyhow::anyhow!("a fetched value was not produced")))
+            .collect()
+    }
+}

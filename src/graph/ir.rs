@@ -1,0 +1,172 @@
+//! The graph: declared inputs and outputs, named initializers held as tch tensors, and the
+//! nodes in topological order. Conversion from and to `ModelProto` lives here.
+
+use crate::bad_input;
+use crate::onnx::tensor;
+use onnx_protobuf::type_proto::Value as TypeValue;
+use onnx_protobuf::{
+    tensor_shape_proto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
+};
+use std::collections::HashSet;
+use tch::{Device, Kind, Tensor};
+
+/// One dimension of a declared input or output shape.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Dim {
+    Fixed(i64),
+    Symbolic(String),
+}
+
+/// A declared graph input or output: name, ONNX element type and shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueDecl {
+    pub name: String,
+    pub elem_type: i32,
+    pub dims: Vec<Dim>,
+}
+
+/// A computation graph whose initializers are tch tensors (trainable for students).
+#[derive(Debug)]
+pub struct Graph {
+    pub name: String,
+    pub opset: i64,
+    pub producer: String,
+    pub inputs: Vec<ValueDecl>,
+    pub outputs: Vec<ValueDecl>,
+    /// Initializers in file order; a student's float ones are its parameters.
+    pub initializers: Vec<(String, Tensor)>,
+    pub nodes: Vec<NodeProto>,
+    pub metadata: Vec<(String, String)>,
+}
+
+impl Graph {
+    /// Builds the graph from a parsed model whose external data is already inlined.
+    pub fn from_model(model: &ModelProto, origin: &str) -> anyhow::Result<Graph> {
+        let g = model
+            .graph
+            .as_ref()
+            .ok_or_else(|| bad_input!("{origin}: the model has no graph"))?;
+        let opset = model
+            .opset_import
+            .iter()
+            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+            .map(|o| o.version)
+            .ok_or_else(|| bad_input!("{origin}: the model imports no default-domain opset"))?;
+        let mut initializers = Vec::with_capacity(g.initializer.len());
+        for init in &g.initializer {
+            let t = tensor::to_tch(init).map_err(|e| e.context(format!("{origin}: initializer `{}`", init.name)))?;
+            initializers.push((init.name.clone(), t));
+        }
+        let init_names: HashSet<&str> = g.initializer.iter().map(|i| i.name.as_str()).collect();
+        // Old exporters list initializers among the inputs too; those are constants, not inputs.
+        let inputs = g
+            .input
+            .iter()
+            .filter(|i| !init_names.contains(i.name.as_str()))
+            .map(decl_of)
+            .collect();
+        Ok(Graph {
+            name: g.name.clone(),
+            opset,
+            producer: format!("{} {}", model.producer_name, model.producer_version).trim().to_string(),
+            inputs,
+            outputs: g.output.iter().map(decl_of).collect(),
+            initializers,
+            nodes: g.node.clone(),
+            metadata: model.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
+        })
+    }
+
+    /// Writes the graph back as a model with the current initializer values.
+    pub fn to_model(&self, ir_version: i64) -> anyhow::Result<ModelProto> {
+        let mut model = ModelProto::new();
+        model.ir_version = ir_version;
+        model.producer_name = "compress".into();
+        model.producer_version = env!("CARGO_PKG_VERSION").into();
+        let mut opset = OperatorSetIdProto::new();
+        opset.version = self.opset;
+        model.opset_import.push(opset);
+        for (k, v) in &self.metadata {
+            let mut p = StringStringEntryProto::new();
+            p.key = k.clone();
+            p.value = v.clone();
+            model.metadata_props.push(p);
+        }
+        let g = model.graph.mut_or_insert_default();
+        g.name = self.name.clone();
+        g.node = self.nodes.clone();
+        g.input = self.inputs.iter().map(value_info).collect();
+        g.output = self.outputs.iter().map(value_info).collect();
+        for (name, t) in &self.initializers {
+            g.initializer.push(tensor::from_tch(name, t)?);
+        }
+        Ok(model)
+    }
+
+    pub fn initializer(&self, name: &str) -> Option<&Tensor> {
+        self.initializers.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// Moves floating-point initializers to `device`; integer ones (shapes, indices) stay on the
+    /// host so shape arithmetic never waits on the device.
+    pub fn to_device(&mut self, device: Device) {
+        for (_, t) in self.initializers.iter_mut() {
+            if is_float(t.kind()) && t.device() != device {
+                *t = t.to_device(device);
+            }
+        }
+    }
+
+    /// Number of elements in float initializers (the parameter count users expect).
+    pub fn parameter_count(&self) -> i64 {
+        self.initializers
+            .iter()
+            .filter(|(_, t)| is_float(t.kind()))
+            .map(|(_, t)| t.numel() as i64)
+            .sum()
+    }
+}
+
+pub fn is_float(kind: Kind) -> bool {
+    matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16)
+}
+
+fn decl_of(v: &ValueInfoProto) -> ValueDecl {
+    let mut elem_type = 0;
+    let mut dims = Vec::new();
+    if let Some(TypeValue::TensorType(tt)) = v.type_.as_ref().and_then(|t| t.value.as_ref()) {
+        elem_type = tt.elem_type;
+        if let Some(shape) = tt.shape.as_ref() {
+            for d in &shape.dim {
+                dims.push(match &d.value {
+                    Some(tensor_shape_proto::dimension::Value::DimValue(v)) => Dim::Fixed(*v),
+                    Some(tensor_shape_proto::dimension::Value::DimParam(p)) => Dim::Symbolic(p.clone()),
+                    _ => Dim::Symbolic(String::new()),
+                });
+            }
+        }
+    }
+    ValueDecl { name: v.name.clone(), elem_type, dims }
+}
+
+fn value_info(d: &ValueDecl) -> ValueInfoProto {
+    let mut shape = TensorShapeProto::new();
+    for dim in &d.dims {
+        let mut sd = tensor_shape_proto::Dimension::new();
+        sd.value = Some(match dim {
+            Dim::Fixed(v) => tensor_shape_proto::dimension::Value::DimValue(*v),
+            Dim::Symbolic(p) => tensor_shape_proto::dimension::Value::DimParam(p.clone()),
+        });
+        shape.dim.push(sd);
+    }
+    let mut tt = onnx_protobuf::type_proto::Tensor::new();
+    tt.elem_type = d.elem_type;
+    tt.shape = protobuf::MessageField::some(shape);
+    let mut ty = TypeProto::new();
+    ty.value = Some(TypeValue::TensorType(tt));
+    let mut v = ValueInfoProto::new();
+    v.name = d.name.clone();
+    v.type_ = protobuf::MessageField::some(ty);
+    v
+}

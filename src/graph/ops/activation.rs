@@ -1,0 +1,119 @@
+//! Element-wise activations: Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Erf,
+//! Gelu, Softmax, LogSoftmax.
+//!
+//! Opset differences handled: Clip bounds are attributes before opset 11 and optional inputs
+//! from 11 (an empty input name means unbounded); Softmax/LogSoftmax before opset 13 flatten the
+//! input to 2-D at `axis` (default 1), from 13 they work on one axis (default -1).
+
+use super::{norm_axis, single, Kernel, NodeCtx, Registry};
+
+pub fn register(reg: &mut Registry) {
+    reg.insert("Relu", relu);
+    reg.insert("LeakyRelu", leaky_relu);
+    reg.insert("Clip", clip);
+    reg.insert("Sigmoid", sigmoid);
+    reg.insert("HardSigmoid", hard_sigmoid);
+    reg.insert("HardSwish", hard_swish);
+    reg.insert("Tanh", tanh);
+    reg.insert("Erf", erf);
+    reg.insert("Gelu", gelu);
+    reg.insert("Softmax", softmax);
+    reg.insert("LogSoftmax", log_softmax);
+}
+
+fn relu(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(ins.get(0)?.f_relu()?)))
+}
+
+fn leaky_relu(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let alpha = ctx.attrs().float_or("alpha", 0.01)? as f64;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        Ok(x.f_where_self(&x.f_ge(0.0)?, &x.f_mul_scalar(alpha)?)?)
+    }))
+}
+
+fn clip(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    if ctx.opset < 11 {
+        let a = ctx.attrs();
+        let lo = a.float_or("min", f32::MIN)? as f64;
+        let hi = a.float_or("max", f32::MAX)? as f64;
+        return Ok(single(move |ins, _| Ok(ins.get(0)?.f_clamp(lo, hi)?)));
+    }
+    Ok(single(|ins, _| {
+        let x = ins.get(0)?;
+        let lo = ins.opt_scalar(1)?;
+        let hi = ins.opt_scalar(2)?;
+        Ok(match (lo, hi) {
+            (Some(l), Some(h)) => x.f_clamp(l, h)?,
+            (Some(l), None) => x.f_clamp_min(l)?,
+            (None, Some(h)) => x.f_clamp_max(h)?,
+            (None, None) => x.shallow_clone(),
+        })
+    }))
+}
+
+fn sigmoid(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(ins.get(0)?.f_sigmoid()?)))
+}
+
+fn hard_sigmoid(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let alpha = a.float_or("alpha", 0.2)? as f64;
+    let beta = a.float_or("beta", 0.5)? as f64;
+    Ok(single(move |ins, _| Ok(ins.get(0)?.f_mul_scalar(alpha)?.f_add_scalar(beta)?.f_clamp(0.0, 1.0)?)))
+}
+
+fn hard_swish(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(ins.get(0)?.f_hardswish()?)))
+}
+
+fn tanh(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(ins.get(0)?.f_tanh()?)))
+}
+
+fn erf(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(ins.get(0)?.f_erf()?)))
+}
+
+fn gelu(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let approximate = ctx.attrs().string("approximate")?.unwrap_or_else(|| "none".into());
+    if approximate != "none" && approximate != "tanh" {
+        return Err(ctx.attrs().unsupported("approximate", &approximate));
+    }
+    Ok(single(move |ins, _| Ok(ins.get(0)?.f_gelu(&approximate)?)))
+}
+
+fn softmax(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    softmax_like(ctx, false)
+}
+
+fn log_softmax(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    softmax_like(ctx, true)
+}
+
+fn softmax_like(ctx: &NodeCtx, log: bool) -> anyhow::Result<Kernel> {
+    let legacy = ctx.opset < 13;
+    let axis = ctx.attrs().int_or("axis", if legacy { 1 } else { -1 })?;
+    let node = ctx.node.clone();
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let rank = x.dim() as i64;
+        let a = norm_axis(&node, axis, rank)?;
+        let apply = |t: &tch::Tensor, d: i64| {
+            if log {
+                t.f_log_softmax(d, None::<tch::Kind>)
+            } else {
+                t.f_softmax(d, None::<tch::Kind>)
+            }
+        };
+        if !legacy || a == rank - 1 {
+            return Ok(apply(x, a)?);
+        }
+        // Before opset 13 the op normalizes over all dimensions from `axis` on, flattened.
+        let shape = x.size();
+        let outer: i64 = shape[..a as usize].iter().product();
+        let flat = x.f_reshape([outer, -1])?;
+        Ok(apply(&flat, 1)?.f_reshape(&shape)?)
+    }))
+}

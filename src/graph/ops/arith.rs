@@ -1,0 +1,162 @@
+//! Arithmetic with NumPy broadcasting and the linear-algebra ops: Add, Sub, Mul, Div, Pow, Sqrt,
+//! Exp, Log, Neg, Abs, Reciprocal, Equal, Less, Greater, Where, MatMul, Gemm.
+//!
+//! ONNX integer division truncates toward zero (torch's `/` would give floats). Gemm computes
+//! alpha·A'·B' + beta·C with optional transposes; C is optional from opset 11.
+
+use super::{single, Inputs, Kernel, NodeCtx, Registry};
+use crate::graph::ir::is_float;
+use tch::Tensor;
+
+pub fn register(reg: &mut Registry) {
+    reg.insert("Add", add);
+    reg.insert("Sub", sub);
+    reg.insert("Mul", mul);
+    reg.insert("Div", div);
+    reg.insert("Pow", pow);
+    reg.insert("Sqrt", sqrt);
+    reg.insert("Exp", exp);
+    reg.insert("Log", log);
+    reg.insert("Neg", neg);
+    reg.insert("Abs", abs);
+    reg.insert("Reciprocal", reciprocal);
+    reg.insert("Equal", equal);
+    reg.insert("Less", less);
+    reg.insert("Greater", greater);
+    reg.insert("Where", where_);
+    reg.insert("MatMul", matmul);
+    reg.insert("Gemm", gemm);
+}
+
+/// Both operands of a binary op, with the second moved to the first's device when one of them
+/// is a host-side scalar or shape value.
+fn pair<'a>(ins: &'a Inputs) -> anyhow::Result<(&'a Tensor, Tensor)> {
+    let a = ins.get(0)?;
+    let b = ins.get(1)?;
+    let b = if b.device() != a.device() && b.dim() > 0 { b.f_to_device(a.device())? } else { b.shallow_clone() };
+    Ok((a, b))
+}
+
+fn add(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let (a, b) = pair(ins)?;
+        Ok(a.f_add(&b)?)
+    }))
+}
+
+fn sub(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let (a, b) = pair(ins)?;
+        Ok(a.f_sub(&b)?)
+    }))
+}
+
+fn mul(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let (a, b) = pair(ins)?;
+        Ok(a.f_mul(&b)?)
+    }))
+}
+
+fn div(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let (a, b) = pair(ins)?;
+        if is_float(a.kind()) {
+            Ok(a.f_div(&b)?)
+        } else {
+            Ok(a.f_div_tensor_mode(&b, "trunc")?)
+        }
+    }))
+}
+
+fn pow(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let (a, b) = pair(ins)?;
+        Ok(a.f_pow(&b)?.f_to_kind(a.kind())?)
+    }))
+}
+
+fn sqrt(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(ins.get(0)?.f_sqrt()?)))
+}
+
+fn exp(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(ins.get(0)?.f_exp()?)))
+}
+
+fn log(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(ins.get(0)?.f_log()?)))
+}
+
+fn neg(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(ins.get(0)?.f_neg()?)))
+}
+
+fn abs(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(ins.get(0)?.f_abs()?)))
+}
+
+fn reciprocal(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(ins.get(0)?.f_reciprocal()?)))
+}
+
+fn equal(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let (a, b) = pair(ins)?;
+        Ok(a.f_eq_tensor(&b)?)
+    }))
+}
+
+fn less(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let (a, b) = pair(ins)?;
+        Ok(a.f_lt_tensor(&b)?)
+    }))
+}
+
+fn greater(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let (a, b) = pair(ins)?;
+        Ok(a.f_gt_tensor(&b)?)
+    }))
+}
+
+fn where_(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let cond = ins.get(0)?;
+        let x = ins.get(1)?;
+        let y = ins.get(2)?.f_to_device(x.device())?;
+        Ok(x.f_where_self(&cond.f_to_device(x.device())?, &y)?)
+    }))
+}
+
+fn matmul(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let (a, b) = pair(ins)?;
+        Ok(a.f_matmul(&b)?)
+    }))
+}
+
+fn gemm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let alpha = a.float_or("alpha", 1.0)? as f64;
+    let beta = a.float_or("beta", 1.0)? as f64;
+    let trans_a = a.int_or("transA", 0)? != 0;
+    let trans_b = a.int_or("transB", 0)? != 0;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let w = ins.get(1)?;
+        let x = if trans_a { x.f_transpose(0, 1)? } else { x.shallow_clone() };
+        let mut y = if trans_b && alpha == 1.0 {
+            // The common Linear case: one fused call.
+            x.f_linear(w, None::<Tensor>)?
+        } else {
+            let w = if trans_b { w.f_transpose(0, 1)? } else { w.shallow_clone() };
+            x.f_matmul(&w)?.f_mul_scalar(alpha)?
+        };
+        if let Some(c) = ins.opt(2) {
+            y = if beta == 1.0 { y.f_add(c)? } else { y.f_add(&c.f_mul_scalar(beta)?)? };
+        }
+        Ok(y)
+    }))
+}

@@ -1,0 +1,215 @@
+//! Neural-network layers: Conv, BatchNormalization, MaxPool, AveragePool, GlobalAveragePool,
+//! GlobalMaxPool, LayerNormalization.
+//!
+//! Spec notes handled here: `pads` is [x1_begin, x2_begin, …, x1_end, x2_end]; asymmetric pads
+//! are applied explicitly before the op (−∞ for MaxPool); `auto_pad` SAME_UPPER/SAME_LOWER put the
+//! odd pixel at the end/start; AveragePool's `count_include_pad` defaults to 0 in ONNX;
+//! BatchNormalization's `momentum` is ONNX's (0.9 = 1 − torch momentum) and in training mode the
+//! running statistics are updated in place.
+
+use super::{single, Kernel, NodeCtx, Registry};
+use crate::bad_input;
+use crate::onnx::attr::Attrs;
+use tch::Tensor;
+
+pub fn register(reg: &mut Registry) {
+    reg.insert("Conv", conv);
+    reg.insert("BatchNormalization", batch_norm);
+    reg.insert("MaxPool", max_pool);
+    reg.insert("AveragePool", average_pool);
+    reg.insert("GlobalAveragePool", global_average_pool);
+    reg.insert("GlobalMaxPool", global_max_pool);
+    reg.insert("LayerNormalization", layer_norm);
+}
+
+/// Spatial window attributes shared by Conv and the pools.
+#[derive(Clone, Debug)]
+struct Window {
+    kernel: Option<Vec<i64>>,
+    strides: Option<Vec<i64>>,
+    dilations: Option<Vec<i64>>,
+    pads: Option<Vec<i64>>,
+    auto_pad: String,
+}
+
+impl Window {
+    fn read(a: &Attrs) -> anyhow::Result<Window> {
+        let auto_pad = a.string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
+        if !matches!(auto_pad.as_str(), "NOTSET" | "VALID" | "SAME_UPPER" | "SAME_LOWER") {
+            return Err(a.unsupported("auto_pad", &auto_pad));
+        }
+        Ok(Window {
+            kernel: a.ints("kernel_shape")?,
+            strides: a.ints("strides")?,
+            dilations: a.ints("dilations")?,
+            pads: a.ints("pads")?,
+            auto_pad,
+        })
+    }
+
+    fn ones(v: &Option<Vec<i64>>, nd: usize) -> Vec<i64> {
+        v.clone().unwrap_or_else(|| vec![1; nd])
+    }
+
+    /// Begin and end padding per spatial dimension for an input of spatial size `input`.
+    fn pads(&self, input: &[i64], kernel: &[i64]) -> (Vec<i64>, Vec<i64>) {
+        let nd = input.len();
+        let strides = Self::ones(&self.strides, nd);
+        let dil = Self::ones(&self.dilations, nd);
+        match self.auto_pad.as_str() {
+            "VALID" => (vec![0; nd], vec![0; nd]),
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let (mut b, mut e) = (vec![0; nd], vec![0; nd]);
+                for i in 0..nd {
+                    let out = (input[i] + strides[i] - 1) / strides[i];
+                    let total = ((out - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - input[i]).max(0);
+                    let small = total / 2;
+                    let (lo, hi) = if self.auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                    b[i] = lo;
+                    e[i] = hi;
+                }
+                (b, e)
+            }
+            _ => match &self.pads {
+                Some(p) if p.len() == 2 * nd => (p[..nd].to_vec(), p[nd..].to_vec()),
+                _ => (vec![0; nd], vec![0; nd]),
+            },
+        }
+    }
+}
+
+/// Pads asymmetrically where needed and returns the input with the symmetric padding left for
+/// the op itself.
+fn apply_pads(x: &Tensor, begin: &[i64], end: &[i64], fill: f64) -> anyhow::Result<(Tensor, Vec<i64>)> {
+    if begin == end {
+        return Ok((x.shallow_clone(), begin.to_vec()));
+    }
+    // torch's pad list runs from the last dimension backwards: [w_begin, w_end, h_begin, h_end].
+    let mut spec = Vec::with_capacity(begin.len() * 2);
+    for i in (0..begin.len()).rev() {
+        spec.push(begin[i]);
+        spec.push(end[i]);
+    }
+    Ok((x.f_pad(spec.as_slice(), "constant", Some(fill))?, vec![0; begin.len()]))
+}
+
+fn conv(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let win = Window::read(&a)?;
+    let group = a.int_or("group", 1)?;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let w = ins.get(1)?;
+        let nd = w.dim().saturating_sub(2);
+        let kernel = win.kernel.clone().unwrap_or_else(|| w.size()[2..].to_vec());
+        let spatial = &x.size()[2..];
+        let (b, e) = win.pads(spatial, &kernel);
+        let (x, pad) = apply_pads(x, &b, &e, 0.0)?;
+        let strides = Window::ones(&win.strides, nd);
+        let dil = Window::ones(&win.dilations, nd);
+        let zeros = vec![0i64; nd];
+        Ok(x.f_convolution(w, ins.opt(2), strides.as_slice(), pad.as_slice(), dil.as_slice(), false, zeros.as_slice(), group)?)
+    }))
+}
+
+fn batch_norm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let eps = a.float_or("epsilon", 1e-5)? as f64;
+    let momentum = 1.0 - a.float_or("momentum", 0.9)? as f64;
+    Ok(single(move |ins, rc| {
+        let x = ins.get(0)?;
+        Ok(x.f_batch_norm(
+            Some(ins.get(1)?),
+            Some(ins.get(2)?),
+            Some(ins.get(3)?),
+            Some(ins.get(4)?),
+            rc.train,
+            momentum,
+            eps,
+            true,
+        )?)
+    }))
+}
+
+fn pool_2d_check(ins: &super::Inputs, x: &Tensor) -> anyhow::Result<()> {
+    if x.dim() != 4 {
+        return Err(bad_input!(
+            "node `{}` ({}): only 2-D pooling (4-D input) is supported, got shape {:?}",
+            ins.node.name,
+            ins.node.op_type,
+            x.size()
+        ));
+    }
+    Ok(())
+}
+
+fn max_pool(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let win = Window::read(&a)?;
+    let ceil = a.int_or("ceil_mode", 0)? != 0;
+    if a.int_or("storage_order", 0)? != 0 {
+        return Err(a.unsupported("storage_order", 1));
+    }
+    let kernel = win.kernel.clone().ok_or_else(|| bad_input!("node `{}` (MaxPool): kernel_shape is required", ctx.node.name))?;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        pool_2d_check(ins, x)?;
+        let (b, e) = win.pads(&x.size()[2..], &kernel);
+        let (x, pad) = apply_pads(x, &b, &e, f64::NEG_INFINITY)?;
+        let strides = Window::ones(&win.strides, 2);
+        let dil = Window::ones(&win.dilations, 2);
+        Ok(x.f_max_pool2d(kernel.as_slice(), strides.as_slice(), pad.as_slice(), dil.as_slice(), ceil)?)
+    }))
+}
+
+fn average_pool(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let win = Window::read(&a)?;
+    let ceil = a.int_or("ceil_mode", 0)? != 0;
+    let include_pad = a.int_or("count_include_pad", 0)? != 0;
+    if win.dilations.as_ref().is_some_and(|d| d.iter().any(|&v| v != 1)) {
+        return Err(a.unsupported("dilations", format!("{:?}", win.dilations)));
+    }
+    let kernel = win.kernel.clone().ok_or_else(|| bad_input!("node `{}` (AveragePool): kernel_shape is required", ctx.node.name))?;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        pool_2d_check(ins, x)?;
+        let (b, e) = win.pads(&x.size()[2..], &kernel);
+        if b != e && !include_pad {
+            return Err(bad_input!("node `{}` (AveragePool): asymmetric pads without count_include_pad", ins.node.name));
+        }
+        let (x, pad) = apply_pads(x, &b, &e, 0.0)?;
+        let strides = Window::ones(&win.strides, 2);
+        Ok(x.f_avg_pool2d(kernel.as_slice(), strides.as_slice(), pad.as_slice(), ceil, include_pad, None::<i64>)?)
+    }))
+}
+
+fn global_average_pool(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let x = ins.get(0)?;
+        let dims: Vec<i64> = (2..x.dim() as i64).collect();
+        Ok(x.f_mean_dim(dims.as_slice(), true, None::<tch::Kind>)?)
+    }))
+}
+
+fn global_max_pool(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let x = ins.get(0)?;
+        let dims: Vec<i64> = (2..x.dim() as i64).collect();
+        Ok(x.f_amax(dims.as_slice(), true)?)
+    }))
+}
+
+fn layer_norm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let axis = a.int_or("axis", -1)?;
+    let eps = a.float_or("epsilon", 1e-5)? as f64;
+    let node = ctx.node.clone();
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let rank = x.dim() as i64;
+        let ax = super::norm_axis(&node, axis, rank)?;
+        let shape = x.size()[ax as usize..].to_vec();
+        Ok(x.f_layer_norm(shape.as_slice(), ins.opt(1), ins.opt(2), eps, true)?)
+    }))
+}

@@ -1,0 +1,314 @@
+//! The pipeline: plan → data → teachers → distill (and the labels-only baseline) → export →
+//! validate → report. The only place that calls more than one stage; it reads like a table of
+//! contents, and every stage hands plain results to the next.
+
+use crate::bad_input;
+use crate::data::augment::Augment;
+use crate::data::ImageSet;
+use crate::distill::methods;
+use crate::distill::student::Student;
+use crate::distill::trainer::{self, TrainInputs, TrainOutcome};
+use crate::metrics;
+use crate::recipe::schema::{DataFormat, Distill};
+use crate::recipe::Plan;
+use crate::report::{self, ExportedFile, Fidelity, Report, TeacherRecord, TrainingRecord, Versions};
+use crate::runtime::{self, OrtModel};
+use crate::zoo::{self, ArchSpec};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+pub struct RunOptions {
+    pub recipe: PathBuf,
+    pub sets: Vec<String>,
+    pub out: Option<PathBuf>,
+    pub dry_run: bool,
+    pub overwrite: bool,
+    pub device: Option<String>,
+}
+
+/// How a finished run ended (bad input and failures are errors instead).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    GateFailed,
+}
+
+struct Stages(Vec<(String, f64)>, Instant);
+
+impl Stages {
+    fn lap(&mut self, name: &str) {
+        self.0.push((name.into(), self.1.elapsed().as_secs_f64()));
+        self.1 = Instant::now();
+    }
+}
+
+pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
+    let mut stages = Stages(Vec::new(), Instant::now());
+    let plan = Plan::resolve(&opts.recipe, &opts.sets, opts.device.as_deref())?;
+    let out = opts.out.clone().unwrap_or_else(|| Path::new("out").join(&plan.recipe.name));
+    prepare_output(&out, opts.overwrite)?;
+    print_plan(&plan, &out);
+    if opts.dry_run {
+        return Ok(Outcome::Passed);
+    }
+    stages.lap("plan");
+    let r = &plan.recipe;
+    tch::manual_seed(r.seed as i64);
+    if r.train.threads > 0 {
+        tch::set_num_threads(r.train.threads as i32);
+    }
+    let (train_set, test_set) = load_data(&plan)?;
+    stages.lap("data");
+    let (teachers, ensemble) = evaluate_teachers(&plan, &test_set)?;
+    stages.lap("teachers");
+    let spec = ArchSpec { num_classes: train_set.num_classes() as i64, width: r.student.width, image_size: r.data.image_size as i64 };
+    let augment = Augment { random_crop_padding: r.data.augment.random_crop_padding, horizontal_flip: r.data.augment.horizontal_flip };
+    let pre = plan.student_preprocess();
+    let inputs = TrainInputs { train: &train_set, test: &test_set, preprocess: &pre, augment: &augment, teachers: &plan.teachers, seed: r.seed, label: "distill" };
+    let (student, training) = train_student(&plan, &spec, &r.distill, &inputs)?;
+    stages.lap("distill");
+    let baseline = if r.train.baseline && r.distill.method != "none" {
+        let labels_only = Distill { method: "none".into(), ..r.distill.clone() };
+        let inputs = TrainInputs { label: "baseline", ..inputs };
+        let (_, record) = train_student(&plan, &spec, &labels_only, &inputs)?;
+        stages.lap("baseline");
+        Some(record)
+    } else {
+        None
+    };
+    let exported = export_student(&plan, &student, &out)?;
+    stages.lap("export");
+    let fidelity = validate_export(&student, &out.join("student.onnx"), &test_set, &pre)?;
+    stages.lap("validate");
+    let metric_values = BTreeMap::from([
+        ("top1", fidelity.top1_ort),
+        ("top5", fidelity.top5_ort),
+        ("top1_tch", fidelity.top1_tch),
+        ("top1_agreement_tch_vs_ort", fidelity.top1_agreement_tch_vs_ort),
+        ("max_rel_diff_tch_vs_ort", fidelity.max_rel_diff),
+    ]);
+    let mut references = BTreeMap::new();
+    if let Some(best) = teachers.iter().map(|t| t.top1_tch).reduce(f64::max) {
+        references.insert("best_teacher", best);
+    }
+    if let Some(e) = ensemble {
+        references.insert("teacher_ensemble", e);
+    }
+    if let Some(b) = &baseline {
+        references.insert("baseline", b.final_top1);
+    }
+    let gates = report::gates::evaluate(&r.validate.gates, &metric_values, &references)?;
+    let passed = gates.iter().all(|g| g.passed);
+    let report = Report {
+        recipe: r.name.clone(),
+        recipe_sha256: plan.recipe_sha256.clone(),
+        versions: Versions::current(),
+        device: format!("{:?}", plan.device),
+        seed: r.seed,
+        data: data_summary(&plan, &train_set, &test_set),
+        teachers,
+        teacher_ensemble_top1: ensemble,
+        student: BTreeMap::from([
+            ("arch".to_string(), serde_json::json!(r.student.arch)),
+            ("width".to_string(), serde_json::json!(r.student.width)),
+            ("parameters".to_string(), serde_json::json!(student.graph.parameter_count())),
+        ]),
+        training,
+        baseline,
+        exported,
+        fidelity,
+        gates,
+        passed,
+        stages: {
+            stages.lap("report");
+            stages.0.clone()
+        },
+    };
+    write_report(&out, &plan, &report)?;
+    eprintln!("{}", summary_line(&report, &out));
+    Ok(if passed { Outcome::Passed } else { Outcome::GateFailed })
+}
+
+/// Refuses to overwrite a finished run unless asked; a folder without `report.json` is an
+/// interrupted run and may be reused.
+fn prepare_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {
+    let report = out.join("report.json");
+    if report.exists() {
+        if !overwrite {
+            return Err(bad_input!("{} already holds a finished run; pass --overwrite to replace it or --out to choose another folder", out.display()));
+        }
+        std::fs::remove_file(&report)?;
+    }
+    std::fs::create_dir_all(out).map_err(|e| bad_input!("cannot create output folder {}: {e}", out.display()))?;
+    Ok(())
+}
+
+fn print_plan(plan: &Plan, out: &Path) {
+    let r = &plan.recipe;
+    eprintln!("recipe `{}` → {}", r.name, out.display());
+    eprintln!("device {:?}; student {} (width {}); method {}; {} epochs, batch {}", plan.device, r.student.arch, r.student.width, r.distill.method, r.train.epochs, r.train.batch_size);
+    for t in &plan.teachers {
+        eprintln!("teacher `{}`: {} (opset {}, {} parameters, {})", t.name, t.path.display(), t.opset, t.parameters, t.execution);
+    }
+}
+
+fn load_data(plan: &Plan) -> anyhow::Result<(ImageSet, ImageSet)> {
+    let d = &plan.recipe.data;
+    let (train, test) = match d.format {
+        DataFormat::Synthetic => {
+            let s = d.synthetic.as_ref().expect("checked by the plan");
+            crate::data::synthetic::generate(&crate::data::synthetic::SyntheticSpec {
+                seed: s.seed,
+                num_classes: s.num_classes,
+                train_size: s.train_size,
+                test_size: s.test_size,
+                image_size: d.image_size,
+            })
+        }
+        DataFormat::ImageFolder => {
+            let cache = dataset_cache_dir();
+            let load = |dir: &Option<PathBuf>| crate::data::image_folder::load_image_folder(dir.as_ref().expect("checked by the plan"), Some(d.image_size), cache.as_deref());
+            (load(&d.train)?, load(&d.test)?)
+        }
+    };
+    anyhow::ensure!(train.class_names == test.class_names, "train and test sets have different classes");
+    let seed = plan.recipe.seed;
+    let train = match d.train_subset { Some(n) if n < train.len() => train.take_seeded(n, seed), _ => train };
+    let test = match d.test_subset { Some(n) if n < test.len() => test.take_seeded(n, seed ^ 0x5eed), _ => test };
+    eprintln!("data: {} train, {} test images, {} classes", train.len(), test.len(), train.num_classes());
+    Ok((train, test))
+}
+
+/// Where decoded image sets are cached: `COMPRESS_CACHE_DIR`, else the user's cache folder.
+pub fn dataset_cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("COMPRESS_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("compress").join("datasets"))
+}
+
+fn data_summary(plan: &Plan, train: &ImageSet, test: &ImageSet) -> BTreeMap<String, serde_json::Value> {
+    BTreeMap::from([
+        ("format".into(), serde_json::json!(plan.recipe.data.format)),
+        ("train_images".into(), serde_json::json!(train.len())),
+        ("test_images".into(), serde_json::json!(test.len())),
+        ("classes".into(), serde_json::json!(train.class_names)),
+    ])
+}
+
+/// Each teacher's accuracy through our import and through ONNX Runtime, their agreement, and
+/// the ensemble's accuracy.
+fn evaluate_teachers(plan: &Plan, test: &ImageSet) -> anyhow::Result<(Vec<TeacherRecord>, Option<f64>)> {
+    let mut records = Vec::new();
+    let mut probs: Option<Tensor> = None;
+    for t in &plan.teachers {
+        let mut ours = Vec::new();
+        let mut start = 0;
+        while start < test.len() as i64 {
+            let len = 256.min(test.len() as i64 - start);
+            ours.push(t.logits(&test.images.narrow(0, start, len))?.to_device(tch::Device::Cpu));
+            start += len;
+        }
+        let ours = Tensor::cat(&ours, 0);
+        let mut ort = OrtModel::load(&t.path, 2)?;
+        let theirs = runtime::eval::logits(&mut ort, test, &t.preprocess, 256, &format!("ORT {}", t.name))?.flatten(1, -1);
+        let p = ours.softmax(1, Kind::Float);
+        probs = Some(match probs.take() { Some(s) => s + p, None => p });
+        let rec = TeacherRecord {
+            name: t.name.clone(),
+            path: t.path.display().to_string(),
+            sha256: t.sha256.clone(),
+            opset: t.opset,
+            parameters: t.parameters,
+            execution: t.execution.clone(),
+            top1_tch: metrics::top_k(&ours, &test.labels, 1),
+            top1_ort: metrics::top_k(&theirs, &test.labels, 1),
+            top1_agreement_tch_vs_ort: metrics::agreement(&ours, &theirs),
+        };
+        eprintln!("teacher `{}`: top-1 {:.2}% (ORT {:.2}%, agreement {:.2}%)", rec.name, 100.0 * rec.top1_tch, 100.0 * rec.top1_ort, 100.0 * rec.top1_agreement_tch_vs_ort);
+        records.push(rec);
+    }
+    let ensemble = probs.map(|p| metrics::top_k(&p, &test.labels, 1));
+    Ok((records, ensemble))
+}
+
+fn train_student(plan: &Plan, spec: &ArchSpec, distill: &Distill, inputs: &TrainInputs) -> anyhow::Result<(Student, TrainingRecord)> {
+    // Re-seeding here gives the distilled student and the baseline the same initial weights.
+    tch::manual_seed(plan.recipe.seed as i64);
+    let graph = zoo::build(&plan.recipe.student.arch, spec, plan.device)?;
+    let student = Student::new(graph, plan.device)?;
+    let method = methods::by_name(distill)?;
+    let started = Instant::now();
+    let TrainOutcome { epochs, best_top1, best_epoch, final_top1 } = trainer::train(&student, method.as_ref(), &plan.recipe.train, inputs)?;
+    let record = TrainingRecord { method: distill.method.clone(), epochs, best_top1, best_epoch, final_top1, seconds: started.elapsed().as_secs_f64() };
+    Ok((student, record))
+}
+
+fn export_student(plan: &Plan, student: &Student, out: &Path) -> anyhow::Result<Vec<ExportedFile>> {
+    let r = &plan.recipe;
+    let mut model = student.graph.to_model(8)?;
+    model.opset_import[0].version = r.export.opset;
+    for (k, v) in [
+        ("compress.recipe_sha256", plan.recipe_sha256.clone()),
+        ("compress.preprocess", serde_json::to_string(&plan.student_preprocess())?),
+        ("compress.distill_method", r.distill.method.clone()),
+    ] {
+        let mut p = onnx_protobuf::StringStringEntryProto::new();
+        p.key = k.into();
+        p.value = v;
+        model.metadata_props.push(p);
+    }
+    let path = out.join("student.onnx");
+    crate::onnx::model_file::write(&model, &path)?;
+    Ok(vec![file_record(&path, r.export.opset, "float32")?])
+}
+
+fn file_record(path: &Path, opset: i64, storage: &str) -> anyhow::Result<ExportedFile> {
+    let bytes = std::fs::read(path)?;
+    Ok(ExportedFile {
+        path: path.display().to_string(),
+        bytes: bytes.len() as u64,
+        sha256: crate::teacher::hex(&Sha256::digest(&bytes)),
+        opset,
+        weight_storage: storage.into(),
+    })
+}
+
+/// Runs the exported file in ONNX Runtime over the test set and compares it with tch.
+pub fn validate_export(student: &Student, path: &Path, test: &ImageSet, pre: &crate::data::preprocess::Preprocess) -> anyhow::Result<Fidelity> {
+    let ours = student.logits(test, pre, 256)?;
+    let mut ort = OrtModel::load(path, 2)?;
+    let theirs = runtime::eval::logits(&mut ort, test, pre, 256, "ORT student")?;
+    Ok(Fidelity {
+        images: test.len(),
+        top1_tch: metrics::top_k(&ours, &test.labels, 1),
+        top1_ort: metrics::top_k(&theirs, &test.labels, 1),
+        top5_ort: metrics::top_k(&theirs, &test.labels, 5),
+        top1_agreement_tch_vs_ort: metrics::agreement(&ours, &theirs),
+        max_abs_diff: metrics::max_abs_diff(&ours, &theirs),
+        max_rel_diff: metrics::max_rel_diff(&ours, &theirs),
+    })
+}
+
+fn write_report(out: &Path, plan: &Plan, report: &Report) -> anyhow::Result<()> {
+    report::write_atomic(&out.join("recipe.resolved.yaml"), plan.resolved_yaml.as_bytes())?;
+    report::write_atomic(&out.join("report.md"), report::markdown::render(report).as_bytes())?;
+    // report.json last: its presence marks a finished run.
+    report::write_atomic(&out.join("report.json"), serde_json::to_string_pretty(report)?.as_bytes())
+}
+
+fn summary_line(r: &Report, out: &Path) -> String {
+    let base = r.baseline.as_ref().map(|b| format!(", baseline {:.2}%", 100.0 * b.final_top1)).unwrap_or_default();
+    format!(
+        "{}: student top-1 {:.2}% in ONNX Runtime (tch {:.2}%{base}); gates {}; report in {}",
+        if r.passed { "PASS" } else { "FAIL" },
+        100.0 * r.fidelity.top1_ort,
+        100.0 * r.fidelity.top1_tch,
+        if r.passed { "passed" } else { "failed" },
+        out.join("report.md").display()
+    )
+}

@@ -1,0 +1,55 @@
+//! Progress for long stages: a bar on a terminal, plain periodic lines otherwise (CI logs).
+
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    label: String,
+    total: u64,
+    done: u64,
+    last_line: Instant,
+    every: Duration,
+}
+
+impl Progress {
+    pub fn new(label: &str, total: u64) -> Progress {
+        let bar = if std::io::stderr().is_terminal() {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(label.to_string());
+            Some(b)
+        } else {
+            None
+        };
+        Progress { bar, label: label.into(), total, done: 0, last_line: Instant::now(), every: Duration::from_secs(10) }
+    }
+
+    /// Advances by `n` with a short status message.
+    pub fn inc(&mut self, n: u64, msg: &str) {
+        self.done += n;
+        match &self.bar {
+            Some(b) => {
+                b.set_position(self.done);
+                b.set_message(msg.to_string());
+            }
+            None => {
+                if self.last_line.elapsed() >= self.every {
+                    eprintln!("{}: {}/{} {msg}", self.label, self.done, self.total);
+                    self.last_line = Instant::now();
+                }
+            }
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Plan resolution: the recipe parsed strictly, overrides applied, paths resolved against the
+//! recipe's folder, the device chosen, teachers loaded and every op checked. All problems are
+//! collected and reported together, before any training.
+
+use super::overrides;
+use super::schema::{DataFormat, Recipe};
+use crate::bad_input;
+use crate::data::preprocess::{Layout, Preprocess};
+use crate::error::is_bad_input;
+use crate::teacher::Teacher;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+pub struct Plan {
+    pub recipe: Recipe,
+    pub recipe_path: PathBuf,
+    /// The recipe after overrides, as YAML (written to `recipe.resolved.yaml`).
+    pub resolved_yaml: String,
+    pub recipe_sha256: String,
+    pub device: Device,
+    pub teachers: Vec<Teacher>,
+}
+
+/// Parses the recipe file with overrides into the typed schema.
+pub fn parse(path: &Path, sets: &[String]) -> anyhow::Result<(Recipe, String)> {
+    let text = std::fs::read_to_string(path).map_err(|e| bad_input!("cannot read recipe {}: {e}", path.display()))?;
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| bad_input!("recipe {} is not valid YAML: {e}", path.display()))?;
+    for s in sets {
+        overrides::apply(&mut doc, s)?;
+    }
+    let recipe: Recipe = serde_yaml::from_value(doc).map_err(|e| bad_input!("recipe {}: {e}", path.display()))?;
+    let resolved = serde_yaml::to_string(&recipe)?;
+    Ok((recipe, resolved))
+}
+
+/// Picks the device from the recipe or the command line (`auto`, `cpu`, `cuda`, `cuda:N`).
+pub fn resolve_device(spec: &str) -> anyhow::Result<Device> {
+    let cuda = tch::Cuda::is_available();
+    match spec {
+        "auto" => Ok(if cuda { Device::Cuda(0) } else { Device::Cpu }),
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let index: usize = s.strip_prefix("cuda:").map_or(Ok(0), str::parse).map_err(|_| bad_input!("device `{s}`: bad CUDA index"))?;
+            if !cuda || index as i64 >= tch::Cuda::device_count() {
+                return Err(bad_input!("device `{s}` requested but CUDA is not available (devices: {})", tch::Cuda::device_count()));
+            }
+            Ok(Device::Cuda(index))
+        }
+        other => Err(bad_input!("device `{other}`: expected auto, cpu, cuda or cuda:N")),
+    }
+}
+
+impl Plan {
+    pub fn resolve(path: &Path, sets: &[String], device_override: Option<&str>) -> anyhow::Result<Plan> {
+        let (mut recipe, resolved_yaml) = parse(path, sets)?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut problems: Vec<String> = Vec::new();
+        if recipe.version != 1 {
+            problems.push(format!("version: {} is not supported (this tool reads version 1)", recipe.version));
+        }
+        let device = match resolve_device(device_override.unwrap_or(&recipe.device)) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!("device: {e}"));
+                Device::Cpu
+            }
+        };
+        check_data(&mut recipe, &base, &mut problems);
+        if !crate::zoo::names().contains(&recipe.student.arch.as_str()) {
+            problems.push(format!("student.arch: unknown architecture `{}` (known: {})", recipe.student.arch, crate::zoo::names().join(", ")));
+        }
+        if let Err(e) = crate::distill::methods::by_name(&recipe.distill) {
+            problems.push(format!("distill.method: {e}"));
+        }
+        if recipe.distill.method != "none" && recipe.teachers.is_empty() {
+            problems.push(format!("distill.method `{}` needs at least one entry in teachers", recipe.distill.method));
+        }
+        if recipe.train.epochs == 0 || recipe.train.batch_size == 0 {
+            problems.push("train.epochs and train.batch_size must be positive".into());
+        }
+        if !(13..=21).contains(&recipe.export.opset) {
+            problems.push(format!("export.opset: {} is outside the supported 13..=21", recipe.export.opset));
+        }
+        for (i, g) in recipe.validate.gates.iter().enumerate() {
+            if let Err(e) = crate::report::gates::check_spec(g) {
+                problems.push(format!("validate.gates.{i}: {e}"));
+            }
+        }
+        let mut teachers = Vec::new();
+        for (i, t) in recipe.teachers.iter_mut().enumerate() {
+            t.onnx = base.join(&t.onnx);
+            if !t.onnx.is_file() {
+                problems.push(format!("teachers.{i}.onnx: file {} does not exist", t.onnx.display()));
+                continue;
+            }
+            let pre = Preprocess { layout: t.input.layout.clone(), scale: t.input.scale, mean: t.input.mean, std: t.input.std };
+            match Teacher::load(&t.name, &t.onnx, pre, t.output, recipe.data.image_size as i64, device) {
+                Ok(teacher) => teachers.push(teacher),
+                Err(e) if is_bad_input(&e) => problems.push(format!("teachers.{i} ({}): {e:#}", t.name)),
+                Err(e) => return Err(e),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(bad_input!("recipe {} has {} problem(s):\n  - {}", path.display(), problems.len(), problems.join("\n  - ")));
+        }
+        let recipe_sha256 = crate::teacher::hex(&Sha256::digest(resolved_yaml.as_bytes()));
+        Ok(Plan { recipe, recipe_path: path.to_path_buf(), resolved_yaml, recipe_sha256, device, teachers })
+    }
+
+    /// The student's own input transform (always NCHW).
+    pub fn student_preprocess(&self) -> Preprocess {
+        let n = &self.recipe.data.normalize;
+        Preprocess { layout: Layout::Nchw, scale: n.scale, mean: n.mean, std: n.std }
+    }
+}
+
+fn check_data(recipe: &mut Recipe, base: &Path, problems: &mut Vec<String>) {
+    let data = &mut recipe.data;
+    match data.format {
+        DataFormat::ImageFolder => {
+            for (key, dir) in [("data.train", &mut data.train), ("data.test", &mut data.test)] {
+                match dir {
+                    None => problems.push(format!("{key}: required for format image_folder")),
+                    Some(d) => {
+                        *d = base.join(&*d);
+                        if !d.is_dir() {
+                            problems.push(format!("{key}: folder {} does not exist", d.display()));
+                        }
+                    }
+                }
+            }
+        }
+        DataFormat::Synthetic => {
+            if data.synthetic.is_none() {
+                problems.push("data.synthetic: required for format synthetic (train_size, test_size)".into());
+            }
+        }
+    }
+}

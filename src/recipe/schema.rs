@@ -1,0 +1,318 @@
+//! Recipe version 1, as serde types with `deny_unknown_fields`, so a misspelt key is an error
+//! that names it. Defaults follow the standard CIFAR distillation protocol (methods.md §1.4).
+
+use crate::data::preprocess::Layout;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub version: u32,
+    pub name: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_device")]
+    pub device: String,
+    pub data: Data,
+    #[serde(default)]
+    pub teachers: Vec<TeacherEntry>,
+    pub student: Student,
+    #[serde(default)]
+    pub distill: Distill,
+    pub train: Train,
+    #[serde(default)]
+    pub export: Export,
+    #[serde(default)]
+    pub validate: Validate,
+}
+
+fn default_device() -> String {
+    "auto".into()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    ImageFolder,
+    Synthetic,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Data {
+    pub format: DataFormat,
+    pub train: Option<PathBuf>,
+    pub test: Option<PathBuf>,
+    #[serde(default = "default_image_size")]
+    pub image_size: u32,
+    pub synthetic: Option<Synthetic>,
+    /// Use a seeded random subset of this many training images.
+    pub train_subset: Option<usize>,
+    /// Use a seeded random subset of this many test images.
+    pub test_subset: Option<usize>,
+    #[serde(default)]
+    pub augment: Augment,
+    /// The student's input normalization.
+    pub normalize: Normalize,
+}
+
+fn default_image_size() -> u32 {
+    32
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Synthetic {
+    #[serde(default = "default_classes")]
+    pub num_classes: usize,
+    pub train_size: usize,
+    pub test_size: usize,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_classes() -> usize {
+    10
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Augment {
+    #[serde(default)]
+    pub random_crop_padding: i64,
+    #[serde(default)]
+    pub horizontal_flip: bool,
+}
+
+impl Default for Augment {
+    fn default() -> Self {
+        Augment { random_crop_padding: 4, horizontal_flip: true }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalize {
+    #[serde(default = "default_scale")]
+    pub scale: f64,
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+}
+
+fn default_scale() -> f64 {
+    1.0 / 255.0
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeacherOutput {
+    Logits,
+    Probabilities,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherEntry {
+    pub name: String,
+    pub onnx: PathBuf,
+    pub input: TeacherInput,
+    #[serde(default = "default_output")]
+    pub output: TeacherOutput,
+}
+
+fn default_output() -> TeacherOutput {
+    TeacherOutput::Logits
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherInput {
+    #[serde(default = "default_layout")]
+    pub layout: Layout,
+    #[serde(default = "default_scale")]
+    pub scale: f64,
+    #[serde(default = "zeros")]
+    pub mean: [f64; 3],
+    #[serde(default = "ones")]
+    pub std: [f64; 3],
+}
+
+fn default_layout() -> Layout {
+    Layout::Nchw
+}
+fn zeros() -> [f64; 3] {
+    [0.0; 3]
+}
+fn ones() -> [f64; 3] {
+    [1.0; 3]
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Student {
+    pub arch: String,
+    #[serde(default = "one")]
+    pub width: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distill {
+    /// `none` trains on labels only; otherwise a method name from `distill::methods`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    #[serde(default)]
+    pub loss_weights: LossWeights,
+}
+
+fn default_method() -> String {
+    "none".into()
+}
+fn default_temperature() -> f64 {
+    4.0
+}
+
+impl Default for Distill {
+    fn default() -> Self {
+        Distill { method: default_method(), temperature: default_temperature(), loss_weights: LossWeights::default() }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossWeights {
+    #[serde(default = "one")]
+    pub ce: f64,
+    #[serde(default = "one")]
+    pub kd: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        LossWeights { ce: 1.0, kd: 1.0 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Train {
+    pub epochs: usize,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub optimizer: Optimizer,
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Also train the same student without teachers under the same budget, for comparison.
+    #[serde(default)]
+    pub baseline: bool,
+    /// CPU threads for libtorch (0 = libtorch's default).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+fn default_batch() -> usize {
+    64
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Optimizer {
+    Sgd(Sgd),
+}
+
+impl Default for Optimizer {
+    fn default() -> Self {
+        Optimizer::Sgd(Sgd::default())
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sgd {
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    #[serde(default = "yes")]
+    pub nesterov: bool,
+    #[serde(default = "default_wd")]
+    pub weight_decay: f64,
+}
+
+impl Default for Sgd {
+    fn default() -> Self {
+        Sgd { lr: default_lr(), momentum: default_momentum(), nesterov: true, weight_decay: default_wd() }
+    }
+}
+
+fn default_lr() -> f64 {
+    0.05
+}
+fn default_momentum() -> f64 {
+    0.9
+}
+fn default_wd() -> f64 {
+    5e-4
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Schedule {
+    /// Multiply the rate by `gamma` when the epoch (counted from 1) passes each milestone.
+    Step { milestones: Vec<usize>, gamma: f64 },
+    /// Cosine decay to zero over all training steps.
+    Cosine {},
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule::Cosine {}
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Export {
+    #[serde(default = "default_opset")]
+    pub opset: i64,
+}
+
+fn default_opset() -> i64 {
+    13
+}
+
+impl Default for Export {
+    fn default() -> Self {
+        Export { opset: default_opset() }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validate {
+    #[serde(default)]
+    pub gates: Vec<Gate>,
+}
+
+/// One pass/fail rule on the final student: `min`, `max`, or a drop relative to a reference.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    pub metric: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// `best_teacher`, `teacher_ensemble` or `baseline`.
+    pub max_drop_vs: Option<String>,
+    pub value: Option<f64>,
+}

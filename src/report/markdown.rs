@@ -1,0 +1,73 @@
+//! `report.md`: the report as a page a person reads: verdict, teachers, student, fidelity,
+//! gates, per-epoch metrics and stage times.
+
+use super::{Report, TrainingRecord};
+use std::fmt::Write;
+
+fn pct(v: f64) -> String {
+    format!("{:.2}%", 100.0 * v)
+}
+
+pub fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let verdict = if r.passed { "PASS" } else { "FAIL" };
+    let _ = writeln!(s, "# {}: {verdict}\n", r.recipe);
+    let v = &r.versions;
+    let _ = writeln!(
+        s,
+        "compress {} · tch {} · libtorch {} (CUDA {}) · ONNX Runtime {} · device `{}` · seed {}\n",
+        v.compress, v.tch, v.libtorch, v.libtorch_cuda, v.onnxruntime, r.device, r.seed
+    );
+    if !r.teachers.is_empty() {
+        let _ = writeln!(s, "## Teachers\n\n| name | top-1 (our import) | top-1 (ONNX Runtime) | agreement | execution | sha256 |\n|---|---|---|---|---|---|");
+        for t in &r.teachers {
+            let _ = writeln!(s, "| {} | {} | {} | {} | {} | `{}…` |", t.name, pct(t.top1_tch), pct(t.top1_ort), pct(t.top1_agreement_tch_vs_ort), t.execution, &t.sha256[..12]);
+        }
+        if let Some(e) = r.teacher_ensemble_top1 {
+            let _ = writeln!(s, "\nEnsemble (mean probabilities): {}\n", pct(e));
+        }
+    }
+    let _ = writeln!(s, "## Student\n");
+    training_summary(&mut s, "distilled", &r.training);
+    if let Some(b) = &r.baseline {
+        training_summary(&mut s, "baseline (labels only)", b);
+    }
+    let f = &r.fidelity;
+    let _ = writeln!(
+        s,
+        "\n## Exported model in ONNX Runtime\n\n{} test images: top-1 {} (tch {}), top-5 {}; top-1 agreement tch vs ORT {}; logits max abs diff {:.3e}, max rel diff {:.3e}\n",
+        f.images, pct(f.top1_ort), pct(f.top1_tch), pct(f.top5_ort), pct(f.top1_agreement_tch_vs_ort), f.max_abs_diff, f.max_rel_diff
+    );
+    for e in &r.exported {
+        let _ = writeln!(s, "- `{}`: {} bytes, opset {}, weights {}, sha256 `{}`", e.path, e.bytes, e.opset, e.weight_storage, e.sha256);
+    }
+    if !r.gates.is_empty() {
+        let _ = writeln!(s, "\n## Gates\n\n| metric | rule | threshold | value | verdict |\n|---|---|---|---|---|");
+        for g in &r.gates {
+            let _ = writeln!(s, "| {} | {} | {:.4} | {:.4} | {} |", g.metric, g.rule, g.threshold, g.value, if g.passed { "pass" } else { "FAIL" });
+        }
+    }
+    let _ = writeln!(s, "\n## Epochs ({})\n\n| epoch | lr | losses | train top-1 | test top-1 | teacher weights | seconds |\n|---|---|---|---|---|---|---|", r.training.method);
+    for e in &r.training.epochs {
+        let losses: Vec<String> = e.losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        let w = e.teacher_weights.as_ref().map(|w| w.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" / ")).unwrap_or_default();
+        let _ = writeln!(s, "| {} | {:.5} | {} | {} | {} | {} | {:.1} |", e.epoch, e.lr, losses.join(", "), pct(e.train_top1), pct(e.test_top1), w, e.seconds);
+    }
+    let _ = writeln!(s, "\n## Stages\n");
+    for (name, secs) in &r.stages {
+        let _ = writeln!(s, "- {name}: {secs:.1} s");
+    }
+    s
+}
+
+fn training_summary(s: &mut String, label: &str, t: &TrainingRecord) {
+    let _ = writeln!(
+        s,
+        "- {label} (`{}`): best top-1 {} (epoch {}), final {} in {:.0} s",
+        t.method,
+        pct(t.best_top1),
+        t.best_epoch,
+        pct(t.final_top1),
+        t.seconds
+    );
+}

@@ -1,0 +1,50 @@
+//! CIFAR-style ResNet (He et al. 2016, §4.2; the RepDistiller `resnet8…110` family): a 3×3 stem,
+//! three stages of BasicBlocks with 16·w, 32·w, 64·w channels, depth = 6n + 2, 1×1 projection
+//! shortcuts where the shape changes.
+
+use super::ArchSpec;
+use crate::bad_input;
+use crate::graph::builder::GraphBuilder;
+use crate::graph::Graph;
+use tch::Device;
+
+pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Graph> {
+    let depth: i64 = arch.trim_start_matches("resnet").parse().map_err(|_| bad_input!("bad resnet name `{arch}`"))?;
+    if (depth - 2) % 6 != 0 {
+        return Err(bad_input!("CIFAR ResNet depth must be 6n+2, got {depth}"));
+    }
+    let n = (depth - 2) / 6;
+    let widths: Vec<i64> = [16.0, 32.0, 64.0].iter().map(|c| ((c * spec.width).round() as i64).max(1)).collect();
+    let mut b = GraphBuilder::new(arch, 13, 3, spec.image_size, device);
+    let x = b.input();
+    let x = b.conv("conv1", &x, 3, widths[0], 3, 1, 1);
+    let x = b.batch_norm("bn1", &x, widths[0]);
+    let mut x = b.relu("relu", &x);
+    let mut cin = widths[0];
+    for (stage, &cout) in widths.iter().enumerate() {
+        for i in 0..n {
+            let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+            x = basic_block(&mut b, &format!("layer{}.{i}", stage + 1), &x, cin, cout, stride);
+            cin = cout;
+        }
+    }
+    let x = b.pool_flatten("pool", &x);
+    let x = b.linear("fc", &x, cin, spec.num_classes);
+    Ok(b.finish(&x, spec.num_classes))
+}
+
+fn basic_block(b: &mut GraphBuilder, p: &str, x: &str, cin: i64, cout: i64, stride: i64) -> String {
+    let y = b.conv(&format!("{p}.conv1"), x, cin, cout, 3, stride, 1);
+    let y = b.batch_norm(&format!("{p}.bn1"), &y, cout);
+    let y = b.relu(&format!("{p}.relu1"), &y);
+    let y = b.conv(&format!("{p}.conv2"), &y, cout, cout, 3, 1, 1);
+    let y = b.batch_norm(&format!("{p}.bn2"), &y, cout);
+    let shortcut = if stride != 1 || cin != cout {
+        let s = b.conv(&format!("{p}.downsample.0"), x, cin, cout, 1, stride, 1);
+        b.batch_norm(&format!("{p}.downsample.1"), &s, cout)
+    } else {
+        x.to_string()
+    };
+    let y = b.add(&format!("{p}.add"), &y, &shortcut);
+    b.relu(&format!("{p}.relu2"), &y)
+}

@@ -1,0 +1,61 @@
+//! Shared helpers for the integration tests: run the real binary in a temporary folder, find
+//! `../shared`, write small recipes.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_compress"))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The material every developer and CI has beside the checkout.
+pub fn shared() -> PathBuf {
+    let p = repo().join("../shared");
+    assert!(p.is_dir(), "../shared must lie beside the checkout (it holds the real data and teachers)");
+    p
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run_in(dir: &Path, args: &[&str]) -> Run {
+    let out: Output = bin().args(args).current_dir(dir).output().expect("the binary runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A recipe on a tiny synthetic set, with `teachers` (YAML list text) and extra top-level YAML.
+pub fn tiny_recipe(teachers: &str, method: &str) -> String {
+    format!(
+        r#"version: 1
+name: tiny
+seed: 3
+device: cpu
+data:
+  format: synthetic
+  image_size: 32
+  synthetic: {{num_classes: 10, train_size: 256, test_size: 128, seed: 7}}
+  normalize: {{mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}}
+teachers: {teachers}
+student: {{arch: resnet8, width: 0.5}}
+distill: {{method: {method}}}
+train: {{epochs: 1, batch_size: 32, threads: 2}}
+validate:
+  gates:
+    - {{metric: top1_agreement_tch_vs_ort, min: 0.99}}
+    - {{metric: max_rel_diff_tch_vs_ort, max: 1.0e-4}}
+"#
+    )
+}

@@ -1,0 +1,59 @@
+//! Bad recipes exit 2 with a message naming the key, file or node, before any training.
+
+mod common;
+use common::*;
+
+#[test]
+fn unknown_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = tiny_recipe("[]", "none").replace("train:", "trian: {epochs: 1}\ntrain:");
+    std::fs::write(dir.path().join("r.yaml"), text).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("trian"), "{}", r.stderr);
+    assert!(!dir.path().join("out").exists(), "nothing may be written for a bad recipe");
+}
+
+#[test]
+fn unknown_override_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe("[]", "none")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml", "--set", "train.epochz=3"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("epochz"), "{}", r.stderr);
+}
+
+#[test]
+fn missing_teacher_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let teachers = "[{name: ghost, onnx: nowhere/ghost.onnx, input: {layout: nchw}}]";
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe(teachers, "ca_mkd")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("ghost.onnx") && r.stderr.contains("teachers.0"), "{}", r.stderr);
+}
+
+#[test]
+fn unsupported_ops_are_all_named_before_training() {
+    use compress::graph::builder::GraphBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = GraphBuilder::new("odd", 13, 3, 32, tch::Device::Cpu);
+    let x = b.input();
+    let y = b.node("NotARealOp", "mystery_node", &[&x], vec![]);
+    let z = b.node("AlsoNotReal", "second_mystery", &[&y], vec![]);
+    let p = b.pool_flatten("pool", &z);
+    let graph = b.finish(&p, 3);
+    let model = graph.to_model(8).unwrap();
+    compress::onnx::model_file::write(&model, &dir.path().join("odd.onnx")).unwrap();
+    let teachers = "[{name: odd, onnx: odd.onnx, input: {layout: nchw}}]";
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe(teachers, "aver")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("mystery_node") && r.stderr.contains("NotARealOp"), "{}", r.stderr);
+    assert!(r.stderr.contains("second_mystery"), "every unsupported node is listed: {}", r.stderr);
+    assert!(!r.stderr.contains("epoch 1/"), "no training may start: {}", r.stderr);
+
+    let inspect = run_in(dir.path(), &["inspect", "odd.onnx"]);
+    assert_eq!(inspect.code, 2, "{}", inspect.stderr);
+    assert!(inspect.stdout.contains("mystery_node"), "{}", inspect.stdout);
+}
