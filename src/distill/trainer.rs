@@ -13,7 +13,7 @@ use crate::data::ImageSet;
 use crate::graph::RunMode;
 use crate::metrics;
 use crate::progress::Progress;
-use crate::recipe::schema::{Optimizer, Train};
+use crate::recipe::schema::Train;
 use crate::teacher::Teacher;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -53,7 +53,7 @@ pub struct TrainInputs<'a> {
 }
 
 pub fn train(student: &Student, method: &dyn Method, cfg: &Train, inp: &TrainInputs) -> anyhow::Result<TrainOutcome> {
-    let Optimizer::Sgd(sgd) = &cfg.optimizer;
+    let sgd = &cfg.optimizer.sgd;
     let mut opt = tch::nn::Sgd { momentum: sgd.momentum, dampening: 0.0, wd: sgd.weight_decay, nesterov: sgd.nesterov }
         .build(&student.vs, sgd.lr)?;
     let mut rng = Rng::new(inp.seed);

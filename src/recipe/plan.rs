@@ -80,6 +80,9 @@ impl Plan {
         if recipe.train.epochs == 0 || recipe.train.batch_size == 0 {
             problems.push("train.epochs and train.batch_size must be positive".into());
         }
+        if recipe.train.schedule.step.is_some() && recipe.train.schedule.cosine.is_some() {
+            problems.push("train.schedule: give one of step or cosine".into());
+        }
         if !(13..=21).contains(&recipe.export.opset) {
             problems.push(format!("export.opset: {} is outside the supported 13..=21", recipe.export.opset));
         }

@@ -222,16 +222,12 @@ fn default_batch() -> usize {
     64
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum Optimizer {
-    Sgd(Sgd),
-}
-
-impl Default for Optimizer {
-    fn default() -> Self {
-        Optimizer::Sgd(Sgd::default())
-    }
+/// The optimizer, written as a one-key map (`{sgd: {...}}`); SGD is the one supported today.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Optimizer {
+    #[serde(default)]
+    pub sgd: Sgd,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -266,20 +262,26 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum Schedule {
+/// The learning-rate schedule as a one-key map: `{step: {milestones, gamma}}` or `{cosine: {}}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
     /// Multiply the rate by `gamma` when the epoch (counted from 1) passes each milestone.
-    Step { milestones: Vec<usize>, gamma: f64 },
-    /// Cosine decay to zero over all training steps.
-    Cosine {},
+    pub step: Option<StepSchedule>,
+    /// Cosine decay to zero over all training steps (the default when no schedule is given).
+    pub cosine: Option<Cosine>,
 }
 
-impl Default for Schedule {
-    fn default() -> Self {
-        Schedule::Cosine {}
-    }
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSchedule {
+    pub milestones: Vec<usize>,
+    pub gamma: f64,
 }
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cosine {}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -46,17 +46,25 @@ pub fn environment() -> anyhow::Result<&'static ort::environment::Environment> {
     static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
     let env = ENV.get_or_init(|| {
         let path = dylib_path().map_err(|e| format!("{e:#}"))?;
+        let _ = LOADED_FROM.set(path.clone());
         let builder = ort::init_from(&path).map_err(|e| format!("loading ONNX Runtime from {}: {e}", path.display()))?;
         builder.with_name("compress").build().map_err(|e| format!("creating the ONNX Runtime environment: {e}"))
     });
     env.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// The ONNX Runtime version string reported by the loaded library.
+static LOADED_FROM: OnceLock<PathBuf> = OnceLock::new();
+
+/// The ONNX Runtime version, read from the loaded library's versioned file name
+/// (`libonnxruntime.so.1.31.1`), which `ort::init_from` has already checked to be compatible.
 pub fn version() -> String {
-    match environment() {
-        Ok(_) => ort::info().split(',').next().unwrap_or("").trim().to_string(),
-        Err(_) => "unavailable".into(),
+    if environment().is_err() {
+        return "unavailable".into();
+    }
+    let name = LOADED_FROM.get().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("");
+    match name.split_once(".so.") {
+        Some((_, v)) => v.to_string(),
+        None => name.to_string(),
     }
 }
 
