@@ -193,10 +193,10 @@ mod tests {
         let f = dir.path().join("a").join("x.png");
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(&f, b"12345").unwrap();
-        let k1 = cache_key(dir.path(), &[f.clone()]).unwrap();
-        assert_eq!(k1, cache_key(dir.path(), &[f.clone()]).unwrap());
+        let k1 = cache_key(dir.path(), std::slice::from_ref(&f)).unwrap();
+        assert_eq!(k1, cache_key(dir.path(), std::slice::from_ref(&f)).unwrap());
         assert_eq!(k1.len(), 64);
         std::fs::write(&f, b"123456").unwrap();
-        assert_ne!(k1, cache_key(dir.path(), &[f.clone()]).unwrap());
+        assert_ne!(k1, cache_key(dir.path(), std::slice::from_ref(&f)).unwrap());
     }
 }

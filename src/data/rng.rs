@@ -10,10 +10,7 @@
 /// so that nearby seeds give unrelated streams) and, through [`mix64`], as a cheap hash.
 pub fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    finalize64(*state)
 }
 
 /// Stateless 64-bit hash (the SplitMix64 output of `x`): derives independent per-sample or

@@ -99,6 +99,10 @@ impl Plan {
                 continue;
             }
             let pre = Preprocess { layout: t.input.layout.clone(), scale: t.input.scale, mean: t.input.mean, std: t.input.std };
+            if let Err(e) = pre.validate(&format!("teachers.{i}.input")) {
+                problems.push(format!("{e:#}"));
+                continue;
+            }
             match Teacher::load(&t.name, &t.onnx, pre, t.output, recipe.data.image_size as i64, device) {
                 Ok(teacher) => teachers.push(teacher),
                 Err(e) if is_bad_input(&e) => problems.push(format!("teachers.{i} ({}): {e:#}", t.name)),
@@ -135,10 +139,25 @@ fn check_data(recipe: &mut Recipe, base: &Path, problems: &mut Vec<String>) {
                 }
             }
         }
-        DataFormat::Synthetic => {
-            if data.synthetic.is_none() {
-                problems.push("data.synthetic: required for format synthetic (train_size, test_size)".into());
+        DataFormat::Synthetic => match &data.synthetic {
+            None => problems.push("data.synthetic: required for format synthetic (train_size, test_size)".into()),
+            Some(s) => {
+                let spec = crate::data::synthetic::SyntheticSpec {
+                    seed: s.seed,
+                    num_classes: s.num_classes,
+                    train_size: s.train_size,
+                    test_size: s.test_size,
+                    image_size: data.image_size,
+                };
+                if let Err(e) = spec.validate("data.synthetic") {
+                    problems.push(format!("{e:#}"));
+                }
             }
-        }
+        },
+    }
+    let n = &data.normalize;
+    let student = Preprocess { layout: Layout::Nchw, scale: n.scale, mean: n.mean, std: n.std };
+    if let Err(e) = student.validate("data.normalize") {
+        problems.push(format!("{e:#}"));
     }
 }
