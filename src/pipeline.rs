@@ -106,7 +106,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
         recipe: r.name.clone(),
         recipe_sha256: plan.recipe_sha256.clone(),
         versions: Versions::current(),
-        device: format!("{:?}", plan.device),
+        device: report::device_name(plan.device),
         seed: r.seed,
         data: data_summary(&plan, &train_set, &test_set),
         teachers,
@@ -149,7 +149,7 @@ fn prepare_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {
 fn print_plan(plan: &Plan, out: &Path) {
     let r = &plan.recipe;
     eprintln!("recipe `{}` → {}", r.name, out.display());
-    eprintln!("device {:?}; student {} (width {}); method {}; {} epochs, batch {}", plan.device, r.student.arch, r.student.width, r.distill.method, r.train.epochs, r.train.batch_size);
+    eprintln!("device {}; student {} (width {}); method {}; {} epochs, batch {}", report::device_name(plan.device), r.student.arch, r.student.width, r.distill.method, r.train.epochs, r.train.batch_size);
     for t in &plan.teachers {
         eprintln!("teacher `{}`: {} (opset {}, {} parameters, {})", t.name, t.path.display(), t.opset, t.parameters, t.execution);
     }

@@ -6,7 +6,6 @@ use crate::data::preprocess::Preprocess;
 use crate::data::ImageSet;
 use crate::graph::ir::is_float;
 use crate::graph::{Executor, Graph, RunMode};
-use std::collections::HashSet;
 use tch::{nn, Device, Tensor};
 
 pub struct Student {
@@ -16,17 +15,10 @@ pub struct Student {
     device: Device,
 }
 
-/// Initializer names that must not be trained: (op, input position) pairs.
-const FROZEN_INPUTS: &[(&str, usize)] = &[("BatchNormalization", 3), ("BatchNormalization", 4), ("Clip", 1), ("Clip", 2)];
-
 impl Student {
     pub fn new(mut graph: Graph, device: Device) -> anyhow::Result<Student> {
         graph.to_device(device);
-        let frozen: HashSet<String> = graph
-            .nodes
-            .iter()
-            .flat_map(|n| FROZEN_INPUTS.iter().filter(|(op, _)| *op == n.op_type).filter_map(|(_, i)| n.input.get(*i).cloned()))
-            .collect();
+        let frozen = graph.non_parameter_initializers();
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         for (name, t) in graph.initializers.iter_mut() {

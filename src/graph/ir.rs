@@ -118,11 +118,23 @@ impl Graph {
         }
     }
 
-    /// Number of elements in float initializers (the parameter count users expect).
+    /// Float initializers that are state or constants rather than parameters: the running
+    /// statistics of BatchNormalization and the bounds of Clip.
+    pub fn non_parameter_initializers(&self) -> HashSet<String> {
+        const STATE_INPUTS: &[(&str, usize)] = &[("BatchNormalization", 3), ("BatchNormalization", 4), ("Clip", 1), ("Clip", 2)];
+        self.nodes
+            .iter()
+            .flat_map(|n| STATE_INPUTS.iter().filter(|(op, _)| *op == n.op_type).filter_map(|(_, i)| n.input.get(*i).cloned()))
+            .collect()
+    }
+
+    /// Number of parameter elements (float initializers that are not state), the count
+    /// PyTorch's `sum(p.numel() for p in model.parameters())` gives.
     pub fn parameter_count(&self) -> i64 {
+        let state = self.non_parameter_initializers();
         self.initializers
             .iter()
-            .filter(|(_, t)| is_float(t.kind()))
+            .filter(|(name, t)| is_float(t.kind()) && !state.contains(name))
             .map(|(_, t)| t.numel() as i64)
             .sum()
     }

@@ -15,8 +15,8 @@ pub fn render(r: &Report) -> String {
     let v = &r.versions;
     let _ = writeln!(
         s,
-        "compress {} · tch {} · libtorch {} (CUDA {}) · ONNX Runtime {} · device `{}` · seed {}\n",
-        v.compress, v.tch, v.libtorch, v.libtorch_cuda, v.onnxruntime, r.device, r.seed
+        "compress {} · tch {} · libtorch {} (built for CUDA {}, {} device(s) visible) · ONNX Runtime {} · device `{}` · seed {}\n",
+        v.compress, v.tch, v.libtorch, v.libtorch_cuda, v.cuda_devices, v.onnxruntime, r.device, r.seed
     );
     if !r.teachers.is_empty() {
         let _ = writeln!(s, "## Teachers\n\n| name | top-1 (our import) | top-1 (ONNX Runtime) | agreement | execution | sha256 |\n|---|---|---|---|---|---|");

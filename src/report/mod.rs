@@ -16,6 +16,8 @@ pub struct Versions {
     pub libtorch: String,
     pub libtorch_cuda: String,
     pub onnxruntime: String,
+    /// CUDA devices libtorch sees in this process (0 on a CPU-only machine).
+    pub cuda_devices: i64,
 }
 
 impl Versions {
@@ -26,6 +28,7 @@ impl Versions {
             libtorch: option_env!("COMPRESS_LIBTORCH_VERSION").unwrap_or("unknown").into(),
             libtorch_cuda: option_env!("COMPRESS_LIBTORCH_CUDA").unwrap_or("unknown").into(),
             onnxruntime: crate::runtime::version(),
+            cuda_devices: if tch::Cuda::is_available() { tch::Cuda::device_count() } else { 0 },
         }
     }
 }
@@ -94,6 +97,15 @@ pub struct Report {
     pub passed: bool,
     /// Wall time per stage, seconds.
     pub stages: Vec<(String, f64)>,
+}
+
+/// A device as users write it in recipes: `cpu`, `cuda:0`.
+pub fn device_name(d: tch::Device) -> String {
+    match d {
+        tch::Device::Cpu => "cpu".into(),
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
