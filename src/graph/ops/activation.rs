@@ -5,7 +5,8 @@
 //! from 11 (an empty input name means unbounded); Softmax/LogSoftmax before opset 13 flatten the
 //! input to 2-D at `axis` (default 1), from 13 they work on one axis (default -1).
 
-use super::{norm_axis, single, Kernel, NodeCtx, Registry};
+use super::{norm_axis, single, unary, Kernel, NodeCtx, Registry};
+use tch::Tensor;
 
 pub fn register(reg: &mut Registry) {
     reg.insert("Relu", relu);
@@ -22,7 +23,7 @@ pub fn register(reg: &mut Registry) {
 }
 
 fn relu(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| Ok(ins.get(0)?.f_relu()?)))
+    Ok(unary(Tensor::f_relu))
 }
 
 fn leaky_relu(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
@@ -54,7 +55,7 @@ fn clip(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
 }
 
 fn sigmoid(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| Ok(ins.get(0)?.f_sigmoid()?)))
+    Ok(unary(Tensor::f_sigmoid))
 }
 
 fn hard_sigmoid(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
@@ -65,15 +66,15 @@ fn hard_sigmoid(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
 }
 
 fn hard_swish(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| Ok(ins.get(0)?.f_hardswish()?)))
+    Ok(unary(Tensor::f_hardswish))
 }
 
 fn tanh(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| Ok(ins.get(0)?.f_tanh()?)))
+    Ok(unary(Tensor::f_tanh))
 }
 
 fn erf(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| Ok(ins.get(0)?.f_erf()?)))
+    Ok(unary(Tensor::f_erf))
 }
 
 fn gelu(ctx: &NodeCtx) -> anyhow::Result<Kernel> {

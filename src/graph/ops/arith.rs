@@ -4,7 +4,7 @@
 //! ONNX integer division truncates toward zero (torch's `/` would give floats). Gemm computes
 //! alpha·A'·B' + beta·C with optional transposes; C is optional from opset 11.
 
-use super::{single, Inputs, Kernel, NodeCtx, Registry};
+use super::{binary, single, unary, Kernel, NodeCtx, Registry};
 use crate::graph::ir::is_float;
 use tch::Tensor;
 
@@ -28,97 +28,60 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Gemm", gemm);
 }
 
-/// Both operands of a binary op, with the second moved to the first's device when one of them
-/// is a host-side scalar or shape value.
-fn pair<'a>(ins: &'a Inputs) -> anyhow::Result<(&'a Tensor, Tensor)> {
-    let a = ins.get(0)?;
-    let b = ins.get(1)?;
-    let b = if b.device() != a.device() && b.dim() > 0 { b.f_to_device(a.device())? } else { b.shallow_clone() };
-    Ok((a, b))
-}
-
 fn add(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| {
-        let (a, b) = pair(ins)?;
-        Ok(a.f_add(&b)?)
-    }))
+    Ok(binary(Tensor::f_add))
 }
 
 fn sub(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| {
-        let (a, b) = pair(ins)?;
-        Ok(a.f_sub(&b)?)
-    }))
+    Ok(binary(Tensor::f_sub))
 }
 
 fn mul(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| {
-        let (a, b) = pair(ins)?;
-        Ok(a.f_mul(&b)?)
-    }))
+    Ok(binary(Tensor::f_mul))
 }
 
 fn div(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| {
-        let (a, b) = pair(ins)?;
-        if is_float(a.kind()) {
-            Ok(a.f_div(&b)?)
-        } else {
-            Ok(a.f_div_tensor_mode(&b, "trunc")?)
-        }
-    }))
+    Ok(binary(|a, b| if is_float(a.kind()) { a.f_div(b) } else { a.f_div_tensor_mode(b, "trunc") }))
 }
 
 fn pow(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| {
-        let (a, b) = pair(ins)?;
-        Ok(a.f_pow(&b)?.f_to_kind(a.kind())?)
-    }))
+    Ok(binary(|a, b| a.f_pow(b)?.f_to_kind(a.kind())))
 }
 
 fn sqrt(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| Ok(ins.get(0)?.f_sqrt()?)))
+    Ok(unary(Tensor::f_sqrt))
 }
 
 fn exp(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| Ok(ins.get(0)?.f_exp()?)))
+    Ok(unary(Tensor::f_exp))
 }
 
 fn log(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| Ok(ins.get(0)?.f_log()?)))
+    Ok(unary(Tensor::f_log))
 }
 
 fn neg(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| Ok(ins.get(0)?.f_neg()?)))
+    Ok(unary(Tensor::f_neg))
 }
 
 fn abs(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| Ok(ins.get(0)?.f_abs()?)))
+    Ok(unary(Tensor::f_abs))
 }
 
 fn reciprocal(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| Ok(ins.get(0)?.f_reciprocal()?)))
+    Ok(unary(Tensor::f_reciprocal))
 }
 
 fn equal(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| {
-        let (a, b) = pair(ins)?;
-        Ok(a.f_eq_tensor(&b)?)
-    }))
+    Ok(binary(Tensor::f_eq_tensor))
 }
 
 fn less(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| {
-        let (a, b) = pair(ins)?;
-        Ok(a.f_lt_tensor(&b)?)
-    }))
+    Ok(binary(Tensor::f_lt_tensor))
 }
 
 fn greater(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| {
-        let (a, b) = pair(ins)?;
-        Ok(a.f_gt_tensor(&b)?)
-    }))
+    Ok(binary(Tensor::f_gt_tensor))
 }
 
 fn where_(_: &NodeCtx) -> anyhow::Result<Kernel> {
@@ -131,10 +94,7 @@ fn where_(_: &NodeCtx) -> anyhow::Result<Kernel> {
 }
 
 fn matmul(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(single(|ins, _| {
-        let (a, b) = pair(ins)?;
-        Ok(a.f_matmul(&b)?)
-    }))
+    Ok(binary(Tensor::f_matmul))
 }
 
 fn gemm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {

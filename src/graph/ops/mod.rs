@@ -128,6 +128,24 @@ where
     Box::new(move |ins, ctx| Ok(vec![f(ins, ctx)?]))
 }
 
+/// A kernel applying one fallible tch method to the single input (`Tensor::f_relu`, …).
+pub fn unary(f: fn(&Tensor) -> Result<Tensor, tch::TchError>) -> Kernel {
+    single(move |ins, _| Ok(f(ins.get(0)?)?))
+}
+
+/// A kernel applying one fallible broadcasting tch method to the two inputs; a host-side
+/// operand (shape arithmetic, scalar constants) is moved to the other's device first.
+pub fn binary(f: fn(&Tensor, &Tensor) -> Result<Tensor, tch::TchError>) -> Kernel {
+    single(move |ins, _| {
+        let a = ins.get(0)?;
+        let b = ins.get(1)?;
+        if b.device() != a.device() && b.dim() > 0 {
+            return Ok(f(a, &b.f_to_device(a.device())?)?);
+        }
+        Ok(f(a, b)?)
+    })
+}
+
 /// Normalizes a possibly negative axis against a rank, with an error naming the node.
 pub fn norm_axis(node: &NodeProto, axis: i64, rank: i64) -> anyhow::Result<i64> {
     let a = if axis < 0 { axis + rank } else { axis };
