@@ -70,3 +70,35 @@ fn missing_onnx_runtime_library_is_a_runtime_failure() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("/nonexistent/libonnxruntime.so.1.31.1"), "{stderr}");
 }
+
+/// A teacher file written by the library: an untrained CIFAR ResNet-8 with `classes` outputs.
+fn write_resnet8(path: &std::path::Path, classes: i64) {
+    let spec = compress::zoo::ArchSpec { num_classes: classes, width: 0.5, image_size: 32 };
+    let graph = compress::zoo::build("resnet8", &spec, tch::Device::Cpu).unwrap();
+    compress::onnx::model_file::write(&graph.to_model(8).unwrap(), path).unwrap();
+}
+
+#[test]
+fn unknown_tap_and_wrong_class_count_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_resnet8(&dir.path().join("ten.onnx"), 10);
+    write_resnet8(&dir.path().join("seven.onnx"), 7);
+    let teachers = "[{name: tapped, onnx: ten.onnx, input: {layout: nchw}, taps: {feat: no_such_value}}, \
+                    {name: seven, onnx: seven.onnx, input: {layout: nchw}}]";
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe(teachers, "aver")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no_such_value") && r.stderr.contains("teachers.0"), "{}", r.stderr);
+    assert!(r.stderr.contains("predicts 7 classes") && r.stderr.contains("teachers.1"), "{}", r.stderr);
+}
+
+#[test]
+fn a_real_stage_tap_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    write_resnet8(&dir.path().join("t.onnx"), 10);
+    let teachers = "[{name: tapped, onnx: t.onnx, input: {layout: nchw}, taps: {last: layer3.0.relu2}}]";
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe(teachers, "aver")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml", "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!dir.path().join("out/tiny/report.json").exists(), "a dry run writes no report");
+}

@@ -8,6 +8,7 @@ dynamo (torch.export-based, its default opset). Every file has a dynamic batch d
 import json
 import sys
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -37,6 +38,33 @@ MODELS = {
 }
 
 
+class manual_attention:
+    """Replaces scaled_dot_product_attention by its textbook form while exporting: the
+    TorchScript exporter has no opset-13 symbolic for it, and this is how such models reach
+    opset 13 in practice."""
+
+    def __enter__(self):
+        self.saved = torch.nn.functional.scaled_dot_product_attention
+
+        def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+            s = scale if scale is not None else q.shape[-1] ** -0.5
+            return torch.softmax(q @ k.transpose(-2, -1) * s, dim=-1) @ v
+
+        torch.nn.functional.scaled_dot_product_attention = sdpa
+
+    def __exit__(self, *exc):
+        torch.nn.functional.scaled_dot_product_attention = self.saved
+
+
+def randomize_zero_parameters(model):
+    """Zero-initialized weights (ViT's head, for one) would make every logit 0 and the
+    comparison meaningless; give them small random values."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0.0, 0.02)
+
+
 def export(model, size, path, exporter):
     x = torch.randn(2, 3, size, size)
     if exporter == "dynamo":
@@ -45,8 +73,9 @@ def export(model, size, path, exporter):
                           dynamic_shapes={"x": {0: batch}})
     else:
         opset = int(exporter[2:])
-        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        with manual_attention() if opset < 14 else nullcontext():
+            torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
 
 
 def main():
@@ -59,6 +88,7 @@ def main():
         if only and name not in only:
             continue
         model = make().eval()
+        randomize_zero_parameters(model)
         for exporter in ("ts13", "ts17", "dynamo"):
             path = out / f"{name}.{exporter}.onnx"
             entry = {"model": name, "exporter": exporter, "file": path.name, "image_size": size}

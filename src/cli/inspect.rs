@@ -1,10 +1,11 @@
 //! `compress inspect MODEL.onnx [--json] [--verify]`: inputs, outputs, opset, producer, op
-//! histogram, parameter count, unsupported ops; `--verify` runs our tch import and ONNX Runtime
+//! histogram, parameter count, unsupported ops, candidate feature taps; `--verify` runs our tch import and ONNX Runtime
 //! on the same random input and reports, per output, max_abs_diff and max_rel_diff.
 
 use crate::bad_input;
 use crate::graph::exec::unsupported_nodes;
-use crate::graph::{Dim, Executor, Graph, RunMode};
+use crate::graph::taps::candidate_taps;
+use crate::graph::{Dim, Executor, Graph};
 use crate::metrics;
 use crate::runtime::OrtModel;
 use clap::Args;
@@ -45,8 +46,15 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<i32> {
         "ops": ops,
         "unsupported": unsupported,
     });
-    if a.verify && unsupported.is_empty() {
-        info["verify"] = verify(&graph, a)?;
+    if unsupported.is_empty() {
+        let x = probe_input(&graph, a)?;
+        let names: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
+        let exec = Executor::compile(&graph, &names, Device::Cpu)?;
+        let (ours, shapes) = tch::no_grad(|| exec.run_traced(&[&x]))?;
+        info["taps"] = json!(candidate_taps(&graph, &shapes));
+        if a.verify {
+            info["verify"] = verify(a, &x, &names, &ours)?;
+        }
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
@@ -59,31 +67,38 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn verify(graph: &Graph, a: &InspectArgs) -> anyhow::Result<serde_json::Value> {
+/// A seeded random input of the declared shape, with `--batch` for a symbolic batch.
+fn probe_input(graph: &Graph, a: &InspectArgs) -> anyhow::Result<Tensor> {
     let input = graph.inputs.first().ok_or_else(|| bad_input!("{}: the model has no inputs", a.model.display()))?;
-    let shape: Vec<i64> = input.dims.iter().enumerate().map(|(i, d)| match d {
-        Dim::Fixed(v) => *v,
-        Dim::Symbolic(_) if i == 0 => a.batch,
-        Dim::Symbolic(_) => 1,
-    }).collect();
+    let shape: Vec<i64> = input
+        .dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match d {
+            Dim::Fixed(v) => *v,
+            Dim::Symbolic(_) if i == 0 => a.batch,
+            Dim::Symbolic(_) => 1,
+        })
+        .collect();
     tch::manual_seed(0);
-    let x = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu));
-    let names: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
-    let exec = Executor::compile(graph, &names, Device::Cpu)?;
-    let ours = tch::no_grad(|| exec.run(&[&x], RunMode::Eval))?;
+    Ok(Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)))
+}
+
+fn verify(a: &InspectArgs, x: &Tensor, names: &[String], ours: &[Tensor]) -> anyhow::Result<serde_json::Value> {
     let mut ort = OrtModel::load(&a.model, 2)?;
-    let theirs = ort.run(&x)?;
+    let theirs = ort.run(x)?;
     let mut per_output = Vec::new();
-    for ((name, o), t) in names.iter().zip(&ours).zip(&theirs) {
+    for ((name, o), t) in names.iter().zip(ours).zip(&theirs) {
         let o = o.to_kind(Kind::Float).reshape(t.size().as_slice());
         per_output.push(json!({
             "output": name,
             "shape": t.size(),
             "max_abs_diff": metrics::max_abs_diff(&o, t),
             "max_rel_diff": metrics::max_rel_diff(&o, t),
+            "reference_max_abs": t.abs().max().double_value(&[]),
         }));
     }
-    Ok(json!({"input_shape": shape, "outputs": per_output}))
+    Ok(json!({"input_shape": x.size(), "outputs": per_output}))
 }
 
 fn print_text(info: &serde_json::Value) {
@@ -101,6 +116,9 @@ fn print_text(info: &serde_json::Value) {
     println!("ops:        {}", ops.join(", "));
     for u in info["unsupported"].as_array().into_iter().flatten() {
         println!("unsupported: {}", u.as_str().unwrap_or(""));
+    }
+    for t in info["taps"].as_array().into_iter().flatten() {
+        println!("tap:        {} {} ({})", t["name"].as_str().unwrap_or(""), t["shape"], t["role"].as_str().unwrap_or(""));
     }
     for o in info["verify"]["outputs"].as_array().into_iter().flatten() {
         println!(

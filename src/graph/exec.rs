@@ -164,6 +164,18 @@ impl Executor {
 
     /// Runs the graph on `inputs` (in declared order) and returns the fetched values.
     pub fn run(&self, inputs: &[&Tensor], mode: RunMode) -> anyhow::Result<Vec<Tensor>> {
+        self.run_observed(inputs, mode, &mut |_, _| {})
+    }
+
+    /// Runs the graph and also returns the shape of every value computed at run time, in
+    /// execution order (for `inspect`'s tap listing).
+    pub fn run_traced(&self, inputs: &[&Tensor]) -> anyhow::Result<(Vec<Tensor>, Vec<(String, Vec<i64>)>)> {
+        let mut shapes = Vec::new();
+        let outs = self.run_observed(inputs, RunMode::Eval, &mut |name, t| shapes.push((name.to_string(), t.size())))?;
+        Ok((outs, shapes))
+    }
+
+    fn run_observed(&self, inputs: &[&Tensor], mode: RunMode, observe: &mut dyn FnMut(&str, &Tensor)) -> anyhow::Result<Vec<Tensor>> {
         anyhow::ensure!(inputs.len() == self.inputs.len(), "graph expects {} inputs, got {}", self.inputs.len(), inputs.len());
         let mut slots: Vec<Option<Tensor>> = (0..self.slots).map(|_| None).collect();
         for (s, t) in &self.consts {
@@ -178,10 +190,11 @@ impl Executor {
             let outs = (step.kernel)(&Inputs { node: &step.node, values }, &ctx)
                 .map_err(|e| e.context(format!("running node `{}` ({})", step.node.name, step.node.op_type)))?;
             let mut outs = outs.into_iter();
-            for slot in &step.outputs {
+            for (slot, name) in step.outputs.iter().zip(&step.node.output) {
                 let t = outs.next();
-                if let Some(s) = slot {
-                    slots[*s] = t;
+                if let (Some(s), Some(t)) = (slot, t) {
+                    observe(name, &t);
+                    slots[*s] = Some(t);
                 }
             }
             for s in &step.free {

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod ir;
 pub mod ops;
 pub mod passes;
+pub mod taps;
 
 pub use exec::{Executor, RunMode};
 pub use ir::{Dim, Graph, ValueDecl};

@@ -7,7 +7,7 @@ use super::schema::{DataFormat, Recipe};
 use crate::bad_input;
 use crate::data::preprocess::{Layout, Preprocess};
 use crate::error::is_bad_input;
-use crate::teacher::Teacher;
+use crate::teacher::{Teacher, TeacherSpec};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -91,6 +91,7 @@ impl Plan {
                 problems.push(format!("validate.gates.{i}: {e}"));
             }
         }
+        let classes = class_count(&recipe);
         let mut teachers = Vec::new();
         for (i, t) in recipe.teachers.iter_mut().enumerate() {
             t.onnx = base.join(&t.onnx);
@@ -103,8 +104,16 @@ impl Plan {
                 problems.push(format!("{e:#}"));
                 continue;
             }
-            match Teacher::load(&t.name, &t.onnx, pre, t.output, recipe.data.image_size as i64, device) {
-                Ok(teacher) => teachers.push(teacher),
+            let spec = TeacherSpec { name: t.name.clone(), path: t.onnx.clone(), preprocess: pre, output: t.output, taps: t.taps.clone() };
+            match Teacher::load(&spec, recipe.data.image_size as i64, device) {
+                Ok(teacher) => {
+                    if let Some(classes) = classes {
+                        if teacher.num_classes != classes as i64 {
+                            problems.push(format!("teachers.{i} ({}): predicts {} classes, the data has {classes}", t.name, teacher.num_classes));
+                        }
+                    }
+                    teachers.push(teacher)
+                }
                 Err(e) if is_bad_input(&e) => problems.push(format!("teachers.{i} ({}): {e:#}", t.name)),
                 Err(e) => return Err(e),
             }
@@ -120,6 +129,19 @@ impl Plan {
     pub fn student_preprocess(&self) -> Preprocess {
         let n = &self.recipe.data.normalize;
         Preprocess { layout: Layout::Nchw, scale: n.scale, mean: n.mean, std: n.std }
+    }
+}
+
+/// The number of classes the data will have, known before loading it: the synthetic spec's,
+/// or the number of class folders of the training set.
+fn class_count(recipe: &Recipe) -> Option<usize> {
+    match recipe.data.format {
+        DataFormat::Synthetic => recipe.data.synthetic.as_ref().map(|s| s.num_classes),
+        DataFormat::ImageFolder => {
+            let dir = recipe.data.train.as_ref()?;
+            let entries = std::fs::read_dir(dir).ok()?;
+            Some(entries.flatten().filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.')).count())
+        }
     }
 }
 

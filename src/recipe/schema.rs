@@ -119,6 +119,10 @@ pub struct TeacherEntry {
     pub input: TeacherInput,
     #[serde(default = "default_output")]
     pub output: TeacherOutput,
+    /// Extra outputs by name: alias → any value in the graph (see `compress inspect` for
+    /// candidates), fetched alongside the logits for feature-level distillation.
+    #[serde(default)]
+    pub taps: std::collections::BTreeMap<String, String>,
 }
 
 fn default_output() -> TeacherOutput {

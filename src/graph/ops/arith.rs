@@ -1,5 +1,5 @@
 //! Arithmetic with NumPy broadcasting and the linear-algebra ops: Add, Sub, Mul, Div, Pow, Sqrt,
-//! Exp, Log, Neg, Abs, Reciprocal, Equal, Less, Greater, Where, MatMul, Gemm.
+//! Exp, Log, Neg, Abs, Reciprocal, Mod, Equal, Less, Greater, Where, MatMul, Gemm.
 //!
 //! ONNX integer division truncates toward zero (torch's `/` would give floats). Gemm computes
 //! alpha·A'·B' + beta·C with optional transposes; C is optional from opset 11.
@@ -20,6 +20,7 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Neg", neg);
     reg.insert("Abs", abs);
     reg.insert("Reciprocal", reciprocal);
+    reg.insert("Mod", modulo);
     reg.insert("Equal", equal);
     reg.insert("Less", less);
     reg.insert("Greater", greater);
@@ -70,6 +71,12 @@ fn abs(_: &NodeCtx) -> anyhow::Result<Kernel> {
 
 fn reciprocal(_: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(unary(Tensor::f_reciprocal))
+}
+
+/// Mod: `fmod=0` takes the divisor's sign (Python's %, torch `remainder`), `fmod=1` the
+/// dividend's (C's fmod); float inputs require `fmod=1` by the spec.
+fn modulo(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(if ctx.attrs().int_or("fmod", 0)? != 0 { binary(Tensor::f_fmod_tensor) } else { binary(Tensor::f_remainder_tensor) })
 }
 
 fn equal(_: &NodeCtx) -> anyhow::Result<Kernel> {
