@@ -1,0 +1,299 @@
+//! Every op of the registry against ONNX Runtime on small generated graphs, including the
+//! opset-dependent variants (attributes that became inputs, Softmax's old 2-D coercion, Clip's
+//! bounds) and the attribute semantics that bite (asymmetric pads, auto_pad, ceil_mode,
+//! count_include_pad, Reshape 0/-1, negative Slice steps, scalar Gather indices).
+
+use compress::graph::{Dim, Executor, Graph, RunMode, ValueDecl};
+use compress::onnx::attr::{float, int, ints};
+use compress::runtime::OrtModel;
+use onnx_protobuf::{AttributeProto, NodeProto};
+use tch::{Device, Kind, Tensor};
+
+const FLOAT: i32 = 1;
+
+fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = format!("{op}_{}", outputs.first().unwrap_or(&""));
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = outputs.iter().map(|s| s.to_string()).collect();
+    n.attribute = attrs;
+    n
+}
+
+/// One test graph: input `x` of `shape`, constant initializers, nodes, float outputs.
+struct Case {
+    name: &'static str,
+    opset: i64,
+    shape: Vec<i64>,
+    consts: Vec<(&'static str, Tensor)>,
+    nodes: Vec<NodeProto>,
+    outputs: Vec<&'static str>,
+}
+
+fn case(name: &'static str, opset: i64, shape: &[i64], nodes: Vec<NodeProto>) -> Case {
+    Case { name, opset, shape: shape.to_vec(), consts: vec![], nodes, outputs: vec!["y"] }
+}
+
+impl Case {
+    fn with(mut self, name: &'static str, t: Tensor) -> Case {
+        self.consts.push((name, t));
+        self
+    }
+
+    fn outputs(mut self, outs: &[&'static str]) -> Case {
+        self.outputs = outs.to_vec();
+        self
+    }
+
+    /// Builds the graph, runs our executor and ONNX Runtime on the same input, compares.
+    fn check(self, dir: &std::path::Path) {
+        tch::manual_seed(7);
+        let x = Tensor::randn(self.shape.as_slice(), (Kind::Float, Device::Cpu));
+        let mut graph = Graph {
+            name: self.name.into(),
+            opset: self.opset,
+            producer: "test".into(),
+            inputs: vec![ValueDecl { name: "x".into(), elem_type: FLOAT, dims: self.shape.iter().map(|d| Dim::Fixed(*d)).collect() }],
+            outputs: self.outputs.iter().map(|o| ValueDecl { name: o.to_string(), elem_type: FLOAT, dims: vec![] }).collect(),
+            initializers: self.consts.iter().map(|(n, t)| (n.to_string(), t.shallow_clone())).collect(),
+            nodes: self.nodes,
+            metadata: vec![],
+        };
+        let names: Vec<String> = self.outputs.iter().map(|s| s.to_string()).collect();
+        let exec = Executor::compile(&graph, &names, Device::Cpu).unwrap_or_else(|e| panic!("{}: {e:#}", self.name));
+        let ours = tch::no_grad(|| exec.run(&[&x], RunMode::Eval)).unwrap_or_else(|e| panic!("{}: {e:#}", self.name));
+        // Declare the output ranks we computed, with symbolic sizes, so ORT checks its own.
+        for (decl, t) in graph.outputs.iter_mut().zip(&ours) {
+            decl.dims = (0..t.dim()).map(|i| Dim::Symbolic(format!("d{i}"))).collect();
+        }
+        let ir = if self.opset >= 21 { 10 } else if self.opset >= 19 { 9 } else { 8 };
+        let path = dir.join(format!("{}.onnx", self.name));
+        compress::onnx::model_file::write(&graph.to_model(ir).unwrap(), &path).unwrap();
+        let mut ort = OrtModel::load(&path, 1).unwrap_or_else(|e| panic!("{}: ORT refused the graph: {e:#}", self.name));
+        let theirs = ort.run(&x).unwrap_or_else(|e| panic!("{}: {e:#}", self.name));
+        assert_eq!(ours.len(), theirs.len(), "{}", self.name);
+        for (o, t) in ours.iter().zip(&theirs) {
+            assert_eq!(o.size(), t.size(), "{}: shape", self.name);
+            let rel = compress::metrics::max_rel_diff(&o.to_kind(Kind::Float), t);
+            assert!(rel <= 1e-5, "{}: max_rel_diff {rel}", self.name);
+        }
+    }
+}
+
+fn f(v: &[f32]) -> Tensor {
+    Tensor::from_slice(v)
+}
+
+fn i(v: &[i64]) -> Tensor {
+    Tensor::from_slice(v)
+}
+
+fn rand(shape: &[i64]) -> Tensor {
+    Tensor::randn(shape, (Kind::Float, Device::Cpu))
+}
+
+fn conv_cases() -> Vec<Case> {
+    let w = || rand(&[4, 2, 3, 3]);
+    let conv = |name, attrs: Vec<AttributeProto>| case(name, 13, &[2, 2, 7, 6], vec![node("Conv", &["x", "w", "b"], &["y"], attrs)]).with("w", w()).with("b", rand(&[4]));
+    vec![
+        conv("conv_sym_pads", vec![ints("pads", &[1, 1, 1, 1])]),
+        conv("conv_asym_pads", vec![ints("pads", &[0, 1, 2, 0])]),
+        conv("conv_same_upper_s2", vec![ints("strides", &[2, 2]), auto_pad("SAME_UPPER")]),
+        conv("conv_same_lower_s2", vec![ints("strides", &[2, 2]), auto_pad("SAME_LOWER")]),
+        conv("conv_valid_dil2", vec![ints("dilations", &[2, 2]), auto_pad("VALID")]),
+        case("conv_grouped_nobias", 11, &[1, 4, 5, 5], vec![node("Conv", &["x", "w"], &["y"], vec![int("group", 2), ints("pads", &[1, 1, 1, 1])])]).with("w", rand(&[6, 2, 3, 3])),
+        case("conv_depthwise", 13, &[1, 3, 8, 8], vec![node("Conv", &["x", "w"], &["y"], vec![int("group", 3), ints("strides", &[2, 2])])]).with("w", rand(&[3, 1, 3, 3])),
+    ]
+}
+
+fn auto_pad(v: &str) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = "auto_pad".into();
+    a.type_ = onnx_protobuf::attribute_proto::AttributeType::STRING.into();
+    a.s = v.as_bytes().to_vec();
+    a
+}
+
+fn pool_cases() -> Vec<Case> {
+    let pool = |name, op, opset, attrs: Vec<AttributeProto>| case(name, opset, &[2, 3, 7, 6], vec![node(op, &["x"], &["y"], attrs)]);
+    vec![
+        pool("maxpool_k3s2p1", "MaxPool", 13, vec![ints("kernel_shape", &[3, 3]), ints("strides", &[2, 2]), ints("pads", &[1, 1, 1, 1])]),
+        pool("maxpool_ceil", "MaxPool", 13, vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2]), int("ceil_mode", 1)]),
+        pool("maxpool_asym", "MaxPool", 13, vec![ints("kernel_shape", &[3, 3]), ints("pads", &[0, 1, 1, 0])]),
+        pool("maxpool_same_upper", "MaxPool", 13, vec![ints("kernel_shape", &[3, 3]), ints("strides", &[2, 2]), auto_pad("SAME_UPPER")]),
+        pool("maxpool_dilated", "MaxPool", 13, vec![ints("kernel_shape", &[2, 2]), ints("dilations", &[2, 2])]),
+        pool("avgpool_exclude_pad", "AveragePool", 13, vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])]),
+        pool("avgpool_include_pad", "AveragePool", 13, vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1]), int("count_include_pad", 1)]),
+        pool("avgpool_ceil", "AveragePool", 13, vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2]), int("ceil_mode", 1)]),
+        pool("global_avg", "GlobalAveragePool", 13, vec![]),
+        pool("global_max", "GlobalMaxPool", 13, vec![]),
+    ]
+}
+
+fn norm_cases() -> Vec<Case> {
+    let bn = |name, opset| {
+        case(name, opset, &[2, 3, 4, 4], vec![node("BatchNormalization", &["x", "s", "b", "m", "v"], &["y"], vec![float("epsilon", 1e-3)])])
+            .with("s", rand(&[3]))
+            .with("b", rand(&[3]))
+            .with("m", rand(&[3]))
+            .with("v", rand(&[3]).abs() + 0.5)
+    };
+    vec![
+        bn("batchnorm_9", 9),
+        bn("batchnorm_15", 15),
+        case("batchnorm_3d_tokens", 9, &[2, 3, 5], vec![node("BatchNormalization", &["x", "s", "b", "m", "v"], &["y"], vec![])])
+            .with("s", rand(&[3]))
+            .with("b", rand(&[3]))
+            .with("m", rand(&[3]))
+            .with("v", rand(&[3]).abs() + 0.5),
+        case("layernorm_last", 17, &[2, 3, 8], vec![node("LayerNormalization", &["x", "s", "b"], &["y"], vec![float("epsilon", 1e-6)])]).with("s", rand(&[8])).with("b", rand(&[8])),
+        case("layernorm_axis1", 17, &[2, 3, 4], vec![node("LayerNormalization", &["x", "s"], &["y"], vec![int("axis", 1)])]).with("s", rand(&[3, 4])),
+    ]
+}
+
+fn linear_cases() -> Vec<Case> {
+    vec![
+        case("gemm_transb", 13, &[3, 5], vec![node("Gemm", &["x", "w", "c"], &["y"], vec![int("transB", 1)])]).with("w", rand(&[4, 5])).with("c", rand(&[4])),
+        case("gemm_alpha_beta_transa", 13, &[5, 3], vec![node("Gemm", &["x", "w", "c"], &["y"], vec![int("transA", 1), float("alpha", 0.5), float("beta", 2.0)])])
+            .with("w", rand(&[5, 4]))
+            .with("c", rand(&[3, 4])),
+        case("gemm_no_c", 13, &[3, 5], vec![node("Gemm", &["x", "w"], &["y"], vec![])]).with("w", rand(&[5, 2])),
+        case("matmul_2d", 13, &[3, 5], vec![node("MatMul", &["x", "w"], &["y"], vec![])]).with("w", rand(&[5, 4])),
+        case("matmul_batched", 13, &[2, 3, 5], vec![node("MatMul", &["x", "w"], &["y"], vec![])]).with("w", rand(&[5, 4])),
+    ]
+}
+
+fn activation_cases() -> Vec<Case> {
+    let un = |name, op, opset, attrs: Vec<AttributeProto>| case(name, opset, &[2, 3, 4], vec![node(op, &["x"], &["y"], attrs)]);
+    vec![
+        un("relu", "Relu", 13, vec![]),
+        un("leaky_relu", "LeakyRelu", 13, vec![float("alpha", 0.2)]),
+        un("sigmoid", "Sigmoid", 13, vec![]),
+        un("hard_sigmoid_mobilenet", "HardSigmoid", 13, vec![float("alpha", 1.0 / 6.0), float("beta", 0.5)]),
+        un("hard_sigmoid_default", "HardSigmoid", 13, vec![]),
+        un("hard_swish", "HardSwish", 14, vec![]),
+        un("tanh", "Tanh", 13, vec![]),
+        un("erf", "Erf", 13, vec![]),
+        un("gelu_exact", "Gelu", 20, vec![]),
+        un("gelu_tanh", "Gelu", 20, vec![attr_str("approximate", "tanh")]),
+        un("softmax_9_axis1_coerced", "Softmax", 9, vec![int("axis", 1)]),
+        un("softmax_13_axis1", "Softmax", 13, vec![int("axis", 1)]),
+        un("softmax_11_default", "Softmax", 11, vec![]),
+        un("log_softmax_13", "LogSoftmax", 13, vec![]),
+        un("clip_6_attrs", "Clip", 6, vec![float("min", -0.5), float("max", 0.7)]),
+        case("clip_11_min_only", 11, &[2, 3, 4], vec![node("Clip", &["x", "lo", ""], &["y"], vec![])]).with("lo", f(&[-0.2]).reshape([])),
+        case("clip_13_relu6", 13, &[2, 3, 4], vec![node("Clip", &["x", "lo", "hi"], &["y"], vec![])]).with("lo", f(&[0.0]).reshape([])).with("hi", f(&[0.6]).reshape([])),
+    ]
+}
+
+fn attr_str(name: &str, v: &str) -> AttributeProto {
+    let mut a = auto_pad(v);
+    a.name = name.into();
+    a
+}
+
+fn arith_cases() -> Vec<Case> {
+    let bin = |name, op| case(name, 13, &[2, 3, 4], vec![node(op, &["x", "c"], &["y"], vec![])]).with("c", rand(&[3, 1]));
+    vec![
+        bin("add_broadcast", "Add"),
+        bin("sub_broadcast", "Sub"),
+        bin("mul_broadcast", "Mul"),
+        bin("div_broadcast", "Div"),
+        case("pow_square", 13, &[2, 3], vec![node("Pow", &["x", "p"], &["y"], vec![])]).with("p", f(&[2.0]).reshape([])),
+        case("sqrt_exp_log", 13, &[2, 3], vec![node("Abs", &["x"], &["a"], vec![]), node("Sqrt", &["a"], &["s"], vec![]), node("Exp", &["s"], &["e"], vec![]), node("Log", &["e"], &["y"], vec![])]),
+        case("neg_reciprocal", 13, &[2, 3], vec![node("Neg", &["x"], &["n"], vec![]), node("Reciprocal", &["n"], &["y"], vec![])]),
+        case("mod_fmod", 13, &[2, 3], vec![node("Mod", &["x", "m"], &["y"], vec![int("fmod", 1)])]).with("m", f(&[0.7]).reshape([])),
+        case("where_equal_less_greater", 13, &[2, 3], vec![
+            node("Greater", &["x", "z"], &["g"], vec![]),
+            node("Less", &["x", "z"], &["l"], vec![]),
+            node("Equal", &["g", "l"], &["e"], vec![]),
+            node("Where", &["g", "x", "z2"], &["w"], vec![]),
+            node("Where", &["e", "z2", "w"], &["y"], vec![]),
+        ]).with("z", f(&[0.1]).reshape([])).with("z2", f(&[0.0]).reshape([])),
+    ]
+}
+
+fn shape_cases() -> Vec<Case> {
+    vec![
+        case("reshape_zero_minus_one", 13, &[2, 3, 4], vec![node("Reshape", &["x", "s"], &["y"], vec![])]).with("s", i(&[0, -1])),
+        case("flatten_axis0", 13, &[2, 3, 4], vec![node("Flatten", &["x"], &["y"], vec![int("axis", 0)])]),
+        case("flatten_axis2", 13, &[2, 3, 4], vec![node("Flatten", &["x"], &["y"], vec![int("axis", 2)])]),
+        case("flatten_axis_neg", 13, &[2, 3, 4], vec![node("Flatten", &["x"], &["y"], vec![int("axis", -1)])]),
+        case("transpose_default", 13, &[2, 3, 4], vec![node("Transpose", &["x"], &["y"], vec![])]),
+        case("transpose_perm", 13, &[2, 3, 4, 5], vec![node("Transpose", &["x"], &["y"], vec![ints("perm", &[0, 2, 3, 1])])]),
+        case("concat_neg_axis", 13, &[2, 3], vec![node("Concat", &["x", "c", "x"], &["y"], vec![int("axis", -1)])]).with("c", rand(&[2, 2])),
+        case("split_11_attr", 11, &[2, 6], vec![node("Split", &["x"], &["a", "b"], vec![int("axis", 1), ints("split", &[2, 4])])]).outputs(&["a", "b"]),
+        case("split_13_input", 13, &[2, 6], vec![node("Split", &["x", "s"], &["a", "b"], vec![int("axis", 1)])]).with("s", i(&[4, 2])).outputs(&["a", "b"]),
+        case("split_18_num_outputs", 18, &[2, 7], vec![node("Split", &["x"], &["a", "b"], vec![int("axis", 1), int("num_outputs", 2)])]).outputs(&["a", "b"]),
+        case("squeeze_11_attr", 11, &[2, 1, 3, 1], vec![node("Squeeze", &["x"], &["y"], vec![ints("axes", &[1, -1])])]),
+        case("squeeze_13_input", 13, &[2, 1, 3, 1], vec![node("Squeeze", &["x", "a"], &["y"], vec![])]).with("a", i(&[1])),
+        case("unsqueeze_11_attr", 11, &[2, 3], vec![node("Unsqueeze", &["x"], &["y"], vec![ints("axes", &[0, 3])])]),
+        case("unsqueeze_13_input", 13, &[2, 3], vec![node("Unsqueeze", &["x", "a"], &["y"], vec![])]).with("a", i(&[-1, 1])),
+        case("slice_9_attrs", 9, &[4, 6], vec![node("Slice", &["x"], &["y"], vec![ints("starts", &[1, -4]), ints("ends", &[i64::MAX, 5]), ints("axes", &[0, 1])])]),
+        case("slice_13_neg_step", 13, &[4, 6], vec![node("Slice", &["x", "st", "en", "ax", "sp"], &["y"], vec![])])
+            .with("st", i(&[-1, 0]))
+            .with("en", i(&[i64::MIN, 6]))
+            .with("ax", i(&[1, 0]))
+            .with("sp", i(&[-2, 3])),
+        case("gather_scalar_index", 13, &[2, 5, 3], vec![node("Gather", &["x", "k"], &["y"], vec![int("axis", 1)])]).with("k", i(&[0]).reshape([])),
+        case("gather_negative_indices", 13, &[4, 3], vec![node("Gather", &["x", "k"], &["y"], vec![])]).with("k", i(&[-1, 0, 2])),
+        case("shape_chain_reshape", 13, &[2, 3, 4], vec![
+            node("Shape", &["x"], &["s"], vec![]),
+            node("Gather", &["s", "zero"], &["n"], vec![]),
+            node("Unsqueeze", &["n", "ax0"], &["n1"], vec![]),
+            node("Concat", &["n1", "m1"], &["target"], vec![int("axis", 0)]),
+            node("Reshape", &["x", "target"], &["y"], vec![]),
+        ]).with("zero", i(&[0]).reshape([])).with("ax0", i(&[0])).with("m1", i(&[-1])),
+        case("shape_15_start_end", 15, &[2, 3, 4], vec![
+            node("Shape", &["x"], &["s"], vec![int("start", 1), int("end", -1)]),
+            node("Concat", &["one", "s"], &["t"], vec![int("axis", 0)]),
+            node("Expand", &["c", "t"], &["y"], vec![]),
+        ]).with("one", i(&[2])).with("c", rand(&[1, 1])),
+        case("expand_bidirectional", 13, &[3, 1], vec![node("Expand", &["x", "s"], &["y"], vec![])]).with("s", i(&[2, 1, 4])),
+        case("constant_of_shape_add", 13, &[2, 3], vec![
+            node("ConstantOfShape", &["s"], &["k"], vec![compress::onnx::attr::tensor("value", compress::onnx::tensor::from_tch("", &f(&[0.25])).unwrap())]),
+            node("Add", &["x", "k"], &["y"], vec![]),
+        ]).with("s", i(&[2, 3])),
+        case("constant_range_cast", 13, &[4], vec![
+            node("Constant", &[], &["lim"], vec![compress::onnx::attr::tensor("value", compress::onnx::tensor::from_tch("", &i(&[4]).reshape([])).unwrap())]),
+            node("Range", &["zero", "lim", "one"], &["r"], vec![]),
+            node("Cast", &["r"], &["rf"], vec![int("to", 1)]),
+            node("Mul", &["x", "rf"], &["y"], vec![]),
+        ]).with("zero", i(&[0]).reshape([])).with("one", i(&[1]).reshape([])),
+        case("cast_truncates", 13, &[2, 3], vec![
+            node("Mul", &["x", "ten"], &["a"], vec![]),
+            node("Cast", &["a"], &["n"], vec![int("to", 7)]),
+            node("Cast", &["n"], &["y"], vec![int("to", 1)]),
+        ]).with("ten", f(&[10.0]).reshape([])),
+        case("identity_dropout", 13, &[2, 3], vec![node("Identity", &["x"], &["a"], vec![]), node("Dropout", &["a"], &["y"], vec![])]),
+    ]
+}
+
+fn reduce_cases() -> Vec<Case> {
+    vec![
+        case("reduce_mean_13_attr", 13, &[2, 3, 4, 5], vec![node("ReduceMean", &["x"], &["y"], vec![ints("axes", &[2, 3]), int("keepdims", 0)])]),
+        case("reduce_mean_18_input", 18, &[2, 3, 4, 5], vec![node("ReduceMean", &["x", "a"], &["y"], vec![])]).with("a", i(&[-1])),
+        case("reduce_mean_all", 13, &[2, 3], vec![node("ReduceMean", &["x"], &["y"], vec![])]),
+        case("reduce_sum_13_input", 13, &[2, 3, 4], vec![node("ReduceSum", &["x", "a"], &["y"], vec![int("keepdims", 0)])]).with("a", i(&[1])),
+        case("reduce_max_min", 13, &[2, 3, 4], vec![node("ReduceMax", &["x"], &["a"], vec![ints("axes", &[1])]), node("ReduceMin", &["a"], &["y"], vec![ints("axes", &[2])])]),
+    ]
+}
+
+#[test]
+fn every_case_matches_onnx_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<Case> = [conv_cases(), pool_cases(), norm_cases(), linear_cases(), activation_cases(), arith_cases(), shape_cases(), reduce_cases()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut covered = std::collections::BTreeSet::new();
+    for c in cases {
+        for n in &c.nodes {
+            covered.insert(n.op_type.clone());
+        }
+        c.check(dir.path());
+    }
+    let missing: Vec<&str> = compress::graph::ops::registry().op_types().filter(|op| !covered.contains(*op)).collect();
+    assert!(missing.is_empty(), "ops without a test against ONNX Runtime: {missing:?}");
+}
