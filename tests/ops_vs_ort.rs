@@ -280,10 +280,27 @@ fn reduce_cases() -> Vec<Case> {
     ]
 }
 
+fn spatial_cases() -> Vec<Case> {
+    let scales = || f(&[1.0, 1.0, 2.0, 1.5]);
+    vec![
+        case("pad_2_constant", 2, &[1, 2, 3, 3], vec![node("Pad", &["x"], &["y"], vec![ints("pads", &[0, 0, 1, 2, 0, 0, 2, 1]), float("value", 0.5)])]),
+        case("pad_13_reflect", 13, &[1, 2, 4, 4], vec![node("Pad", &["x", "p"], &["y"], vec![attr_str("mode", "reflect")])]).with("p", i(&[0, 0, 1, 2, 0, 0, 2, 1])),
+        case("pad_13_edge", 13, &[1, 2, 4, 4], vec![node("Pad", &["x", "p"], &["y"], vec![attr_str("mode", "edge")])]).with("p", i(&[0, 0, 1, 0, 0, 0, 0, 3])),
+        case("pad_18_axes_value", 18, &[1, 2, 4, 4], vec![node("Pad", &["x", "p", "v", "ax"], &["y"], vec![])])
+            .with("p", i(&[1, 2, 0, 1]))
+            .with("v", f(&[-1.0]).reshape([]))
+            .with("ax", i(&[2, 3])),
+        case("resize_13_nearest_torch", 13, &[1, 2, 4, 5], vec![node("Resize", &["x", "", "s"], &["y"], vec![attr_str("coordinate_transformation_mode", "asymmetric"), attr_str("nearest_mode", "floor")])]).with("s", f(&[1.0, 1.0, 2.0, 2.0])),
+        case("resize_13_linear_half_pixel", 13, &[1, 2, 4, 5], vec![node("Resize", &["x", "", "s"], &["y"], vec![attr_str("mode", "linear")])]).with("s", scales()),
+        case("resize_13_linear_sizes_align", 13, &[1, 2, 4, 5], vec![node("Resize", &["x", "", "", "sz"], &["y"], vec![attr_str("mode", "linear"), attr_str("coordinate_transformation_mode", "align_corners")])]).with("sz", i(&[1, 2, 7, 9])),
+        case("upsample_9_nearest", 9, &[1, 2, 3, 3], vec![node("Upsample", &["x", "s"], &["y"], vec![])]).with("s", f(&[1.0, 1.0, 2.0, 2.0])),
+    ]
+}
+
 #[test]
 fn every_case_matches_onnx_runtime() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<Case> = [conv_cases(), pool_cases(), norm_cases(), linear_cases(), activation_cases(), arith_cases(), shape_cases(), reduce_cases()]
+    let cases: Vec<Case> = [conv_cases(), pool_cases(), norm_cases(), linear_cases(), activation_cases(), arith_cases(), shape_cases(), reduce_cases(), spatial_cases()]
         .into_iter()
         .flatten()
         .collect();

@@ -10,6 +10,7 @@ mod arith;
 mod nn;
 mod reduce;
 mod shape;
+mod spatial;
 
 use crate::bad_input;
 use crate::onnx::attr::Attrs;
@@ -81,18 +82,19 @@ impl<'a> NodeCtx<'a> {
 
 pub type Builder = fn(&NodeCtx) -> anyhow::Result<Kernel>;
 
-/// ONNX op type → builder, for the default domain.
+/// ONNX op type → builder (and the family file that defines it), for the default domain.
 pub struct Registry {
-    builders: BTreeMap<&'static str, Builder>,
+    builders: BTreeMap<&'static str, (Builder, &'static str)>,
+    family: &'static str,
 }
 
 impl Registry {
     pub fn insert(&mut self, op_type: &'static str, builder: Builder) {
-        self.builders.insert(op_type, builder);
+        self.builders.insert(op_type, (builder, self.family));
     }
 
     pub fn get(&self, op_type: &str) -> Option<Builder> {
-        self.builders.get(op_type).copied()
+        self.builders.get(op_type).map(|(b, _)| *b)
     }
 
     /// Every supported op type, sorted.
@@ -101,18 +103,56 @@ impl Registry {
     }
 }
 
+/// One op family: its file (whose `//!` header documents the spec notes handled) and the
+/// function that registers its ops.
+struct Family {
+    file: &'static str,
+    source: &'static str,
+    register: fn(&mut Registry),
+}
+
+const FAMILIES: &[Family] = &[
+    Family { file: "activation.rs", source: include_str!("activation.rs"), register: activation::register },
+    Family { file: "arith.rs", source: include_str!("arith.rs"), register: arith::register },
+    Family { file: "nn.rs", source: include_str!("nn.rs"), register: nn::register },
+    Family { file: "reduce.rs", source: include_str!("reduce.rs"), register: reduce::register },
+    Family { file: "shape.rs", source: include_str!("shape.rs"), register: shape::register },
+    Family { file: "spatial.rs", source: include_str!("spatial.rs"), register: spatial::register },
+];
+
 /// The registry of every op this build supports.
 pub fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        let mut reg = Registry { builders: BTreeMap::new() };
-        activation::register(&mut reg);
-        arith::register(&mut reg);
-        nn::register(&mut reg);
-        reduce::register(&mut reg);
-        shape::register(&mut reg);
+        let mut reg = Registry { builders: BTreeMap::new(), family: "" };
+        for f in FAMILIES {
+            reg.family = f.file;
+            (f.register)(&mut reg);
+        }
         reg
     })
+}
+
+/// `docs/SUPPORTED_OPS.md`, generated from the registry and the family files' headers.
+pub fn supported_ops_markdown() -> String {
+    let reg = registry();
+    let mut s = String::from(
+        "# Supported ONNX ops\n\nGenerated from the op registry (`src/graph/ops/`) by the test \
+         `graph::ops::tests::supported_ops_doc_is_in_sync`; regenerate with\n\
+         `UPDATE_SUPPORTED_OPS=1 ./scripts/test supported_ops`. Default ONNX domain only; every op \
+         is checked against ONNX Runtime in `tests/ops_vs_ort.rs`.\n",
+    );
+    s.push_str(&format!("\n{} ops in {} families.\n", reg.builders.len(), FAMILIES.len()));
+    for f in FAMILIES {
+        let header: Vec<&str> = f.source.lines().take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").trim()).collect();
+        s.push_str(&format!("\n## `{}`\n\n{}\n\n| op | ONNX specification |\n|---|---|\n", f.file, header.join("\n").trim()));
+        for (op, (_, family)) in &reg.builders {
+            if *family == f.file {
+                s.push_str(&format!("| {op} | https://onnx.ai/onnx/operators/onnx__{op}.html |\n"));
+            }
+        }
+    }
+    s
 }
 
 /// True when the node is in a domain we execute (the default ONNX domain).
@@ -153,4 +193,18 @@ pub fn norm_axis(node: &NodeProto, axis: i64, rank: i64) -> anyhow::Result<i64> 
         return Err(bad_input!("node `{}` ({}): axis {axis} out of range for rank {rank}", node.name, node.op_type));
     }
     Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn supported_ops_doc_is_in_sync() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/SUPPORTED_OPS.md");
+        let want = super::supported_ops_markdown();
+        if std::env::var_os("UPDATE_SUPPORTED_OPS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(have == want, "docs/SUPPORTED_OPS.md is out of date: run UPDATE_SUPPORTED_OPS=1 ./scripts/test supported_ops");
+    }
 }

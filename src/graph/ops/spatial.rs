@@ -1,0 +1,114 @@
+//! Padding and resampling: Pad, Resize (and the older Upsample).
+//!
+//! Opset differences handled: Pad takes `pads` and `value` as attributes before opset 11 and as
+//! inputs from 11, with `axes` from 18; modes constant, reflect and edge (wrap is refused).
+//! Resize takes (X, scales) at opset 10 and (X, roi, scales, sizes) from 11; supported are the
+//! combinations exporters write for 4-D images: nearest with asymmetric coordinates and floor
+//! rounding (torch's `nearest`), and linear with half_pixel, pytorch_half_pixel or
+//! align_corners (torch's `bilinear`). Other combinations are refused, naming the node.
+
+use super::{Inputs, Kernel, NodeCtx, Registry};
+use crate::bad_input;
+use tch::Tensor;
+
+pub fn register(reg: &mut Registry) {
+    reg.insert("Pad", pad);
+    reg.insert("Resize", resize);
+    reg.insert("Upsample", resize);
+}
+
+fn pad(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let mode = a.string("mode")?.unwrap_or_else(|| "constant".into());
+    let torch_mode = match mode.as_str() {
+        "constant" => "constant",
+        "reflect" => "reflect",
+        "edge" => "replicate",
+        other => return Err(a.unsupported("mode", other)),
+    };
+    let legacy = ctx.opset < 11;
+    let (attr_pads, attr_value) = (a.ints("pads")?, a.float_or("value", 0.0)? as f64);
+    Ok(super::single(move |ins, _| {
+        let x = ins.get(0)?;
+        let rank = x.dim();
+        let (pads, value) = if legacy {
+            (attr_pads.clone().ok_or_else(|| bad_input!("node `{}` (Pad): pads required", ins.node.name))?, attr_value)
+        } else {
+            (ins.ints(1)?, ins.opt_scalar(2)?.unwrap_or(0.0))
+        };
+        let axes: Vec<i64> = match ins.opt_ints(3)? {
+            Some(ax) => ax.iter().map(|&v| if v < 0 { v + rank as i64 } else { v }).collect(),
+            None => (0..rank as i64).collect(),
+        };
+        if pads.len() != 2 * axes.len() {
+            return Err(bad_input!("node `{}` (Pad): {} pads for {} axes", ins.node.name, pads.len(), axes.len()));
+        }
+        let mut begin = vec![0i64; rank];
+        let mut end = vec![0i64; rank];
+        for (k, &ax) in axes.iter().enumerate() {
+            begin[ax as usize] = pads[k];
+            end[ax as usize] = pads[k + axes.len()];
+        }
+        // torch lists (begin, end) pairs from the last dimension backwards, and only as far
+        // as the first padded dimension.
+        let first = (0..rank).find(|&d| begin[d] != 0 || end[d] != 0).unwrap_or(rank);
+        let spec: Vec<i64> = (first..rank).rev().flat_map(|d| [begin[d], end[d]]).collect();
+        if spec.is_empty() {
+            return Ok(x.shallow_clone());
+        }
+        Ok(x.f_pad(spec.as_slice(), torch_mode, if torch_mode == "constant" { Some(value) } else { None })?)
+    }))
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    NearestFloorAsymmetric,
+    Linear { align_corners: bool },
+}
+
+fn resize(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let mode = a.string("mode")?.unwrap_or_else(|| "nearest".into());
+    let coord = a.string("coordinate_transformation_mode")?.unwrap_or_else(|| {
+        // Upsample (and Resize-10) have no such attribute and behave as `asymmetric`.
+        if ctx.node.op_type == "Upsample" || ctx.opset < 11 { "asymmetric".into() } else { "half_pixel".into() }
+    });
+    let nearest_mode = a.string("nearest_mode")?.unwrap_or_else(|| if ctx.opset < 11 { "floor".into() } else { "round_prefer_floor".into() });
+    let how = match (mode.as_str(), coord.as_str()) {
+        ("nearest", "asymmetric") if nearest_mode == "floor" => Mode::NearestFloorAsymmetric,
+        ("linear" | "bilinear", "half_pixel" | "pytorch_half_pixel") => Mode::Linear { align_corners: false },
+        ("linear" | "bilinear", "align_corners") => Mode::Linear { align_corners: true },
+        _ => return Err(a.unsupported("mode", format!("{mode} with {coord} coordinates and {nearest_mode} rounding"))),
+    };
+    if a.int_or("antialias", 0)? != 0 {
+        return Err(a.unsupported("antialias", 1));
+    }
+    let scales_input = if ctx.opset < 11 || ctx.node.op_type == "Upsample" { 1 } else { 2 };
+    Ok(super::single(move |ins, _| {
+        let x = ins.get(0)?;
+        if x.dim() != 4 {
+            return Err(bad_input!("node `{}` ({}): only 4-D image tensors are supported, got {:?}", ins.node.name, ins.node.op_type, x.size()));
+        }
+        let (out, scales) = target_size(ins, x, scales_input)?;
+        Ok(match how {
+            Mode::NearestFloorAsymmetric => x.f_upsample_nearest2d(out.as_slice(), scales.map(|s| s.0), scales.map(|s| s.1))?,
+            Mode::Linear { align_corners } => x.f_upsample_bilinear2d(out.as_slice(), align_corners, scales.map(|s| s.0), scales.map(|s| s.1))?,
+        })
+    }))
+}
+
+/// Output [H, W] and, when scales were given, the (h, w) scale factors ONNX defines the
+/// coordinate mapping with.
+fn target_size(ins: &Inputs, x: &Tensor, scales_input: usize) -> anyhow::Result<(Vec<i64>, Option<(f64, f64)>)> {
+    let dims = x.size();
+    let sizes = if scales_input == 2 { ins.opt_ints(3)? } else { None };
+    if let Some(s) = sizes.filter(|s| !s.is_empty()) {
+        anyhow::ensure!(s.len() == 4 && s[0] == dims[0] && s[1] == dims[1], "node `{}`: only spatial resizing is supported", ins.node.name);
+        return Ok((s[2..].to_vec(), None));
+    }
+    let t = ins.get(scales_input)?.f_to_kind(tch::Kind::Double)?;
+    let scales = Vec::<f64>::try_from(&t.f_flatten(0, -1)?)?;
+    anyhow::ensure!(scales.len() == 4 && scales[0] == 1.0 && scales[1] == 1.0, "node `{}`: only spatial resizing is supported", ins.node.name);
+    let out = vec![(dims[2] as f64 * scales[2]).floor() as i64, (dims[3] as f64 * scales[3]).floor() as i64];
+    Ok((out, Some((scales[2], scales[3]))))
+}
