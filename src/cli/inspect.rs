@@ -1,9 +1,11 @@
 //! `compress inspect MODEL.onnx [--json] [--verify]`: inputs, outputs, opset, producer, op
-//! histogram, parameter count, unsupported ops, candidate feature taps; `--verify` runs our tch import and ONNX Runtime
-//! on the same random input and reports, per output, max_abs_diff and max_rel_diff.
+//! histogram, parameter count, unsupported ops, candidate feature taps; `--verify` runs our tch
+//! import and ONNX Runtime on the same random input, at batch 1 and `--batch`, and reports per
+//! output max_abs_diff and max_rel_diff.
 
 use crate::bad_input;
 use crate::graph::exec::unsupported_nodes;
+use crate::graph::batching::BatchRunner;
 use crate::graph::taps::candidate_taps;
 use crate::graph::{Dim, Executor, Graph};
 use crate::metrics;
@@ -22,8 +24,9 @@ pub struct InspectArgs {
     /// Compare our import with ONNX Runtime on random input.
     #[arg(long)]
     pub verify: bool,
-    /// Batch size for symbolic batch dimensions in --verify.
-    #[arg(long, default_value_t = 2)]
+    /// --verify checks batch 1 and this batch size (fixed-batch models run batched after the
+    /// relaxation pass, or per sample where it is not proven safe).
+    #[arg(long, default_value_t = 4)]
     pub batch: i64,
 }
 
@@ -34,7 +37,7 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<i32> {
     for n in &graph.nodes {
         *ops.entry(n.op_type.as_str()).or_default() += 1;
     }
-    let unsupported = unsupported_nodes(&graph);
+    let unsupported = unsupported_nodes(&graph.nodes);
     let dims = |d: &[Dim]| d.iter().map(|x| match x { Dim::Fixed(v) => json!(v), Dim::Symbolic(s) => json!(s) }).collect::<Vec<_>>();
     let mut info = json!({
         "model": a.model,
@@ -47,13 +50,12 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<i32> {
         "unsupported": unsupported,
     });
     if unsupported.is_empty() {
-        let x = probe_input(&graph, a)?;
         let names: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
         let exec = Executor::compile(&graph, &names, Device::Cpu)?;
-        let (ours, shapes) = tch::no_grad(|| exec.run_traced(&[&x]))?;
+        let (_, shapes) = tch::no_grad(|| exec.run_traced(&[&probe_input(&graph, 1, a)?]))?;
         info["taps"] = json!(candidate_taps(&graph, &shapes));
         if a.verify {
-            info["verify"] = verify(a, &x, &names, &ours)?;
+            info["verify"] = verify(a, graph, &names)?;
         }
     }
     if a.json {
@@ -67,16 +69,16 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// A seeded random input of the declared shape, with `--batch` for a symbolic batch.
-fn probe_input(graph: &Graph, a: &InspectArgs) -> anyhow::Result<Tensor> {
+/// A seeded random input of the declared shape, with `batch` for the batch dimension.
+fn probe_input(graph: &Graph, batch: i64, a: &InspectArgs) -> anyhow::Result<Tensor> {
     let input = graph.inputs.first().ok_or_else(|| bad_input!("{}: the model has no inputs", a.model.display()))?;
     let shape: Vec<i64> = input
         .dims
         .iter()
         .enumerate()
         .map(|(i, d)| match d {
+            _ if i == 0 => batch,
             Dim::Fixed(v) => *v,
-            Dim::Symbolic(_) if i == 0 => a.batch,
             Dim::Symbolic(_) => 1,
         })
         .collect();
@@ -84,21 +86,32 @@ fn probe_input(graph: &Graph, a: &InspectArgs) -> anyhow::Result<Tensor> {
     Ok(Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)))
 }
 
-fn verify(a: &InspectArgs, x: &Tensor, names: &[String], ours: &[Tensor]) -> anyhow::Result<serde_json::Value> {
+/// Our import against ONNX Runtime on the same random input, at batch 1 and `--batch`.
+fn verify(a: &InspectArgs, mut graph: Graph, names: &[String]) -> anyhow::Result<serde_json::Value> {
+    let sample = probe_input(&graph, 1, a)?.size();
+    let runner = BatchRunner::compile(&mut graph, names, Device::Cpu, &sample)?;
     let mut ort = OrtModel::load(&a.model, 2)?;
-    let theirs = ort.run(x)?;
-    let mut per_output = Vec::new();
-    for ((name, o), t) in names.iter().zip(ours).zip(&theirs) {
-        let o = o.to_kind(Kind::Float).reshape(t.size().as_slice());
-        per_output.push(json!({
-            "output": name,
-            "shape": t.size(),
-            "max_abs_diff": metrics::max_abs_diff(&o, t),
-            "max_rel_diff": metrics::max_rel_diff(&o, t),
-            "reference_max_abs": t.abs().max().double_value(&[]),
-        }));
+    let mut runs = Vec::new();
+    let mut batches = vec![1, a.batch];
+    batches.dedup();
+    for batch in batches {
+        let x = probe_input(&graph, batch, a)?;
+        let ours = tch::no_grad(|| runner.run(&x))?;
+        let theirs = ort.run(&x)?;
+        let mut per_output = Vec::new();
+        for ((name, o), t) in names.iter().zip(&ours).zip(&theirs) {
+            let o = o.to_kind(Kind::Float).reshape(t.size().as_slice());
+            per_output.push(json!({
+                "output": name,
+                "shape": t.size(),
+                "max_abs_diff": metrics::max_abs_diff(&o, t),
+                "max_rel_diff": metrics::max_rel_diff(&o, t),
+                "reference_max_abs": t.abs().max().double_value(&[]),
+            }));
+        }
+        runs.push(json!({"batch": batch, "input_shape": x.size(), "outputs": per_output}));
     }
-    Ok(json!({"input_shape": x.size(), "outputs": per_output}))
+    Ok(json!({"execution": runner.execution, "ort_per_sample": ort.fixed_batch_one, "runs": runs}))
 }
 
 fn print_text(info: &serde_json::Value) {
@@ -120,12 +133,18 @@ fn print_text(info: &serde_json::Value) {
     for t in info["taps"].as_array().into_iter().flatten() {
         println!("tap:        {} {} ({})", t["name"].as_str().unwrap_or(""), t["shape"], t["role"].as_str().unwrap_or(""));
     }
-    for o in info["verify"]["outputs"].as_array().into_iter().flatten() {
-        println!(
-            "verify:     {} max_abs_diff {:.3e} max_rel_diff {:.3e}",
-            o["output"].as_str().unwrap_or(""),
-            o["max_abs_diff"].as_f64().unwrap_or(f64::NAN),
-            o["max_rel_diff"].as_f64().unwrap_or(f64::NAN)
-        );
+    if let Some(e) = info["verify"]["execution"].as_str() {
+        println!("execution:  {e}");
+    }
+    for run in info["verify"]["runs"].as_array().into_iter().flatten() {
+        for o in run["outputs"].as_array().into_iter().flatten() {
+            println!(
+                "verify:     batch {} {} max_abs_diff {:.3e} max_rel_diff {:.3e}",
+                run["batch"],
+                o["output"].as_str().unwrap_or(""),
+                o["max_abs_diff"].as_f64().unwrap_or(f64::NAN),
+                o["max_rel_diff"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
     }
 }

@@ -35,11 +35,11 @@ pub struct Executor {
     slots: usize,
 }
 
-/// Every node the registry cannot run, as `node `name` (Op)` strings.
-pub fn unsupported_nodes(graph: &Graph) -> Vec<String> {
+/// Every node the registry cannot run, as `node `name` (Op)` strings. Control flow (If, Loop,
+/// Scan) and other domains are among them.
+pub fn unsupported_nodes(nodes: &[NodeProto]) -> Vec<String> {
     let reg = ops::registry();
-    graph
-        .nodes
+    nodes
         .iter()
         .filter(|n| !ops::is_default_domain(n) || reg.get(&n.op_type).is_none())
         .map(|n| {
@@ -53,7 +53,7 @@ impl Executor {
     /// Compiles `graph` to produce the values named in `fetch`. Float constants created by
     /// folding go to `device`; graph initializers are used where they are.
     pub fn compile(graph: &Graph, fetch: &[String], device: Device) -> anyhow::Result<Executor> {
-        let unsupported = unsupported_nodes(graph);
+        let unsupported = unsupported_nodes(&graph.nodes);
         if !unsupported.is_empty() {
             return Err(bad_input!("graph `{}` has unsupported ops: {}", graph.name, unsupported.join(", ")));
         }

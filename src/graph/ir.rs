@@ -53,10 +53,20 @@ impl Graph {
             .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
             .map(|o| o.version)
             .ok_or_else(|| bad_input!("{origin}: the model imports no default-domain opset"))?;
+        // Collect every problem (unsupported tensor types, unsupported nodes) before failing,
+        // so the user sees them all at once.
+        let mut problems = Vec::new();
         let mut initializers = Vec::with_capacity(g.initializer.len());
         for init in &g.initializer {
-            let t = tensor::to_tch(init).map_err(|e| e.context(format!("{origin}: initializer `{}`", init.name)))?;
-            initializers.push((init.name.clone(), t));
+            match tensor::to_tch(init) {
+                Ok(t) => initializers.push((init.name.clone(), t)),
+                Err(e) => problems.push(format!("{e:#}")),
+            }
+        }
+        if !problems.is_empty() {
+            // Unsupported nodes alone are reported by the executor; here they join the list.
+            problems.extend(super::exec::unsupported_nodes(&g.node));
+            return Err(bad_input!("{origin}: cannot run this graph: {}", problems.join("; ")));
         }
         let init_names: HashSet<&str> = g.initializer.iter().map(|i| i.name.as_str()).collect();
         // Old exporters list initializers among the inputs too; those are constants, not inputs.

@@ -3,6 +3,7 @@
 //! A graph keeps ONNX's own node representation (`NodeProto`), so import and export are direct
 //! and the exported student is the trained graph by construction (design.md §1).
 
+pub mod batching;
 pub mod builder;
 pub mod exec;
 pub mod ir;

@@ -12,7 +12,8 @@ pub fn read(path: &Path) -> anyhow::Result<ModelProto> {
         .map_err(|e| bad_input!("cannot read model file {}: {e}", path.display()))?;
     let mut model = ModelProto::parse_from_bytes(&bytes)
         .map_err(|e| bad_input!("{} is not a valid ONNX model: {e}", path.display()))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name has an empty parent: its folder is the current one.
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let graph = model.graph.mut_or_insert_default();
     for init in graph.initializer.iter_mut() {
         inline_external(init, dir, path)?;

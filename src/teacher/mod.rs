@@ -3,9 +3,9 @@
 //! relaxed graph equals per-sample execution; otherwise they run one sample at a time.
 
 use crate::bad_input;
-use crate::data::preprocess::Preprocess;
-use crate::graph::passes::{relax_fixed_batch, Relaxed};
-use crate::graph::{Executor, Graph, RunMode};
+use crate::data::preprocess::{Layout, Preprocess};
+use crate::graph::batching::BatchRunner;
+use crate::graph::Graph;
 use crate::recipe::schema::TeacherOutput;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -26,8 +26,7 @@ pub struct Teacher {
     pub num_classes: i64,
     /// Tap aliases, in the order `forward` returns the tapped values.
     pub taps: Vec<String>,
-    per_sample: bool,
-    exec: Executor,
+    runner: BatchRunner,
     device: Device,
 }
 
@@ -46,8 +45,11 @@ impl Teacher {
         graph.to_device(device);
         let mut fetch = vec![graph.outputs[0].name.clone()];
         fetch.extend(taps.values().cloned());
-        let strict = Executor::compile(&graph, &fetch, device).map_err(|e| e.context(origin.clone()))?;
-        let relaxed: Relaxed = relax_fixed_batch(&mut graph)?;
+        let sample = match preprocess.layout {
+            Layout::Nchw => [1, 3, image_size, image_size],
+            Layout::Nhwc => [1, image_size, image_size, 3],
+        };
+        let runner = BatchRunner::compile(&mut graph, &fetch, device, &sample).map_err(|e| e.context(origin.clone()))?;
         let mut teacher = Teacher {
             name: name.into(),
             path: path.to_path_buf(),
@@ -56,23 +58,12 @@ impl Teacher {
             output,
             opset: graph.opset,
             parameters: graph.parameter_count(),
-            execution: "batched".into(),
+            execution: runner.execution.clone(),
             num_classes: 0,
             taps: taps.keys().cloned().collect(),
-            per_sample: false,
-            exec: strict,
+            runner,
             device,
         };
-        if relaxed.changed() {
-            let relaxed_exec = Executor::compile(&graph, &fetch, device)?;
-            if teacher.batched_matches_per_sample(&relaxed_exec, image_size)? {
-                teacher.exec = relaxed_exec;
-                teacher.execution = format!("batched (fixed batch of 1 relaxed; {} Reshape(s) rewritten)", relaxed.reshapes.len());
-            } else {
-                teacher.per_sample = true;
-                teacher.execution = "per sample (fixed batch of 1 could not be relaxed safely)".into();
-            }
-        }
         teacher.num_classes = teacher.probe_classes(image_size).map_err(|e| e.context(origin))?;
         Ok(teacher)
     }
@@ -88,23 +79,6 @@ impl Teacher {
         Ok(shape[1])
     }
 
-    /// Runs the relaxed graph on a small random batch and compares with the strict graph run
-    /// one sample at a time.
-    fn batched_matches_per_sample(&self, relaxed: &Executor, size: i64) -> anyhow::Result<bool> {
-        let _guard = tch::no_grad_guard();
-        let images = Tensor::randint(256, [3, size, size, 3], (Kind::Uint8, Device::Cpu));
-        let x = self.preprocess.apply(&images, self.device);
-        let batched = match relaxed.run(&[&x], RunMode::Eval) {
-            Ok(mut v) => v.remove(0),
-            Err(_) => return Ok(false),
-        };
-        let singles: Vec<Tensor> = (0..3)
-            .map(|i| self.exec.run(&[&x.narrow(0, i, 1)], RunMode::Eval).map(|mut v| v.remove(0)))
-            .collect::<anyhow::Result<_>>()?;
-        let per_sample = Tensor::cat(&singles, 0);
-        Ok(batched.size() == per_sample.size() && crate::metrics::max_rel_diff(&batched, &per_sample) < 1e-5)
-    }
-
     /// Teacher logits for a uint8 NHWC batch; probability outputs become log-probabilities,
     /// which are logits up to a per-sample constant.
     pub fn logits(&self, images_u8: &Tensor) -> anyhow::Result<Tensor> {
@@ -115,15 +89,7 @@ impl Teacher {
     pub fn forward(&self, images_u8: &Tensor) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
         let _guard = tch::no_grad_guard();
         let x = self.preprocess.apply(images_u8, self.device);
-        let mut outs = if self.per_sample {
-            let runs: Vec<Vec<Tensor>> =
-                (0..x.size()[0]).map(|i| self.exec.run(&[&x.narrow(0, i, 1)], RunMode::Eval)).collect::<anyhow::Result<_>>()?;
-            (0..runs.first().map_or(0, Vec::len))
-                .map(|k| Tensor::cat(&runs.iter().map(|r| r[k].shallow_clone()).collect::<Vec<_>>(), 0))
-                .collect()
-        } else {
-            self.exec.run(&[&x], RunMode::Eval)?
-        };
+        let mut outs = self.runner.run(&x)?;
         let out = outs.remove(0).to_kind(Kind::Float).flatten(1, -1);
         let logits = match self.output {
             TeacherOutput::Logits => out,
