@@ -297,10 +297,34 @@ fn spatial_cases() -> Vec<Case> {
     ]
 }
 
+/// Ops of older exporters and zoo models (Caffe2, CNTK, opset 7–9).
+fn legacy_cases() -> Vec<Case> {
+    let un = |name, op, opset, attrs: Vec<AttributeProto>| case(name, opset, &[2, 6, 4, 4], vec![node(op, &["x"], &["y"], attrs)]);
+    vec![
+        case("sum_three", 8, &[2, 3], vec![node("Sum", &["x", "a", "b"], &["y"], vec![])]).with("a", rand(&[2, 3])).with("b", rand(&[3])),
+        case("max_min_mean", 8, &[2, 3], vec![
+            node("Max", &["x", "a"], &["m"], vec![]),
+            node("Min", &["m", "b"], &["n"], vec![]),
+            node("Mean", &["n", "x", "a"], &["y"], vec![]),
+        ]).with("a", rand(&[2, 3])).with("b", rand(&[3])),
+        un("lrn_googlenet", "LRN", 7, vec![int("size", 5), float("alpha", 1e-4), float("beta", 0.75), float("bias", 1.0)]),
+        un("lrn_size3", "LRN", 13, vec![int("size", 3), float("alpha", 0.5), float("beta", 0.6), float("bias", 2.0)]),
+        case("prelu_per_channel", 9, &[2, 3, 4, 4], vec![node("PRelu", &["x", "s"], &["y"], vec![])]).with("s", rand(&[3, 1, 1])),
+        un("elu", "Elu", 7, vec![float("alpha", 0.7)]),
+        un("softplus", "Softplus", 7, vec![]),
+        case("reshape_4_attr", 4, &[2, 3, 4], vec![node("Reshape", &["x"], &["y"], vec![ints("shape", &[0, -1])])]),
+        case("batchnorm_7_spatial", 7, &[2, 3, 4, 4], vec![node("BatchNormalization", &["x", "s", "b", "m", "v"], &["y"], vec![int("spatial", 1)])])
+            .with("s", rand(&[3]))
+            .with("b", rand(&[3]))
+            .with("m", rand(&[3]))
+            .with("v", rand(&[3]).abs() + 0.5),
+    ]
+}
+
 #[test]
 fn every_case_matches_onnx_runtime() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<Case> = [conv_cases(), pool_cases(), norm_cases(), linear_cases(), activation_cases(), arith_cases(), shape_cases(), reduce_cases(), spatial_cases()]
+    let cases: Vec<Case> = [conv_cases(), pool_cases(), norm_cases(), linear_cases(), activation_cases(), arith_cases(), shape_cases(), reduce_cases(), spatial_cases(), legacy_cases()]
         .into_iter()
         .flatten()
         .collect();

@@ -102,3 +102,14 @@ fn a_real_stage_tap_is_accepted() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!dir.path().join("out/tiny/report.json").exists(), "a dry run writes no report");
 }
+
+#[test]
+fn fp16_teacher_on_cpu_is_refused_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write_resnet8(&dir.path().join("t.onnx"), 10);
+    let teachers = "[{name: half, onnx: t.onnx, input: {layout: nchw}, precision: fp16}]";
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe(teachers, "aver")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("teachers.0") && r.stderr.contains("fp16"), "{}", r.stderr);
+}

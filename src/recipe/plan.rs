@@ -104,7 +104,7 @@ impl Plan {
                 problems.push(format!("{e:#}"));
                 continue;
             }
-            let spec = TeacherSpec { name: t.name.clone(), path: t.onnx.clone(), preprocess: pre, output: t.output, taps: t.taps.clone() };
+            let spec = TeacherSpec { name: t.name.clone(), path: t.onnx.clone(), preprocess: pre, output: t.output, taps: t.taps.clone(), precision: t.precision };
             match Teacher::load(&spec, recipe.data.image_size as i64, device) {
                 Ok(teacher) => {
                     if let Some(classes) = classes {

@@ -123,6 +123,17 @@ pub struct TeacherEntry {
     /// candidates), fetched alongside the logits for feature-level distillation.
     #[serde(default)]
     pub taps: std::collections::BTreeMap<String, String>,
+    /// `fp32`, or `fp16` (CUDA only: the teacher runs under autocast).
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Fp16,
 }
 
 fn default_output() -> TeacherOutput {

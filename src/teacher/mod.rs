@@ -6,7 +6,7 @@ use crate::bad_input;
 use crate::data::preprocess::{Layout, Preprocess};
 use crate::graph::batching::BatchRunner;
 use crate::graph::Graph;
-use crate::recipe::schema::TeacherOutput;
+use crate::recipe::schema::{Precision, TeacherOutput};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,11 +28,15 @@ pub struct Teacher {
     pub taps: Vec<String>,
     runner: BatchRunner,
     device: Device,
+    precision: Precision,
 }
 
 impl Teacher {
     pub fn load(spec: &TeacherSpec, image_size: i64, device: Device) -> anyhow::Result<Teacher> {
-        let TeacherSpec { name, path, preprocess, output, taps } = spec;
+        let TeacherSpec { name, path, preprocess, output, taps, precision } = spec;
+        if *precision == Precision::Fp16 && device == Device::Cpu {
+            return Err(bad_input!("teacher `{name}`: precision fp16 needs a CUDA device (running on cpu)"));
+        }
         let (name, path, preprocess, output) = (name.as_str(), path.as_path(), preprocess.clone(), *output);
         let bytes = std::fs::read(path).map_err(|e| bad_input!("teacher `{name}`: cannot read {}: {e}", path.display()))?;
         let sha256 = hex(&Sha256::digest(&bytes));
@@ -63,6 +67,7 @@ impl Teacher {
             taps: taps.keys().cloned().collect(),
             runner,
             device,
+            precision: *precision,
         };
         teacher.num_classes = teacher.probe_classes(image_size).map_err(|e| e.context(origin))?;
         Ok(teacher)
@@ -89,13 +94,17 @@ impl Teacher {
     pub fn forward(&self, images_u8: &Tensor) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
         let _guard = tch::no_grad_guard();
         let x = self.preprocess.apply(images_u8, self.device);
-        let mut outs = self.runner.run(&x)?;
+        let mut outs = match self.precision {
+            Precision::Fp32 => self.runner.run(&x)?,
+            // fp16 under CUDA autocast; the outputs are read back as fp32 below.
+            Precision::Fp16 => tch::autocast(true, || self.runner.run(&x))?,
+        };
         let out = outs.remove(0).to_kind(Kind::Float).flatten(1, -1);
         let logits = match self.output {
             TeacherOutput::Logits => out,
             TeacherOutput::Probabilities => out.clamp_min(1e-12).log(),
         };
-        Ok((logits, outs))
+        Ok((logits, outs.into_iter().map(|t| t.to_kind(Kind::Float)).collect()))
     }
 }
 
@@ -107,6 +116,7 @@ pub struct TeacherSpec {
     pub output: TeacherOutput,
     /// Alias → graph value name.
     pub taps: BTreeMap<String, String>,
+    pub precision: Precision,
 }
 
 pub fn hex(bytes: &[u8]) -> String {

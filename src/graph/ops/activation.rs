@@ -1,5 +1,5 @@
 //! Element-wise activations: Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Erf,
-//! Gelu, Softmax, LogSoftmax.
+//! Gelu, PRelu, Elu, Softplus, Softmax, LogSoftmax.
 //!
 //! Opset differences handled: Clip bounds are attributes before opset 11 and optional inputs
 //! from 11 (an empty input name means unbounded); Softmax/LogSoftmax before opset 13 flatten the
@@ -18,6 +18,9 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Tanh", tanh);
     reg.insert("Erf", erf);
     reg.insert("Gelu", gelu);
+    reg.insert("PRelu", prelu);
+    reg.insert("Elu", elu);
+    reg.insert("Softplus", softplus);
     reg.insert("Softmax", softmax);
     reg.insert("LogSoftmax", log_softmax);
 }
@@ -83,6 +86,23 @@ fn gelu(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         return Err(ctx.attrs().unsupported("approximate", &approximate));
     }
     Ok(single(move |ins, _| Ok(ins.get(0)?.f_gelu(&approximate)?)))
+}
+
+fn prelu(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    // ONNX broadcasts the slope unidirectionally (torch's prelu wants it per channel only).
+    Ok(super::binary(|x, slope| x.f_where_self(&x.f_ge(0.0)?, &x.f_mul(slope)?)))
+}
+
+fn elu(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let alpha = ctx.attrs().float_or("alpha", 1.0)? as f64;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        Ok(x.f_where_self(&x.f_ge(0.0)?, &x.f_exp()?.f_sub_scalar(1.0)?.f_mul_scalar(alpha)?)?)
+    }))
+}
+
+fn softplus(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(unary(Tensor::f_softplus))
 }
 
 fn softmax(ctx: &NodeCtx) -> anyhow::Result<Kernel> {

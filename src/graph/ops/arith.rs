@@ -1,5 +1,6 @@
 //! Arithmetic with NumPy broadcasting and the linear-algebra ops: Add, Sub, Mul, Div, Pow, Sqrt,
-//! Exp, Log, Neg, Abs, Reciprocal, Mod, Equal, Less, Greater, Where, MatMul, Gemm.
+//! Exp, Log, Neg, Abs, Reciprocal, Mod, Equal, Less, Greater, Where, the variadic Sum, Max, Min,
+//! Mean, and MatMul, Gemm.
 //!
 //! ONNX integer division truncates toward zero (torch's `/` would give floats). Gemm computes
 //! alpha·A'·B' + beta·C with optional transposes; C is optional from opset 11.
@@ -25,6 +26,10 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Less", less);
     reg.insert("Greater", greater);
     reg.insert("Where", where_);
+    reg.insert("Sum", sum);
+    reg.insert("Max", max);
+    reg.insert("Min", min);
+    reg.insert("Mean", mean);
     reg.insert("MatMul", matmul);
     reg.insert("Gemm", gemm);
 }
@@ -93,11 +98,39 @@ fn greater(_: &NodeCtx) -> anyhow::Result<Kernel> {
 
 fn where_(_: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(single(|ins, _| {
-        let cond = ins.get(0)?;
-        let x = ins.get(1)?;
-        let y = ins.get(2)?.f_to_device(x.device())?;
-        Ok(x.f_where_self(&cond.f_to_device(x.device())?, &y)?)
+        let d = ins.compute_device();
+        Ok(ins.on(1, d)?.f_where_self(&ins.on(0, d)?, &ins.on(2, d)?)?)
     }))
+}
+
+/// Sum, Max, Min, Mean: element-wise over any number of broadcast inputs (older zoo models
+/// use Sum for residual additions).
+fn variadic(f: fn(&Tensor, &Tensor) -> Result<Tensor, tch::TchError>, mean: bool) -> Kernel {
+    single(move |ins, _| {
+        let d = ins.compute_device();
+        let present: Vec<usize> = (0..ins.values.len()).filter(|i| ins.opt(*i).is_some()).collect();
+        let mut acc = ins.on(present[0], d)?;
+        for &i in &present[1..] {
+            acc = f(&acc, &ins.on(i, d)?)?;
+        }
+        Ok(if mean { acc.f_div_scalar(present.len() as f64)? } else { acc })
+    })
+}
+
+fn sum(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(variadic(Tensor::f_add, false))
+}
+
+fn max(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(variadic(Tensor::f_maximum, false))
+}
+
+fn min(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(variadic(Tensor::f_minimum, false))
+}
+
+fn mean(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(variadic(Tensor::f_add, true))
 }
 
 fn matmul(_: &NodeCtx) -> anyhow::Result<Kernel> {

@@ -57,6 +57,18 @@ impl<'a> Inputs<'a> {
     }
 
     /// A scalar input read to the host (Clip bounds, Range arguments).
+    /// Where a multi-input op computes: the device of any input that is not on the host, else
+    /// the host. Keeps activations on the accelerator when they meet host-side constants.
+    pub fn compute_device(&self) -> tch::Device {
+        self.values.iter().flatten().map(|t| t.device()).find(|d| *d != tch::Device::Cpu).unwrap_or(tch::Device::Cpu)
+    }
+
+    /// Input `i` on `device` (0-dim host scalars stay where they are: torch mixes them freely).
+    pub fn on(&self, i: usize, device: tch::Device) -> anyhow::Result<Tensor> {
+        let t = self.get(i)?;
+        Ok(if t.device() == device || (t.dim() == 0 && t.device() == tch::Device::Cpu) { t.shallow_clone() } else { t.f_to_device(device)? })
+    }
+
     pub fn opt_scalar(&self, i: usize) -> anyhow::Result<Option<f64>> {
         match self.opt(i) {
             None => Ok(None),
@@ -173,16 +185,12 @@ pub fn unary(f: fn(&Tensor) -> Result<Tensor, tch::TchError>) -> Kernel {
     single(move |ins, _| Ok(f(ins.get(0)?)?))
 }
 
-/// A kernel applying one fallible broadcasting tch method to the two inputs; a host-side
-/// operand (shape arithmetic, scalar constants) is moved to the other's device first.
+/// A kernel applying one fallible broadcasting tch method to the two inputs, on their common
+/// device (see [`Inputs::compute_device`]).
 pub fn binary(f: fn(&Tensor, &Tensor) -> Result<Tensor, tch::TchError>) -> Kernel {
     single(move |ins, _| {
-        let a = ins.get(0)?;
-        let b = ins.get(1)?;
-        if b.device() != a.device() && b.dim() > 0 {
-            return Ok(f(a, &b.f_to_device(a.device())?)?);
-        }
-        Ok(f(a, b)?)
+        let d = ins.compute_device();
+        Ok(f(&ins.on(0, d)?, &ins.on(1, d)?)?)
     })
 }
 

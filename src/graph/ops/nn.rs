@@ -1,5 +1,5 @@
 //! Neural-network layers: Conv, BatchNormalization, MaxPool, AveragePool, GlobalAveragePool,
-//! GlobalMaxPool, LayerNormalization.
+//! GlobalMaxPool, LayerNormalization, LRN.
 //!
 //! Spec notes handled here: `pads` is [x1_begin, x2_begin, …, x1_end, x2_end]; asymmetric pads
 //! are applied explicitly before the op (−∞ for MaxPool); `auto_pad` SAME_UPPER/SAME_LOWER put the
@@ -20,6 +20,7 @@ pub fn register(reg: &mut Registry) {
     reg.insert("GlobalAveragePool", global_average_pool);
     reg.insert("GlobalMaxPool", global_max_pool);
     reg.insert("LayerNormalization", layer_norm);
+    reg.insert("LRN", lrn);
 }
 
 /// Spatial window attributes shared by Conv and the pools.
@@ -211,5 +212,25 @@ fn layer_norm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         let ax = super::norm_axis(&node, axis, rank)?;
         let shape = x.size()[ax as usize..].to_vec();
         Ok(x.f_layer_norm(shape.as_slice(), ins.opt(1), ins.opt(2), eps, true)?)
+    }))
+}
+
+/// LRN (AlexNet, GoogLeNet in the old zoo): x / (bias + alpha/size · Σ_window x²)^beta over a
+/// window of `size` channels centred on each channel (floor((size−1)/2) before, ceil after).
+fn lrn(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let size = a.int("size")?.ok_or_else(|| bad_input!("node `{}` (LRN): size is required", ctx.node.name))?;
+    let alpha = a.float_or("alpha", 1e-4)? as f64;
+    let beta = a.float_or("beta", 0.75)? as f64;
+    let bias = a.float_or("bias", 1.0)? as f64;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let (before, after) = ((size - 1) / 2, size / 2);
+        let sq = x.f_square()?.f_unsqueeze(1)?;
+        // Sum over the channel window as a 3-D average pool over (C, H=1-window, W=1-window).
+        let padded = sq.f_constant_pad_nd([0, 0, 0, 0, before, after].as_slice())?;
+        let window = padded.f_avg_pool3d([size, 1, 1].as_slice(), [1, 1, 1].as_slice(), [0, 0, 0].as_slice(), false, true, None::<i64>)?.f_squeeze_dim(1)?;
+        let denom = window.f_mul_scalar(alpha)?.f_add_scalar(bias)?.f_pow_tensor_scalar(beta)?;
+        Ok(x.f_div(&denom)?)
     }))
 }

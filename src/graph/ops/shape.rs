@@ -1,7 +1,8 @@
 //! Structure and shape ops: Reshape, Flatten, Transpose, Concat, Split, Squeeze, Unsqueeze,
 //! Shape, Gather, Slice, Expand, ConstantOfShape, Constant, Range, Cast, Identity, Dropout.
 //!
-//! Opset differences handled: Reshape's 0 copies the input dimension unless `allowzero` (14+);
+//! Opset differences handled: Reshape's target is an attribute before opset 5, and its 0 copies
+//! the input dimension unless `allowzero` (14+);
 //! Squeeze/Unsqueeze/Split take `axes`/`split` as attributes before 13 and as inputs from 13;
 //! Slice takes attributes before 10 and inputs (with steps) from 10; Shape has start/end (15+);
 //! a scalar Gather index removes the axis. Shape values are int64 tensors kept on the host.
@@ -33,9 +34,14 @@ pub fn register(reg: &mut Registry) {
 
 fn reshape(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let allowzero = ctx.attrs().int_or("allowzero", 0)? != 0;
+    // Before opset 5 the target shape is an attribute.
+    let attr_shape = if ctx.opset < 5 { ctx.attrs().ints("shape")? } else { None };
     Ok(single(move |ins, _| {
         let x = ins.get(0)?;
-        let mut target = ins.ints(1)?;
+        let mut target = match &attr_shape {
+            Some(s) => s.clone(),
+            None => ins.ints(1)?,
+        };
         if !allowzero {
             let dims = x.size();
             for (i, d) in target.iter_mut().enumerate() {
@@ -76,8 +82,8 @@ fn concat(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(single(move |ins, _| {
         let first = ins.get(0)?;
         let a = norm_axis(ins.node, axis, first.dim() as i64)?;
-        let device = first.device();
-        let parts: Vec<Tensor> = ins.values.iter().flatten().map(|t| t.to_device(device)).collect();
+        let device = ins.compute_device();
+        let parts: Vec<Tensor> = (0..ins.values.len()).filter(|i| ins.opt(*i).is_some()).map(|i| ins.on(i, device)).collect::<anyhow::Result<_>>()?;
         Ok(Tensor::f_cat(&parts, a)?)
     }))
 }
