@@ -25,6 +25,13 @@ def small_vit():
     return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128, num_classes=10)
 
 
+def small_head(model, features):
+    """VGG and AlexNet carry 4096-wide classifiers (hundreds of MB of random weights); a small
+    head keeps the families' convolutional patterns and the export fast."""
+    model.classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(features, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    return model
+
+
 MODELS = {
     "resnet18": (lambda: tvm.resnet18(num_classes=10), 64),
     "mobilenet_v2": (lambda: tvm.mobilenet_v2(num_classes=10), 64),
@@ -35,6 +42,11 @@ MODELS = {
     "squeezenet1_1": (lambda: tvm.squeezenet1_1(num_classes=10), 64),
     "convnext_small": (small_convnext, 64),
     "vit_small": (small_vit, 32),
+    "densenet121": (lambda: tvm.densenet121(num_classes=10), 64),
+    "googlenet": (lambda: tvm.googlenet(num_classes=10, aux_logits=False, init_weights=True), 64),
+    "inception_v3": (lambda: tvm.inception_v3(num_classes=10, aux_logits=False, init_weights=True), 96),
+    "vgg11_bn": (lambda: small_head(tvm.vgg11_bn(num_classes=10), 512 * 7 * 7), 224),
+    "alexnet": (lambda: small_head(tvm.alexnet(num_classes=10), 256 * 6 * 6), 224),
 }
 
 
