@@ -6,6 +6,7 @@ pub mod cli;
 pub mod data;
 pub mod distill;
 pub mod error;
+pub mod export;
 pub mod graph;
 pub mod onnx;
 pub mod pipeline;

@@ -8,17 +8,13 @@ use crate::data::ImageSet;
 use crate::distill::methods;
 use crate::distill::student::Student;
 use crate::distill::trainer::{self, TrainInputs, TrainOutcome};
-use crate::metrics;
 use crate::recipe::schema::{DataFormat, Distill};
 use crate::recipe::Plan;
-use crate::report::{self, ExportedFile, Fidelity, Report, TeacherRecord, TrainingRecord, Versions};
-use crate::runtime::{self, OrtModel};
+use crate::report::{self, Report, TrainingRecord, Versions};
 use crate::zoo::{self, ArchSpec};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{Kind, Tensor};
 
 pub struct RunOptions {
     pub recipe: PathBuf,
@@ -62,7 +58,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     }
     let (train_set, test_set) = load_data(&plan)?;
     stages.lap("data");
-    let (teachers, ensemble) = evaluate_teachers(&plan, &test_set)?;
+    let (teachers, ensemble) = crate::teacher::evaluate::evaluate_teachers(&plan, &test_set)?;
     stages.lap("teachers");
     let spec = ArchSpec { num_classes: train_set.num_classes() as i64, width: r.student.width, image_size: r.data.image_size as i64 };
     let augment = Augment { random_crop_padding: r.data.augment.random_crop_padding, horizontal_flip: r.data.augment.horizontal_flip };
@@ -79,9 +75,9 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     } else {
         None
     };
-    let exported = export_student(&plan, &student, &out)?;
+    let exported = crate::export::export_student(&plan, &student, &out)?;
     stages.lap("export");
-    let fidelity = validate_export(&student, &out.join("student.onnx"), &test_set, &pre)?;
+    let fidelity = crate::export::validate_export(&student, &out.join("student.onnx"), &test_set, &pre)?;
     stages.lap("validate");
     let metric_values = BTreeMap::from([
         ("top1", fidelity.top1_ort),
@@ -200,41 +196,6 @@ fn data_summary(plan: &Plan, train: &ImageSet, test: &ImageSet) -> BTreeMap<Stri
     ])
 }
 
-/// Each teacher's accuracy through our import and through ONNX Runtime, their agreement, and
-/// the ensemble's accuracy.
-fn evaluate_teachers(plan: &Plan, test: &ImageSet) -> anyhow::Result<(Vec<TeacherRecord>, Option<f64>)> {
-    let mut records = Vec::new();
-    let mut probs: Option<Tensor> = None;
-    for t in &plan.teachers {
-        let mut ours = Vec::new();
-        let mut start = 0;
-        while start < test.len() as i64 {
-            let len = 256.min(test.len() as i64 - start);
-            ours.push(t.logits(&test.images.narrow(0, start, len))?.to_device(tch::Device::Cpu));
-            start += len;
-        }
-        let ours = Tensor::cat(&ours, 0);
-        let mut ort = OrtModel::load(&t.path, 2)?;
-        let theirs = runtime::eval::logits(&mut ort, test, &t.preprocess, 256, &format!("ORT {}", t.name))?.flatten(1, -1);
-        let p = ours.softmax(1, Kind::Float);
-        probs = Some(match probs.take() { Some(s) => s + p, None => p });
-        let rec = TeacherRecord {
-            name: t.name.clone(),
-            path: t.path.display().to_string(),
-            sha256: t.sha256.clone(),
-            opset: t.opset,
-            parameters: t.parameters,
-            execution: t.execution.clone(),
-            top1_tch: metrics::top_k(&ours, &test.labels, 1),
-            top1_ort: metrics::top_k(&theirs, &test.labels, 1),
-            top1_agreement_tch_vs_ort: metrics::agreement(&ours, &theirs),
-        };
-        eprintln!("teacher `{}`: top-1 {:.2}% (ORT {:.2}%, agreement {:.2}%)", rec.name, 100.0 * rec.top1_tch, 100.0 * rec.top1_ort, 100.0 * rec.top1_agreement_tch_vs_ort);
-        records.push(rec);
-    }
-    let ensemble = probs.map(|p| metrics::top_k(&p, &test.labels, 1));
-    Ok((records, ensemble))
-}
 
 fn train_student(plan: &Plan, spec: &ArchSpec, distill: &Distill, inputs: &TrainInputs) -> anyhow::Result<(Student, TrainingRecord)> {
     // Re-seeding here gives the distilled student and the baseline the same initial weights.
@@ -248,51 +209,8 @@ fn train_student(plan: &Plan, spec: &ArchSpec, distill: &Distill, inputs: &Train
     Ok((student, record))
 }
 
-fn export_student(plan: &Plan, student: &Student, out: &Path) -> anyhow::Result<Vec<ExportedFile>> {
-    let r = &plan.recipe;
-    let mut model = student.graph.to_model(8)?;
-    model.opset_import[0].version = r.export.opset;
-    for (k, v) in [
-        ("compress.recipe_sha256", plan.recipe_sha256.clone()),
-        ("compress.preprocess", serde_json::to_string(&plan.student_preprocess())?),
-        ("compress.distill_method", r.distill.method.clone()),
-    ] {
-        let mut p = onnx_protobuf::StringStringEntryProto::new();
-        p.key = k.into();
-        p.value = v;
-        model.metadata_props.push(p);
-    }
-    let path = out.join("student.onnx");
-    crate::onnx::model_file::write(&model, &path)?;
-    Ok(vec![file_record(&path, r.export.opset, "float32")?])
-}
 
-fn file_record(path: &Path, opset: i64, storage: &str) -> anyhow::Result<ExportedFile> {
-    let bytes = std::fs::read(path)?;
-    Ok(ExportedFile {
-        path: path.display().to_string(),
-        bytes: bytes.len() as u64,
-        sha256: crate::teacher::hex(&Sha256::digest(&bytes)),
-        opset,
-        weight_storage: storage.into(),
-    })
-}
 
-/// Runs the exported file in ONNX Runtime over the test set and compares it with tch.
-pub fn validate_export(student: &Student, path: &Path, test: &ImageSet, pre: &crate::data::preprocess::Preprocess) -> anyhow::Result<Fidelity> {
-    let ours = student.logits(test, pre, 256)?;
-    let mut ort = OrtModel::load(path, 2)?;
-    let theirs = runtime::eval::logits(&mut ort, test, pre, 256, "ORT student")?;
-    Ok(Fidelity {
-        images: test.len(),
-        top1_tch: metrics::top_k(&ours, &test.labels, 1),
-        top1_ort: metrics::top_k(&theirs, &test.labels, 1),
-        top5_ort: metrics::top_k(&theirs, &test.labels, 5),
-        top1_agreement_tch_vs_ort: metrics::agreement(&ours, &theirs),
-        max_abs_diff: metrics::max_abs_diff(&ours, &theirs),
-        max_rel_diff: metrics::max_rel_diff(&ours, &theirs),
-    })
-}
 
 fn write_report(out: &Path, plan: &Plan, report: &Report) -> anyhow::Result<()> {
     report::write_atomic(&out.join("recipe.resolved.yaml"), plan.resolved_yaml.as_bytes())?;

@@ -8,6 +8,27 @@ use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{AttributeProto, NodeProto};
 use tch::{Device, Kind, Tensor};
 
+/// A square convolution's shape; `groups` defaults to 1 (`ConvSpec::new(..).groups(c)` for
+/// depthwise).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvSpec {
+    pub cin: i64,
+    pub cout: i64,
+    pub k: i64,
+    pub stride: i64,
+    pub groups: i64,
+}
+
+impl ConvSpec {
+    pub fn new(cin: i64, cout: i64, k: i64, stride: i64) -> ConvSpec {
+        ConvSpec { cin, cout, k, stride, groups: 1 }
+    }
+
+    pub fn groups(self, groups: i64) -> ConvSpec {
+        ConvSpec { groups, ..self }
+    }
+}
+
 pub struct GraphBuilder {
     graph: Graph,
     device: Device,
@@ -56,7 +77,8 @@ impl GraphBuilder {
     }
 
     /// Conv without bias, Kaiming-normal (fan-out) initialised as torchvision does.
-    pub fn conv(&mut self, name: &str, x: &str, cin: i64, cout: i64, k: i64, stride: i64, groups: i64) -> String {
+    pub fn conv(&mut self, name: &str, x: &str, spec: ConvSpec) -> String {
+        let ConvSpec { cin, cout, k, stride, groups } = spec;
         // torch's fan_out for a conv weight [cout, cin/groups, k, k] is cout·k·k.
         let fan_out = cout * k * k;
         let std = (2.0 / fan_out as f64).sqrt();

@@ -10,6 +10,9 @@ use onnx_protobuf::NodeProto;
 use std::collections::{HashMap, HashSet};
 use tch::{Device, Tensor};
 
+/// (value name, shape) of every value a traced run computed, in execution order.
+pub type ValueShapes = Vec<(String, Vec<i64>)>;
+
 /// Whether a run trains (BatchNormalization on batch statistics) or evaluates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunMode {
@@ -169,7 +172,7 @@ impl Executor {
 
     /// Runs the graph and also returns the shape of every value computed at run time, in
     /// execution order (for `inspect`'s tap listing).
-    pub fn run_traced(&self, inputs: &[&Tensor]) -> anyhow::Result<(Vec<Tensor>, Vec<(String, Vec<i64>)>)> {
+    pub fn run_traced(&self, inputs: &[&Tensor]) -> anyhow::Result<(Vec<Tensor>, ValueShapes)> {
         let mut shapes = Vec::new();
         let outs = self.run_observed(inputs, RunMode::Eval, &mut |name, t| shapes.push((name.to_string(), t.size())))?;
         Ok((outs, shapes))

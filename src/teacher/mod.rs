@@ -2,6 +2,8 @@
 //! producing logits. Fixed-batch models are relaxed to run batched when a self-check proves the
 //! relaxed graph equals per-sample execution; otherwise they run one sample at a time.
 
+pub mod evaluate;
+
 use crate::bad_input;
 use crate::data::preprocess::{Layout, Preprocess};
 use crate::graph::batching::BatchRunner;

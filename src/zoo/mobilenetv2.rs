@@ -4,7 +4,7 @@
 //! Channel counts are scaled by the width multiplier.
 
 use super::ArchSpec;
-use crate::graph::builder::GraphBuilder;
+use crate::graph::builder::{ConvSpec, GraphBuilder};
 use crate::graph::Graph;
 use tch::Device;
 
@@ -21,7 +21,7 @@ pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Grap
     let mut b = GraphBuilder::new(arch, 13, 3, spec.image_size, device);
     let x = b.input();
     let stem = scaled(32, w);
-    let x = b.conv("features.0.0", &x, 3, stem, 3, 1, 1);
+    let x = b.conv("features.0.0", &x, ConvSpec::new(3, stem, 3, 1));
     let x = b.batch_norm("features.0.1", &x, stem);
     let mut x = b.relu6("features.0.2", &x);
     let mut cin = stem;
@@ -36,7 +36,7 @@ pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Grap
         }
     }
     let head = if w > 1.0 { scaled(1280, w) } else { 1280 };
-    let x = b.conv(&format!("features.{index}.0"), &x, cin, head, 1, 1, 1);
+    let x = b.conv(&format!("features.{index}.0"), &x, ConvSpec::new(cin, head, 1, 1));
     let x = b.batch_norm(&format!("features.{index}.1"), &x, head);
     let x = b.relu6(&format!("features.{index}.2"), &x);
     let x = b.pool_flatten("pool", &x);
@@ -48,14 +48,14 @@ fn inverted_residual(b: &mut GraphBuilder, p: &str, x: &str, cin: i64, cout: i64
     let hidden = cin * t;
     let mut y = x.to_string();
     if t != 1 {
-        y = b.conv(&format!("{p}.expand.0"), &y, cin, hidden, 1, 1, 1);
+        y = b.conv(&format!("{p}.expand.0"), &y, ConvSpec::new(cin, hidden, 1, 1));
         y = b.batch_norm(&format!("{p}.expand.1"), &y, hidden);
         y = b.relu6(&format!("{p}.expand.2"), &y);
     }
-    y = b.conv(&format!("{p}.dw.0"), &y, hidden, hidden, 3, stride, hidden);
+    y = b.conv(&format!("{p}.dw.0"), &y, ConvSpec::new(hidden, hidden, 3, stride).groups(hidden));
     y = b.batch_norm(&format!("{p}.dw.1"), &y, hidden);
     y = b.relu6(&format!("{p}.dw.2"), &y);
-    y = b.conv(&format!("{p}.project.0"), &y, hidden, cout, 1, 1, 1);
+    y = b.conv(&format!("{p}.project.0"), &y, ConvSpec::new(hidden, cout, 1, 1));
     y = b.batch_norm(&format!("{p}.project.1"), &y, cout);
     if stride == 1 && cin == cout {
         y = b.add(&format!("{p}.add"), &y, x);

@@ -4,7 +4,7 @@
 
 use super::ArchSpec;
 use crate::bad_input;
-use crate::graph::builder::GraphBuilder;
+use crate::graph::builder::{ConvSpec, GraphBuilder};
 use crate::graph::Graph;
 use tch::Device;
 
@@ -17,7 +17,7 @@ pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Grap
     let widths: Vec<i64> = [16.0, 32.0, 64.0].iter().map(|c| ((c * spec.width).round() as i64).max(1)).collect();
     let mut b = GraphBuilder::new(arch, 13, 3, spec.image_size, device);
     let x = b.input();
-    let x = b.conv("conv1", &x, 3, widths[0], 3, 1, 1);
+    let x = b.conv("conv1", &x, ConvSpec::new(3, widths[0], 3, 1));
     let x = b.batch_norm("bn1", &x, widths[0]);
     let mut x = b.relu("relu", &x);
     let mut cin = widths[0];
@@ -34,13 +34,13 @@ pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Grap
 }
 
 fn basic_block(b: &mut GraphBuilder, p: &str, x: &str, cin: i64, cout: i64, stride: i64) -> String {
-    let y = b.conv(&format!("{p}.conv1"), x, cin, cout, 3, stride, 1);
+    let y = b.conv(&format!("{p}.conv1"), x, ConvSpec::new(cin, cout, 3, stride));
     let y = b.batch_norm(&format!("{p}.bn1"), &y, cout);
     let y = b.relu(&format!("{p}.relu1"), &y);
-    let y = b.conv(&format!("{p}.conv2"), &y, cout, cout, 3, 1, 1);
+    let y = b.conv(&format!("{p}.conv2"), &y, ConvSpec::new(cout, cout, 3, 1));
     let y = b.batch_norm(&format!("{p}.bn2"), &y, cout);
     let shortcut = if stride != 1 || cin != cout {
-        let s = b.conv(&format!("{p}.downsample.0"), x, cin, cout, 1, stride, 1);
+        let s = b.conv(&format!("{p}.downsample.0"), x, ConvSpec::new(cin, cout, 1, stride));
         b.batch_norm(&format!("{p}.downsample.1"), &s, cout)
     } else {
         x.to_string()

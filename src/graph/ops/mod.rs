@@ -7,6 +7,7 @@
 
 mod activation;
 mod arith;
+mod layout;
 mod nn;
 mod reduce;
 mod shape;
@@ -128,6 +129,7 @@ const FAMILIES: &[Family] = &[
     Family { file: "arith.rs", source: include_str!("arith.rs"), register: arith::register },
     Family { file: "nn.rs", source: include_str!("nn.rs"), register: nn::register },
     Family { file: "reduce.rs", source: include_str!("reduce.rs"), register: reduce::register },
+    Family { file: "layout.rs", source: include_str!("layout.rs"), register: layout::register },
     Family { file: "shape.rs", source: include_str!("shape.rs"), register: shape::register },
     Family { file: "spatial.rs", source: include_str!("spatial.rs"), register: spatial::register },
 ];

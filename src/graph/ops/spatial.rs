@@ -89,7 +89,7 @@ fn resize(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         if x.dim() != 4 {
             return Err(bad_input!("node `{}` ({}): only 4-D image tensors are supported, got {:?}", ins.node.name, ins.node.op_type, x.size()));
         }
-        let (out, scales) = target_size(ins, x, scales_input)?;
+        let Target { size: out, scales } = target_size(ins, x, scales_input)?;
         Ok(match how {
             Mode::NearestFloorAsymmetric => x.f_upsample_nearest2d(out.as_slice(), scales.map(|s| s.0), scales.map(|s| s.1))?,
             Mode::Linear { align_corners } => x.f_upsample_bilinear2d(out.as_slice(), align_corners, scales.map(|s| s.0), scales.map(|s| s.1))?,
@@ -99,16 +99,21 @@ fn resize(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
 
 /// Output [H, W] and, when scales were given, the (h, w) scale factors ONNX defines the
 /// coordinate mapping with.
-fn target_size(ins: &Inputs, x: &Tensor, scales_input: usize) -> anyhow::Result<(Vec<i64>, Option<(f64, f64)>)> {
+struct Target {
+    size: Vec<i64>,
+    scales: Option<(f64, f64)>,
+}
+
+fn target_size(ins: &Inputs, x: &Tensor, scales_input: usize) -> anyhow::Result<Target> {
     let dims = x.size();
     let sizes = if scales_input == 2 { ins.opt_ints(3)? } else { None };
     if let Some(s) = sizes.filter(|s| !s.is_empty()) {
         anyhow::ensure!(s.len() == 4 && s[0] == dims[0] && s[1] == dims[1], "node `{}`: only spatial resizing is supported", ins.node.name);
-        return Ok((s[2..].to_vec(), None));
+        return Ok(Target { size: s[2..].to_vec(), scales: None });
     }
     let t = ins.get(scales_input)?.f_to_kind(tch::Kind::Double)?;
     let scales = Vec::<f64>::try_from(&t.f_flatten(0, -1)?)?;
     anyhow::ensure!(scales.len() == 4 && scales[0] == 1.0 && scales[1] == 1.0, "node `{}`: only spatial resizing is supported", ins.node.name);
     let out = vec![(dims[2] as f64 * scales[2]).floor() as i64, (dims[3] as f64 * scales[3]).floor() as i64];
-    Ok((out, Some((scales[2], scales[3]))))
+    Ok(Target { size: out, scales: Some((scales[2], scales[3])) })
 }

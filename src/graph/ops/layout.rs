@@ -1,0 +1,153 @@
+//! Layout ops that rearrange or regroup values without computing on them: Reshape, Flatten,
+//! Transpose, Concat, Split, Squeeze, Unsqueeze, Identity, Dropout.
+//!
+//! Opset differences handled: Reshape's target is an attribute before opset 5, and its 0 copies
+//! the input dimension unless `allowzero` (14+); Squeeze/Unsqueeze/Split take `axes`/`split` as
+//! attributes before 13 and as inputs from 13 (Split's `num_outputs` from 18); Dropout in
+//! inference is the identity.
+
+use super::{norm_axis, single, Inputs, Kernel, NodeCtx, Registry};
+use crate::bad_input;
+use tch::Tensor;
+
+pub fn register(reg: &mut Registry) {
+    reg.insert("Reshape", reshape);
+    reg.insert("Flatten", flatten);
+    reg.insert("Transpose", transpose);
+    reg.insert("Concat", concat);
+    reg.insert("Split", split);
+    reg.insert("Squeeze", squeeze);
+    reg.insert("Unsqueeze", unsqueeze);
+    reg.insert("Identity", identity);
+    reg.insert("Dropout", identity);
+}
+
+fn reshape(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let allowzero = ctx.attrs().int_or("allowzero", 0)? != 0;
+    // Before opset 5 the target shape is an attribute.
+    let attr_shape = if ctx.opset < 5 { ctx.attrs().ints("shape")? } else { None };
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let mut target = match &attr_shape {
+            Some(s) => s.clone(),
+            None => ins.ints(1)?,
+        };
+        if !allowzero {
+            let dims = x.size();
+            for (i, d) in target.iter_mut().enumerate() {
+                if *d == 0 {
+                    *d = *dims.get(i).ok_or_else(|| bad_input!("node `{}` (Reshape): 0 at position {i} beyond the input rank", ins.node.name))?;
+                }
+            }
+        }
+        x.f_reshape(target.as_slice()).map_err(|e| {
+            bad_input!("node `{}` (Reshape): cannot reshape {:?} to {:?}: {e}", ins.node.name, x.size(), target)
+        })
+    }))
+}
+
+fn flatten(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let axis = ctx.attrs().int_or("axis", 1)?;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let rank = x.dim() as i64;
+        let a = if axis < 0 { axis + rank } else { axis };
+        let dims = x.size();
+        let outer: i64 = dims[..a as usize].iter().product();
+        Ok(x.f_reshape([outer, -1])?)
+    }))
+}
+
+fn transpose(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let perm = ctx.attrs().ints("perm")?;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let perm = perm.clone().unwrap_or_else(|| (0..x.dim() as i64).rev().collect());
+        Ok(x.f_permute(perm.as_slice())?)
+    }))
+}
+
+fn concat(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let axis = ctx.attrs().int("axis")?.ok_or_else(|| bad_input!("node `{}` (Concat): axis is required", ctx.node.name))?;
+    Ok(single(move |ins, _| {
+        let first = ins.get(0)?;
+        let a = norm_axis(ins.node, axis, first.dim() as i64)?;
+        let device = ins.compute_device();
+        let parts: Vec<Tensor> = (0..ins.values.len()).filter(|i| ins.opt(*i).is_some()).map(|i| ins.on(i, device)).collect::<anyhow::Result<_>>()?;
+        Ok(Tensor::f_cat(&parts, a)?)
+    }))
+}
+
+fn split(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let axis = a.int_or("axis", 0)?;
+    let attr_split = if ctx.opset < 13 { a.ints("split")? } else { None };
+    let num_outputs = ctx.node.output.len() as i64;
+    let opset = ctx.opset;
+    Ok(Box::new(move |ins: &Inputs, _| {
+        let x = ins.get(0)?;
+        let ax = norm_axis(ins.node, axis, x.dim() as i64)?;
+        let sizes = if opset >= 13 { ins.opt_ints(1)? } else { attr_split.clone() };
+        let sizes = match sizes {
+            Some(s) => s,
+            None => {
+                let n = x.size()[ax as usize];
+                let chunk = (n + num_outputs - 1) / num_outputs;
+                (0..num_outputs).map(|i| (n - i * chunk).clamp(0, chunk)).collect()
+            }
+        };
+        Ok(x.f_split_with_sizes(sizes.as_slice(), ax)?)
+    }))
+}
+
+fn axes_arg(ins: &Inputs, attr: &Option<Vec<i64>>, opset: i64) -> anyhow::Result<Option<Vec<i64>>> {
+    if opset >= 13 {
+        ins.opt_ints(1)
+    } else {
+        Ok(attr.clone())
+    }
+}
+
+fn squeeze(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let attr = ctx.attrs().ints("axes")?;
+    let opset = ctx.opset;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let rank = x.dim() as i64;
+        match axes_arg(ins, &attr, opset)? {
+            None => Ok(x.f_squeeze()?),
+            Some(axes) => {
+                let mut axes: Vec<i64> = axes.iter().map(|&a| norm_axis(ins.node, a, rank)).collect::<Result<_, _>>()?;
+                axes.sort_unstable();
+                let mut y = x.shallow_clone();
+                for a in axes.iter().rev() {
+                    y = y.f_squeeze_dim(*a)?;
+                }
+                Ok(y)
+            }
+        }
+    }))
+}
+
+fn unsqueeze(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let attr = ctx.attrs().ints("axes")?;
+    let opset = ctx.opset;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let axes = axes_arg(ins, &attr, opset)?
+            .ok_or_else(|| bad_input!("node `{}` (Unsqueeze): axes are required", ins.node.name))?;
+        let out_rank = x.dim() as i64 + axes.len() as i64;
+        let mut axes: Vec<i64> = axes.iter().map(|&a| norm_axis(ins.node, a, out_rank)).collect::<Result<_, _>>()?;
+        axes.sort_unstable();
+        let mut y = x.shallow_clone();
+        for a in axes {
+            y = y.f_unsqueeze(a)?;
+        }
+        Ok(y)
+    }))
+}
+
+fn identity(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    // Dropout in inference is the identity; its optional mask output is not produced.
+    Ok(single(|ins, _| Ok(ins.get(0)?.shallow_clone())))
+}
