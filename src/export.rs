@@ -4,6 +4,8 @@
 use crate::data::preprocess::Preprocess;
 use crate::data::ImageSet;
 use crate::distill::student::Student;
+use crate::graph::fold_bn::fold_batch_norm;
+use crate::graph::Graph;
 use crate::metrics;
 use crate::recipe::Plan;
 use crate::report::{ExportedFile, Fidelity};
@@ -11,14 +13,22 @@ use crate::runtime::{self, OrtModel};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
-pub fn export_student(plan: &Plan, student: &Student, out: &Path) -> anyhow::Result<Vec<ExportedFile>> {
+/// Writes `student.onnx`: a detached copy of the trained graph (BatchNorm folded unless the
+/// recipe says otherwise) at the recipe's opset, with the preprocessing, class names and recipe
+/// hash in `metadata_props`.
+pub fn export_student(plan: &Plan, student: &Student, class_names: &[String], out: &Path) -> anyhow::Result<Vec<ExportedFile>> {
     let r = &plan.recipe;
-    let mut model = student.graph.to_model(8)?;
-    model.opset_import[0].version = r.export.opset;
+    let mut graph = student.graph.detached_copy();
+    let folded = if r.export.fold_batch_norm { fold_batch_norm(&mut graph)? } else { 0 };
+    graph.opset = r.export.opset;
+    let mut model = graph.to_model(Graph::ir_version_for(r.export.opset))?;
     for (k, v) in [
+        ("compress.version", env!("CARGO_PKG_VERSION").to_string()),
         ("compress.recipe_sha256", plan.recipe_sha256.clone()),
         ("compress.preprocess", serde_json::to_string(&plan.student_preprocess())?),
+        ("compress.class_names", serde_json::to_string(class_names)?),
         ("compress.distill_method", r.distill.method.clone()),
+        ("compress.batch_norm_folded", folded.to_string()),
     ] {
         let mut p = onnx_protobuf::StringStringEntryProto::new();
         p.key = k.into();

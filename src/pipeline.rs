@@ -75,7 +75,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     } else {
         None
     };
-    let exported = crate::export::export_student(&plan, &student, &out)?;
+    let exported = crate::export::export_student(&plan, &student, &train_set.class_names, &out)?;
     stages.lap("export");
     let fidelity = crate::export::validate_export(&student, &out.join("student.onnx"), &test_set, &pre)?;
     stages.lap("validate");

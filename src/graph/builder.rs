@@ -94,6 +94,19 @@ impl GraphBuilder {
         self.node("Conv", name, &[x, &w], attrs)
     }
 
+    /// Conv with a bias (zero-initialised, as torchvision does for its 1×1 heads).
+    pub fn conv_bias(&mut self, name: &str, x: &str, spec: ConvSpec) -> String {
+        let out = self.conv(name, x, spec);
+        let b = self.param(&format!("{name}.bias"), Tensor::zeros([spec.cout], (Kind::Float, Device::Cpu)));
+        self.graph.nodes.last_mut().expect("conv just added").input.push(b);
+        out
+    }
+
+    pub fn max_pool(&mut self, name: &str, x: &str, k: i64, stride: i64, pad: i64) -> String {
+        let attrs = vec![attr::ints("kernel_shape", &[k, k]), attr::ints("strides", &[stride, stride]), attr::ints("pads", &[pad, pad, pad, pad])];
+        self.node("MaxPool", name, &[x], attrs)
+    }
+
     pub fn batch_norm(&mut self, name: &str, x: &str, c: i64) -> String {
         let opts = (Kind::Float, Device::Cpu);
         let w = self.param(&format!("{name}.weight"), Tensor::ones([c], opts));

@@ -114,6 +114,31 @@ impl Graph {
         Ok(model)
     }
 
+    /// An independent copy with detached tensors (for export passes that must not touch the
+    /// trained graph).
+    pub fn detached_copy(&self) -> Graph {
+        Graph {
+            name: self.name.clone(),
+            opset: self.opset,
+            producer: self.producer.clone(),
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.clone(),
+            initializers: self.initializers.iter().map(|(n, t)| (n.clone(), t.detach().copy())).collect(),
+            nodes: self.nodes.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    /// The IR version that goes with an opset (ONNX's versioning table; ORT 1.31 reads them).
+    pub fn ir_version_for(opset: i64) -> i64 {
+        match opset {
+            ..=14 => 7,
+            15..=18 => 8,
+            19..=20 => 9,
+            _ => 10,
+        }
+    }
+
     pub fn initializer(&self, name: &str) -> Option<&Tensor> {
         self.initializers.iter().find(|(n, _)| n == name).map(|(_, t)| t)
     }

@@ -6,6 +6,7 @@
 pub mod batching;
 pub mod builder;
 pub mod exec;
+pub mod fold_bn;
 pub mod ir;
 pub mod ops;
 pub mod passes;

@@ -303,6 +303,9 @@ pub struct Cosine {}
 pub struct Export {
     #[serde(default = "default_opset")]
     pub opset: i64,
+    /// Fold BatchNormalization into the preceding convolution in the exported file.
+    #[serde(default = "yes")]
+    pub fold_batch_norm: bool,
 }
 
 fn default_opset() -> i64 {
@@ -311,7 +314,7 @@ fn default_opset() -> i64 {
 
 impl Default for Export {
     fn default() -> Self {
-        Export { opset: default_opset() }
+        Export { opset: default_opset(), fold_batch_norm: true }
     }
 }
 

@@ -4,7 +4,9 @@
 //! the names of nodes and parameters follow module paths.
 
 mod mobilenetv2;
+mod mobilenetv2_imagenet;
 mod resnet_cifar;
+mod resnet_imagenet;
 
 use crate::bad_input;
 use crate::graph::Graph;
@@ -30,6 +32,9 @@ const ARCHS: &[(&str, Build)] = &[
     ("resnet56", resnet_cifar::build),
     ("resnet110", resnet_cifar::build),
     ("mobilenetv2", mobilenetv2::build),
+    ("resnet18", resnet_imagenet::build),
+    ("resnet34", resnet_imagenet::build),
+    ("mobilenetv2_imagenet", mobilenetv2_imagenet::build),
 ];
 
 pub fn names() -> Vec<&'static str> {

@@ -33,7 +33,8 @@ pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Grap
     Ok(b.finish(&x, spec.num_classes))
 }
 
-fn basic_block(b: &mut GraphBuilder, p: &str, x: &str, cin: i64, cout: i64, stride: i64) -> String {
+/// A BasicBlock with torchvision's parameter names (`{p}.conv1.weight`, `{p}.downsample.0`…).
+pub(super) fn basic_block(b: &mut GraphBuilder, p: &str, x: &str, cin: i64, cout: i64, stride: i64) -> String {
     let y = b.conv(&format!("{p}.conv1"), x, ConvSpec::new(cin, cout, 3, stride));
     let y = b.batch_norm(&format!("{p}.bn1"), &y, cout);
     let y = b.relu(&format!("{p}.relu1"), &y);
