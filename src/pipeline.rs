@@ -7,6 +7,7 @@ use crate::data::augment::Augment;
 use crate::data::ImageSet;
 use crate::distill::methods;
 use crate::distill::student::Student;
+use crate::distill::checkpoint::Identity;
 use crate::distill::trainer::{self, TrainInputs, TrainOutcome};
 use crate::recipe::schema::{DataFormat, Distill};
 use crate::recipe::Plan;
@@ -21,6 +22,7 @@ pub struct RunOptions {
     pub sets: Vec<String>,
     pub out: Option<PathBuf>,
     pub dry_run: bool,
+    pub resume: bool,
     pub overwrite: bool,
     pub device: Option<String>,
 }
@@ -45,7 +47,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     let mut stages = Stages(Vec::new(), Instant::now());
     let plan = Plan::resolve(&opts.recipe, &opts.sets, opts.device.as_deref())?;
     let out = opts.out.clone().unwrap_or_else(|| Path::new("out").join(&plan.recipe.name));
-    prepare_output(&out, opts.overwrite)?;
+    prepare_output(&out, opts)?;
     print_plan(&plan, &out);
     if opts.dry_run {
         return Ok(Outcome::Passed);
@@ -63,12 +65,24 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     let spec = ArchSpec { num_classes: train_set.num_classes() as i64, width: r.student.width, image_size: r.data.image_size as i64 };
     let augment = Augment { random_crop_padding: r.data.augment.random_crop_padding, horizontal_flip: r.data.augment.horizontal_flip };
     let pre = plan.student_preprocess();
-    let inputs = TrainInputs { train: &train_set, test: &test_set, preprocess: &pre, augment: &augment, teachers: &plan.teachers, seed: r.seed, label: "distill" };
+    let identity = Identity { recipe_sha256: plan.recipe_sha256.clone(), teacher_sha256: plan.teachers.iter().map(|t| t.sha256.clone()).collect() };
+    let inputs = TrainInputs {
+        train: &train_set,
+        test: &test_set,
+        preprocess: &pre,
+        augment: &augment,
+        teachers: &plan.teachers,
+        seed: r.seed,
+        label: "distill",
+        checkpoints: Some(out.join("checkpoints/distill")),
+        resume: opts.resume,
+        identity,
+    };
     let (student, training) = train_student(&plan, &spec, &r.distill, &inputs)?;
     stages.lap("distill");
     let baseline = if r.train.baseline && r.distill.method != "none" {
         let labels_only = Distill { method: "none".into(), ..r.distill.clone() };
-        let inputs = TrainInputs { label: "baseline", ..inputs };
+        let inputs = TrainInputs { label: "baseline", checkpoints: Some(out.join("checkpoints/baseline")), ..inputs };
         let (_, record) = train_student(&plan, &spec, &labels_only, &inputs)?;
         stages.lap("baseline");
         Some(record)
@@ -128,15 +142,31 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     Ok(if passed { Outcome::Passed } else { Outcome::GateFailed })
 }
 
-/// Refuses to overwrite a finished run unless asked; a folder without `report.json` is an
-/// interrupted run and may be reused.
-fn prepare_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {
+/// Refuses to overwrite a finished run (its `report.json`) or an interrupted one (its
+/// checkpoints) unless asked: `--overwrite` starts over, `--resume` continues.
+fn prepare_output(out: &Path, opts: &RunOptions) -> anyhow::Result<()> {
     let report = out.join("report.json");
-    if report.exists() {
-        if !overwrite {
-            return Err(bad_input!("{} already holds a finished run; pass --overwrite to replace it or --out to choose another folder", out.display()));
+    let checkpoints = out.join("checkpoints");
+    if opts.resume && opts.overwrite {
+        return Err(bad_input!("--resume and --overwrite exclude each other"));
+    }
+    if report.exists() && !opts.overwrite {
+        let hint = if opts.resume { "it is finished, there is nothing to resume; " } else { "" };
+        return Err(bad_input!("{} already holds a finished run; {hint}pass --overwrite to replace it or --out to choose another folder", out.display()));
+    }
+    if opts.resume && !checkpoints.exists() {
+        return Err(bad_input!("--resume: {} holds no checkpoints to continue from", out.display()));
+    }
+    if checkpoints.exists() && !opts.resume && !opts.overwrite && !opts.dry_run {
+        return Err(bad_input!("{} holds an interrupted run: pass --resume to continue it or --overwrite to start over", out.display()));
+    }
+    if opts.overwrite && !opts.dry_run {
+        if report.exists() {
+            std::fs::remove_file(&report)?;
         }
-        std::fs::remove_file(&report)?;
+        if checkpoints.exists() {
+            std::fs::remove_dir_all(&checkpoints)?;
+        }
     }
     std::fs::create_dir_all(out).map_err(|e| bad_input!("cannot create output folder {}: {e}", out.display()))?;
     Ok(())

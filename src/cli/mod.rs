@@ -32,7 +32,10 @@ pub struct RunArgs {
     /// Resolve and print the plan, then stop.
     #[arg(long)]
     pub dry_run: bool,
-    /// Replace a finished run in the output folder.
+    /// Continue an interrupted run from its last checkpoint (same recipe and teachers).
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace a finished or interrupted run in the output folder.
     #[arg(long)]
     pub overwrite: bool,
     /// auto, cpu, cuda or cuda:N (overrides the recipe).

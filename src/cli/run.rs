@@ -15,6 +15,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
         sets: args.sets.clone(),
         out: args.out.clone(),
         dry_run: args.dry_run,
+        resume: args.resume,
         overwrite: args.overwrite,
         device: args.device.clone(),
     };

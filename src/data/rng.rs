@@ -48,6 +48,16 @@ impl Rng {
         Rng { s }
     }
 
+    /// The full generator state, for checkpoints.
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator continuing exactly where the one that gave `state` stopped.
+    pub fn from_state(state: [u64; 4]) -> Rng {
+        Rng { s: state }
+    }
+
     /// A new generator seeded from this one: an independent stream for a sub-task.
     pub fn fork(&mut self) -> Rng {
         Rng::new(self.next_u64())

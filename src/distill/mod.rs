@@ -1,8 +1,10 @@
 //! Distillation: the trainable student, the optimizer and schedule, the losses, the methods
 //! (one file each behind one trait), and the training loop.
 
+pub mod checkpoint;
 pub mod losses;
 pub mod methods;
+pub mod optim;
 pub mod schedule;
 pub mod student;
 pub mod trainer;

@@ -2,7 +2,9 @@
 //! method's named loss terms summed and backpropagated, SGD with the schedule, and per-epoch
 //! evaluation. Loss sums stay on the device and are read once per epoch (no per-step sync).
 
+use super::checkpoint::{self, Identity, Meta};
 use super::methods::{BatchOutputs, Method};
+use super::optim::Sgd;
 use super::schedule::lr_at;
 use super::student::Student;
 use crate::data::augment::{augment_batch, Augment};
@@ -15,13 +17,12 @@ use crate::metrics;
 use crate::progress::Progress;
 use crate::recipe::schema::Train;
 use crate::teacher::Teacher;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
-use tch::nn::OptimizerConfig;
 use tch::{Kind, Tensor};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EpochMetrics {
     pub epoch: usize,
     pub lr: f64,
@@ -50,12 +51,16 @@ pub struct TrainInputs<'a> {
     pub teachers: &'a [Teacher],
     pub seed: u64,
     pub label: &'a str,
+    /// Where this training's checkpoints go (one folder per training in a run).
+    pub checkpoints: Option<std::path::PathBuf>,
+    /// Continue from the checkpoint in `checkpoints`, if any.
+    pub resume: bool,
+    pub identity: Identity,
 }
 
 pub fn train(student: &Student, method: &dyn Method, cfg: &Train, inp: &TrainInputs) -> anyhow::Result<TrainOutcome> {
     let sgd = &cfg.optimizer.sgd;
-    let mut opt = tch::nn::Sgd { momentum: sgd.momentum, dampening: 0.0, wd: sgd.weight_decay, nesterov: sgd.nesterov }
-        .build(&student.vs, sgd.lr)?;
+    let mut opt = Sgd::new(student.parameters(), sgd.lr, sgd.momentum, sgd.weight_decay, sgd.nesterov);
     let mut rng = Rng::new(inp.seed);
     let bs = cfg.batch_size;
     // Incomplete last batches are dropped, as in the reference code (methods.md §1.4).
@@ -65,9 +70,21 @@ pub fn train(student: &Student, method: &dyn Method, cfg: &Train, inp: &TrainInp
     let use_teachers = method.needs_teachers();
     let mut epochs = Vec::new();
     let (mut best_top1, mut best_epoch) = (0.0, 0);
-    let mut progress = Progress::new(inp.label, total_steps as u64);
     let mut step = 0;
-    for epoch in 1..=cfg.epochs {
+    let mut first_epoch = 1;
+    if let (true, Some(dir)) = (inp.resume, &inp.checkpoints) {
+        if let Some(ck) = checkpoint::load(dir, &inp.identity)? {
+            student.load_state(&ck.model)?;
+            opt.load_buffers(&ck.momentum);
+            rng = Rng::from_state(ck.meta.rng);
+            (epochs, best_top1, best_epoch, step) = (ck.meta.epochs, ck.meta.best_top1, ck.meta.best_epoch, ck.meta.step);
+            first_epoch = ck.meta.epoch + 1;
+            eprintln!("{}: resuming after epoch {} from {}", inp.label, ck.meta.epoch, dir.display());
+        }
+    }
+    let mut progress = Progress::new(inp.label, total_steps as u64);
+    progress.inc(step as u64, "");
+    for epoch in first_epoch..=cfg.epochs {
         let started = Instant::now();
         let mut sums: BTreeMap<&'static str, Tensor> = BTreeMap::new();
         let mut correct = Tensor::zeros([], (Kind::Int64, student.device()));
@@ -76,7 +93,7 @@ pub fn train(student: &Student, method: &dyn Method, cfg: &Train, inp: &TrainInp
         let mut lr = sgd.lr;
         for idx in EpochBatches::new(inp.train.len(), bs, true, true, &mut rng) {
             lr = lr_at(&cfg.schedule, sgd.lr, epoch, step, total_steps);
-            opt.set_lr(lr);
+            opt.lr = lr;
             let (images, labels) = gather(inp.train, &idx);
             let images = augment_batch(&images, inp.augment, &mut rng);
             let labels = labels.to_device(student.device());
@@ -135,6 +152,19 @@ pub fn train(student: &Student, method: &dyn Method, cfg: &Train, inp: &TrainInp
             m.seconds
         );
         epochs.push(m);
+        if let Some(dir) = &inp.checkpoints {
+            let meta = Meta {
+                identity: inp.identity.clone(),
+                epoch,
+                step,
+                rng: rng.state(),
+                epochs: epochs.clone(),
+                best_top1,
+                best_epoch,
+                state_file: format!("state-{epoch}.safetensors"),
+            };
+            checkpoint::save(dir, &meta, &student.state(), &opt.buffers())?;
+        }
     }
     progress.finish();
     let final_top1 = epochs.last().map_or(0.0, |e| e.test_top1);
