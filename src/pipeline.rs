@@ -12,7 +12,7 @@ use crate::distill::trainer::{self, TrainInputs, TrainOutcome};
 use crate::recipe::schema::{DataFormat, Distill};
 use crate::recipe::Plan;
 use crate::report::{self, Report, TrainingRecord, Versions};
-use crate::zoo::{self, ArchSpec};
+use crate::zoo::ArchSpec;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -122,8 +122,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
         teachers,
         teacher_ensemble_top1: ensemble,
         student: BTreeMap::from([
-            ("arch".to_string(), serde_json::json!(r.student.arch)),
-            ("width".to_string(), serde_json::json!(r.student.width)),
+            ("student".to_string(), serde_json::json!(r.student.label())),
             ("parameters".to_string(), serde_json::json!(student.graph.parameter_count())),
         ]),
         training,
@@ -175,7 +174,7 @@ fn prepare_output(out: &Path, opts: &RunOptions) -> anyhow::Result<()> {
 fn print_plan(plan: &Plan, out: &Path) {
     let r = &plan.recipe;
     eprintln!("recipe `{}` → {}", r.name, out.display());
-    eprintln!("device {}; student {} (width {}); method {}; {} epochs, batch {}", report::device_name(plan.device), r.student.arch, r.student.width, r.distill.method, r.train.epochs, r.train.batch_size);
+    eprintln!("device {}; student {}; method {}; {} epochs, batch {}", report::device_name(plan.device), r.student.label(), r.distill.method, r.train.epochs, r.train.batch_size);
     for t in &plan.teachers {
         eprintln!("teacher `{}`: {} (opset {}, {} parameters, {})", t.name, t.path.display(), t.opset, t.parameters, t.execution);
     }
@@ -230,7 +229,7 @@ fn data_summary(plan: &Plan, train: &ImageSet, test: &ImageSet) -> BTreeMap<Stri
 fn train_student(plan: &Plan, spec: &ArchSpec, distill: &Distill, inputs: &TrainInputs) -> anyhow::Result<(Student, TrainingRecord)> {
     // Re-seeding here gives the distilled student and the baseline the same initial weights.
     tch::manual_seed(plan.recipe.seed as i64);
-    let graph = zoo::build(&plan.recipe.student.arch, spec, plan.device)?;
+    let graph = crate::distill::student_source::build(&plan.recipe.student, spec, plan.device)?;
     let student = Student::new(graph, plan.device)?;
     let method = methods::by_name(distill)?;
     let started = Instant::now();

@@ -7,4 +7,5 @@ pub mod methods;
 pub mod optim;
 pub mod schedule;
 pub mod student;
+pub mod student_source;
 pub mod trainer;

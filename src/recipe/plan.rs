@@ -68,9 +68,7 @@ impl Plan {
             }
         };
         check_data(&mut recipe, &base, &mut problems);
-        if !crate::zoo::names().contains(&recipe.student.arch.as_str()) {
-            problems.push(format!("student.arch: unknown architecture `{}` (known: {})", recipe.student.arch, crate::zoo::names().join(", ")));
-        }
+        check_student(&mut recipe, &base, device, &mut problems);
         if let Err(e) = crate::distill::methods::by_name(&recipe.distill) {
             problems.push(format!("distill.method: {e}"));
         }
@@ -129,6 +127,33 @@ impl Plan {
     pub fn student_preprocess(&self) -> Preprocess {
         let n = &self.recipe.data.normalize;
         Preprocess { layout: Layout::Nchw, scale: n.scale, mean: n.mean, std: n.std }
+    }
+}
+
+/// The student: a known architecture, or an ONNX file that loads, runs and fits the data.
+fn check_student(recipe: &mut Recipe, base: &Path, device: Device, problems: &mut Vec<String>) {
+    if let Some(path) = recipe.student.onnx.as_mut() {
+        *path = base.join(&*path);
+    }
+    let s = &recipe.student;
+    match (&s.arch, &s.onnx) {
+        (Some(arch), None) => {
+            if !crate::zoo::names().contains(&arch.as_str()) {
+                problems.push(format!("student.arch: unknown architecture `{arch}` (known: {})", crate::zoo::names().join(", ")));
+            }
+        }
+        (None, Some(path)) => {
+            if !path.is_file() {
+                problems.push(format!("student.onnx: file {} does not exist", path.display()));
+                return;
+            }
+            let Some(classes) = class_count(recipe) else { return };
+            let arch = crate::zoo::ArchSpec { num_classes: classes as i64, width: 1.0, image_size: recipe.data.image_size as i64 };
+            if let Err(e) = crate::distill::student_source::build(&recipe.student, &arch, device) {
+                problems.push(format!("student: {e:#}"));
+            }
+        }
+        _ => problems.push("student: give exactly one of `arch` and `onnx`".into()),
     }
 }
 
