@@ -266,6 +266,10 @@ fn shape_cases() -> Vec<Case> {
             node("Cast", &["a"], &["n"], vec![int("to", 7)]),
             node("Cast", &["n"], &["y"], vec![int("to", 1)]),
         ]).with("ten", f(&[10.0]).reshape([])),
+        case("cast_like_15", 15, &[2, 3], vec![
+            node("CastLike", &["x", "ints"], &["n"], vec![]),
+            node("CastLike", &["n", "x"], &["y"], vec![]),
+        ]).with("ints", i(&[1])),
         case("identity_dropout", 13, &[2, 3], vec![node("Identity", &["x"], &["a"], vec![]), node("Dropout", &["a"], &["y"], vec![])]),
     ]
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use tch::{Kind, Tensor};
 
 /// Folds every BatchNormalization whose input is a Conv output read by nothing else and whose
-/// parameters are initializers. Returns the number of folded pairs.
+/// parameters, like the conv's weight and bias, are initializers. Returns the number folded.
 pub fn fold_batch_norm(graph: &mut Graph) -> anyhow::Result<usize> {
     let mut readers: HashMap<String, usize> = HashMap::new();
     for n in &graph.nodes {
@@ -36,6 +36,17 @@ pub fn fold_batch_norm(graph: &mut Graph) -> anyhow::Result<usize> {
             i += 1;
             continue;
         };
+        // Weight and bias must be initializers we can rewrite (a computed bias would be
+        // shadowed by a new initializer of the same name).
+        let conv_ref = &graph.nodes[conv_idx];
+        let bias_is_constant = match conv_ref.input.get(2).filter(|b| !b.is_empty()) {
+            Some(b) => graph.initializer(b).is_some(),
+            None => true,
+        };
+        if graph.initializer(&conv_ref.input[1]).is_none() || !bias_is_constant {
+            i += 1;
+            continue;
+        }
         let eps = Attrs::new(bn).float_or("epsilon", 1e-5)? as f64;
         let (gamma, beta, mean, var) = (&params[0], &params[1], &params[2], &params[3]);
         let scale = gamma / (var + eps).sqrt();

@@ -1,5 +1,5 @@
-//! Shape computation and constants: Shape, Gather, Slice, Expand, ConstantOfShape, Constant,
-//! Range, Cast.
+//! Shape computation, constants and conversions: Shape, Gather, Slice, Expand, ConstantOfShape,
+//! Constant, Range, Cast, CastLike.
 //!
 //! Opset differences handled: Slice takes attributes before 10 and inputs (with steps) from 10;
 //! Shape has start/end (15+); a scalar Gather index removes the axis. Shape values are int64
@@ -19,6 +19,7 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Constant", constant);
     reg.insert("Range", range);
     reg.insert("Cast", cast);
+    reg.insert("CastLike", cast_like);
 }
 
 fn shape(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
@@ -174,3 +175,9 @@ fn cast(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(single(move |ins, _| Ok(ins.get(0)?.f_to_kind(kind)?)))
 }
 
+
+/// CastLike (15+): the first input converted to the element type of the second (unoptimized
+/// torch.export graphs use it around every scalar constant).
+fn cast_like(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(ins.get(0)?.f_to_kind(ins.get(1)?.kind())?)))
+}
