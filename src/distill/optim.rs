@@ -137,7 +137,7 @@ mod tests {
         let vs = tch::nn::VarStore::new(Device::Cpu);
         for (i, (_, t)) in a.parameters().into_iter().enumerate() {
             // Register the very tensors the graph uses, so libtorch's SGD updates them in place.
-            vs.root().add(&format!("p{i}"), t, true);
+            let _ = vs.root().add(&format!("p{i}"), t, true);
         }
         let mut reference = tch::nn::Sgd { momentum: 0.9, dampening: 0.0, wd: 5e-4, nesterov: true }.build(&vs, 0.05).unwrap();
         let mut ours = Sgd::new(b.parameters(), 0.05, 0.9, 5e-4, true);

@@ -19,18 +19,26 @@ pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Grap
     let x = b.input();
     let x = b.conv("conv1", &x, ConvSpec::new(3, widths[0], 3, 1));
     let x = b.batch_norm("bn1", &x, widths[0]);
-    let mut x = b.relu("relu", &x);
-    let mut cin = widths[0];
-    for (stage, &cout) in widths.iter().enumerate() {
-        for i in 0..n {
-            let stride = if stage > 0 && i == 0 { 2 } else { 1 };
-            x = basic_block(&mut b, &format!("layer{}.{i}", stage + 1), &x, cin, cout, stride);
-            cin = cout;
-        }
-    }
+    let x = b.relu("relu", &x);
+    let blocks = vec![n; widths.len()];
+    let (x, cin) = basic_stages(&mut b, &x, widths[0], &widths, &blocks);
     let x = b.pool_flatten("pool", &x);
     let x = b.linear("fc", &x, cin, spec.num_classes);
     Ok(b.finish(&x, spec.num_classes))
+}
+
+/// Stages `layer1…` of BasicBlocks (`blocks[s]` per stage, stride 2 at the start of every stage
+/// after the first); returns the output value and its channel count.
+pub(super) fn basic_stages(b: &mut GraphBuilder, x: &str, mut cin: i64, widths: &[i64], blocks: &[i64]) -> (String, i64) {
+    let mut x = x.to_string();
+    for (stage, (&cout, &n)) in widths.iter().zip(blocks).enumerate() {
+        for i in 0..n {
+            let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+            x = basic_block(b, &format!("layer{}.{i}", stage + 1), &x, cin, cout, stride);
+            cin = cout;
+        }
+    }
+    (x, cin)
 }
 
 /// A BasicBlock with torchvision's parameter names (`{p}.conv1.weight`, `{p}.downsample.0`…).

@@ -2,7 +2,7 @@
 //! stride-2 stem with max pooling, four stages of BasicBlocks with 64·w…512·w channels, global
 //! pooling and `fc`. Parameter names and counts equal torchvision's, so its weights load by name.
 
-use super::resnet_cifar::basic_block;
+use super::resnet_cifar::basic_stages;
 use super::ArchSpec;
 use crate::graph::builder::{ConvSpec, GraphBuilder};
 use crate::graph::Graph;
@@ -16,15 +16,8 @@ pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Grap
     let x = b.conv("conv1", &x, ConvSpec { cin: 3, cout: widths[0], k: 7, stride: 2, groups: 1 });
     let x = b.batch_norm("bn1", &x, widths[0]);
     let x = b.relu("relu", &x);
-    let mut x = b.max_pool("maxpool", &x, 3, 2, 1);
-    let mut cin = widths[0];
-    for (stage, (&cout, &n)) in widths.iter().zip(&blocks).enumerate() {
-        for i in 0..n {
-            let stride = if stage > 0 && i == 0 { 2 } else { 1 };
-            x = basic_block(&mut b, &format!("layer{}.{i}", stage + 1), &x, cin, cout, stride);
-            cin = cout;
-        }
-    }
+    let x = b.max_pool("maxpool", &x, 3, 2, 1);
+    let (x, cin) = basic_stages(&mut b, &x, widths[0], &widths, &blocks);
     let x = b.pool_flatten("avgpool", &x);
     let x = b.linear("fc", &x, cin, spec.num_classes);
     Ok(b.finish(&x, spec.num_classes))
