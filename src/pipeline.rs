@@ -199,7 +199,9 @@ fn load_data(plan: &Plan) -> anyhow::Result<(ImageSet, ImageSet)> {
             (load(&d.train)?, load(&d.test)?)
         }
     };
-    anyhow::ensure!(train.class_names == test.class_names, "train and test sets have different classes");
+    if train.class_names != test.class_names {
+        return Err(bad_input!("data.train and data.test have different class folders: {:?} vs {:?}", train.class_names, test.class_names));
+    }
     let seed = plan.recipe.seed;
     let train = match d.train_subset { Some(n) if n < train.len() => train.take_seeded(n, seed), _ => train };
     let test = match d.test_subset { Some(n) if n < test.len() => test.take_seeded(n, seed ^ 0x5eed), _ => test };

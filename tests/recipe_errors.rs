@@ -113,3 +113,12 @@ fn fp16_teacher_on_cpu_is_refused_by_key() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("teachers.0") && r.stderr.contains("fp16"), "{}", r.stderr);
 }
+
+#[test]
+fn batch_larger_than_the_training_set_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe("[]", "none")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml", "--set", "train.batch_size=1000"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("train.batch_size"), "{}", r.stderr);
+}

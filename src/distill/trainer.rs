@@ -65,7 +65,9 @@ pub fn train(student: &Student, method: &dyn Method, cfg: &Train, inp: &TrainInp
     let bs = cfg.batch_size;
     // Incomplete last batches are dropped, as in the reference code (methods.md §1.4).
     let steps_per_epoch = inp.train.len() / bs;
-    anyhow::ensure!(steps_per_epoch > 0, "train.batch_size {bs} exceeds the {} training images", inp.train.len());
+    if steps_per_epoch == 0 {
+        return Err(crate::bad_input!("train.batch_size {bs} exceeds the {} training images", inp.train.len()));
+    }
     let total_steps = steps_per_epoch * cfg.epochs;
     let use_teachers = method.needs_teachers();
     let mut epochs = Vec::new();
