@@ -18,26 +18,37 @@ use std::path::Path;
 /// hash in `metadata_props`.
 pub fn export_student(plan: &Plan, student: &Student, class_names: &[String], out: &Path) -> anyhow::Result<Vec<ExportedFile>> {
     let r = &plan.recipe;
-    let mut graph = student.graph.detached_copy();
-    let folded = if r.export.fold_batch_norm { fold_batch_norm(&mut graph)? } else { 0 };
-    graph.opset = r.export.opset;
-    let mut model = graph.to_model(Graph::ir_version_for(r.export.opset))?;
-    for (k, v) in [
-        ("compress.version", env!("CARGO_PKG_VERSION").to_string()),
+    let path = out.join("student.onnx");
+    let metadata = [
         ("compress.recipe_sha256", plan.recipe_sha256.clone()),
         ("compress.preprocess", serde_json::to_string(&plan.student_preprocess())?),
         ("compress.class_names", serde_json::to_string(class_names)?),
         ("compress.distill_method", r.distill.method.clone()),
-        ("compress.batch_norm_folded", folded.to_string()),
-    ] {
+    ];
+    write_onnx(&student.graph, r.export.opset, r.export.fold_batch_norm, &metadata, &path)?;
+    Ok(vec![file_record(&path, r.export.opset, "float32")?])
+}
+
+/// Writes a detached copy of `graph` to `path` at `opset`, BatchNorm folded into the preceding
+/// convolutions when `fold` is set, with the tool version, the folded count and `metadata` in
+/// `metadata_props` (replacing same-named entries the graph already carries). Returns the number
+/// of folded BatchNorms.
+pub fn write_onnx(graph: &Graph, opset: i64, fold: bool, metadata: &[(&str, String)], path: &Path) -> anyhow::Result<usize> {
+    let mut graph = graph.detached_copy();
+    let folded = if fold { fold_batch_norm(&mut graph)? } else { 0 };
+    graph.opset = opset;
+    let mut model = graph.to_model(Graph::ir_version_for(opset))?;
+    let mut entries = vec![("compress.version", env!("CARGO_PKG_VERSION").to_string()), ("compress.batch_norm_folded", folded.to_string())];
+    entries.extend(metadata.iter().cloned());
+    model.metadata_props.retain(|p| !entries.iter().any(|(k, _)| *k == p.key));
+    for (k, v) in entries {
         let mut p = onnx_protobuf::StringStringEntryProto::new();
         p.key = k.into();
         p.value = v;
         model.metadata_props.push(p);
     }
-    let path = out.join("student.onnx");
-    crate::onnx::model_file::write(&model, &path)?;
-    Ok(vec![file_record(&path, r.export.opset, "float32")?])
+    crate::onnx::model_file::write(&model, path)?;
+    Ok(folded)
 }
 
 fn file_record(path: &Path, opset: i64, storage: &str) -> anyhow::Result<ExportedFile> {

@@ -4,6 +4,12 @@
 use clap::Parser;
 
 fn main() {
+    // Like other Unix filters, end quietly when the reader of our output goes away
+    // (`compress zoo | head`) instead of failing on a broken pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match compress::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -37,7 +37,7 @@ fn check(arch: &str, dir: &std::path::Path) {
 #[ignore = "needs the .npz files of scripts/check-zoo-torchvision"]
 fn imagenet_zoo_matches_torchvision() {
     let dir = std::path::PathBuf::from(std::env::var("COMPRESS_ZOO_CHECK_DIR").expect("set by scripts/check-zoo-torchvision"));
-    for arch in ["resnet18", "resnet34", "mobilenetv2_imagenet"] {
+    for arch in ["resnet18", "resnet34", "mobilenetv2_imagenet", "mobilenetv3_small", "mobilenetv3_large"] {
         check(arch, &dir);
     }
 }

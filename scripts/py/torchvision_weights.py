@@ -1,5 +1,5 @@
 """Writes torchvision classifiers' random weights, an input and their logits to .npz files, so
-tests/zoo_torchvision.rs can load them into our graph builders by name and compare.
+tests/torchvision_parity.rs can load them into our graph builders by name and compare.
 
 Usage: torchvision_weights.py OUT_DIR. BatchNorm running statistics are randomized too, so the
 comparison exercises them (fresh ones are the identity)."""
@@ -10,7 +10,13 @@ import numpy as np
 import torch
 import torchvision.models as tvm
 
-MODELS = {"resnet18": tvm.resnet18, "resnet34": tvm.resnet34, "mobilenetv2_imagenet": tvm.mobilenet_v2}
+MODELS = {
+    "resnet18": tvm.resnet18,
+    "resnet34": tvm.resnet34,
+    "mobilenetv2_imagenet": tvm.mobilenet_v2,
+    "mobilenetv3_small": tvm.mobilenet_v3_small,
+    "mobilenetv3_large": tvm.mobilenet_v3_large,
+}
 
 
 def main():

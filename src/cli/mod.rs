@@ -1,9 +1,10 @@
-//! The command line (design.md §2): the pipeline by default, plus `inspect` and `eval`.
+//! The command line (design.md §2): the pipeline by default, plus `inspect`, `eval` and `zoo`.
 //! One file per subcommand; each returns the exit code it wants.
 
 pub mod eval;
 pub mod inspect;
 pub mod run;
+pub mod zoo;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -49,6 +50,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Top-1/top-5 accuracy of an ONNX classifier with ONNX Runtime on an image folder.
     Eval(eval::EvalArgs),
+    /// The built-in student architectures: parameter counts, named taps, ONNX export.
+    Zoo(zoo::ZooArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -56,6 +59,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Some(Command::Inspect(a)) => inspect::run(&a),
         Some(Command::Eval(a)) => eval::run(&a),
+        Some(Command::Zoo(a)) => zoo::run(&a),
         None => run::run(&cli.run),
     }
 }

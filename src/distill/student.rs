@@ -4,18 +4,49 @@
 
 use crate::data::preprocess::Preprocess;
 use crate::data::ImageSet;
+use crate::bad_input;
 use crate::graph::ir::is_float;
-use crate::graph::{Executor, Graph, RunMode};
-use tch::{Device, Tensor};
+use crate::graph::taps::{named_taps, NamedTap};
+use crate::graph::{Dim, Executor, Graph, RunMode};
+use tch::{Device, Kind, Tensor};
 
 pub struct Student {
     pub graph: Graph,
     exec: Executor,
     device: Device,
+    /// Extra values fetched with the logits, in the order `forward_with_taps` returns them.
+    taps: Vec<NamedTap>,
+}
+
+/// The student's named taps (`stage1` … `stageN`, `pooled`, `logits`) with their shapes for one
+/// image, found by one traced eval-mode run on zeros.
+pub fn student_taps(graph: &Graph) -> anyhow::Result<Vec<NamedTap>> {
+    Ok(named_taps(graph, &probe_shapes(graph)?))
+}
+
+/// The shape of every computed value for one image (a traced eval-mode run on zeros).
+fn probe_shapes(graph: &Graph) -> anyhow::Result<Vec<(String, Vec<i64>)>> {
+    let input = graph.inputs.first().ok_or_else(|| bad_input!("the student graph has no input"))?;
+    let shape: Vec<i64> = input.dims.iter().enumerate().map(|(i, d)| match d {
+        Dim::Fixed(v) if i > 0 => *v,
+        _ => 1,
+    }).collect();
+    let fetch: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
+    let exec = Executor::compile(graph, &fetch, Device::Cpu)?;
+    let probe = Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu));
+    let (_, shapes) = tch::no_grad(|| exec.run_traced(&[&probe]))?;
+    Ok(shapes)
 }
 
 impl Student {
-    pub fn new(mut graph: Graph, device: Device) -> anyhow::Result<Student> {
+    pub fn new(graph: Graph, device: Device) -> anyhow::Result<Student> {
+        Student::with_taps(graph, device, &[])
+    }
+
+    /// A student that also returns the named values `taps` (aliases such as `stage2`, or any
+    /// value name of the graph) from `forward_with_taps`.
+    pub fn with_taps(mut graph: Graph, device: Device, taps: &[String]) -> anyhow::Result<Student> {
+        let resolved = if taps.is_empty() { vec![] } else { resolve_taps(&graph, taps)? };
         graph.to_device(device);
         let frozen = graph.non_parameter_initializers();
         for (name, t) in graph.initializers.iter_mut() {
@@ -23,9 +54,15 @@ impl Student {
                 *t = t.detach().set_requires_grad(true);
             }
         }
-        let fetch = vec![graph.outputs[0].name.clone()];
+        let mut fetch = vec![graph.outputs[0].name.clone()];
+        fetch.extend(resolved.iter().map(|t| t.value.clone()));
         let exec = Executor::compile(&graph, &fetch, device)?;
-        Ok(Student { graph, exec, device })
+        Ok(Student { graph, exec, device, taps: resolved })
+    }
+
+    /// The taps `forward_with_taps` returns, in order.
+    pub fn taps(&self) -> &[NamedTap] {
+        &self.taps
     }
 
     /// The trainable parameters, by name (shallow handles on the graph's tensors).
@@ -58,6 +95,13 @@ impl Student {
         Ok(self.exec.run(&[x], mode)?.remove(0))
     }
 
+    /// The logits and then each tap's value, in the order of `taps()`.
+    pub fn forward_with_taps(&self, x: &Tensor, mode: RunMode) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
+        let mut outs = self.exec.run(&[x], mode)?;
+        let logits = outs.remove(0);
+        Ok((logits, outs))
+    }
+
     /// Eval-mode logits for a whole set, on the CPU, [N, C].
     pub fn logits(&self, set: &ImageSet, pre: &Preprocess, batch: i64) -> anyhow::Result<Tensor> {
         let _guard = tch::no_grad_guard();
@@ -72,4 +116,23 @@ impl Student {
         }
         Ok(Tensor::cat(&parts, 0))
     }
+}
+
+/// Finds each wanted tap among the named taps (by alias) or the graph's values (by name).
+fn resolve_taps(graph: &Graph, wanted: &[String]) -> anyhow::Result<Vec<NamedTap>> {
+    let shapes = probe_shapes(graph)?;
+    let named = named_taps(graph, &shapes);
+    wanted
+        .iter()
+        .map(|w| {
+            if let Some(t) = named.iter().find(|t| &t.alias == w) {
+                return Ok(t.clone());
+            }
+            if let Some((_, shape)) = shapes.iter().find(|(n, _)| n == w) {
+                return Ok(NamedTap { alias: w.clone(), value: w.clone(), shape: shape.clone() });
+            }
+            let aliases: Vec<&str> = named.iter().map(|t| t.alias.as_str()).collect();
+            Err(bad_input!("the student has no tap `{w}` (named taps: {}; or give a value name from the graph)", aliases.join(", ")))
+        })
+        .collect()
 }

@@ -61,3 +61,41 @@ fn pooled_vector(graph: &Graph) -> Option<String> {
     }
     None
 }
+
+/// A student tap under the name feature-distillation recipes use: `stage1` … `stageN`, `pooled`
+/// or `logits`, with the graph value it reads and its shape for one image.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct NamedTap {
+    pub alias: String,
+    pub value: String,
+    pub shape: Vec<i64>,
+}
+
+/// The named taps of a student. Stage ends come from the builder's record in the graph metadata
+/// (`builder::STAGES_KEY`) and, for a graph that has none (an imported student), from the
+/// resolution changes in `shapes`; `pooled` is the classifier's input and `logits` the first
+/// output.
+pub fn named_taps(graph: &Graph, shapes: &[(String, Vec<i64>)]) -> Vec<NamedTap> {
+    let shape_of = |v: &str| shapes.iter().find(|(n, _)| n == v).map(|(_, s)| s.clone());
+    let recorded = graph.metadata.iter().find(|(k, _)| k == super::builder::STAGES_KEY).map(|(_, v)| v.clone());
+    let stages: Vec<String> = match recorded {
+        Some(list) => list.split(',').map(str::to_string).collect(),
+        None => candidate_taps(graph, shapes).into_iter().filter(|t| t.role == "stage").map(|t| t.name).collect(),
+    };
+    let mut taps: Vec<NamedTap> = stages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| Some(NamedTap { alias: format!("stage{}", i + 1), value: v.clone(), shape: shape_of(v)? }))
+        .collect();
+    if let Some(v) = pooled_vector(graph) {
+        if let Some(shape) = shape_of(&v) {
+            taps.push(NamedTap { alias: "pooled".into(), value: v, shape });
+        }
+    }
+    if let Some(out) = graph.outputs.first() {
+        if let Some(shape) = shape_of(&out.name) {
+            taps.push(NamedTap { alias: "logits".into(), value: out.name.clone(), shape });
+        }
+    }
+    taps
+}

@@ -42,6 +42,9 @@ pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Grap
         let cout = make_divisible(c as f64 * w, 8);
         for i in 0..n {
             let stride = if i == 0 { s } else { 1 };
+            if stride == 2 && index > 1 {
+                b.end_stage(&x);
+            }
             x = inverted_residual(&mut b, &format!("features.{index}"), &x, cin, cout, stride, t);
             cin = cout;
             index += 1;
@@ -49,6 +52,7 @@ pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Grap
     }
     let head = make_divisible(1280.0 * w.max(1.0), 8);
     let x = conv_bn_relu6(&mut b, &format!("features.{index}"), &x, ConvSpec::new(cin, head, 1, 1));
+    b.end_stage(&x);
     let x = b.pool_flatten("pool", &x);
     // Dropout is the identity at inference; the linear layer keeps torchvision's index.
     let x = b.linear("classifier.1", &x, head, spec.num_classes);

@@ -13,7 +13,7 @@ pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Grap
     let widths: Vec<i64> = [64.0, 128.0, 256.0, 512.0].iter().map(|c| ((c * spec.width).round() as i64).max(1)).collect();
     let mut b = GraphBuilder::new(arch, 13, 3, spec.image_size, device);
     let x = b.input();
-    let x = b.conv("conv1", &x, ConvSpec { cin: 3, cout: widths[0], k: 7, stride: 2, groups: 1 });
+    let x = b.conv("conv1", &x, ConvSpec::new(3, widths[0], 7, 2));
     let x = b.batch_norm("bn1", &x, widths[0]);
     let x = b.relu("relu", &x);
     let x = b.max_pool("maxpool", &x, 3, 2, 1);
