@@ -6,9 +6,25 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn recipe() -> String {
-    tiny_recipe("[]", "none")
-        .replace("train_size: 256", "train_size: 2048")
-        .replace("train: {epochs: 1, batch_size: 32, threads: 2}", "train: {epochs: 3, batch_size: 32, threads: 2}")
+    with_epochs(tiny_recipe("[]", "none"), 2048, 3)
+}
+
+fn with_epochs(recipe: String, train_size: usize, epochs: usize) -> String {
+    recipe
+        .replace("train_size: 256", &format!("train_size: {train_size}"))
+        .replace("train: {epochs: 1, batch_size: 32, threads: 2}", &format!("train: {{epochs: {epochs}, batch_size: 32, threads: 2}}"))
+}
+
+/// A CA-MKD recipe whose feature connectors (trained from epoch 2) must be restored too.
+fn recipe_with_connectors(dir: &std::path::Path) -> String {
+    for (i, seed) in [(1, 5), (2, 6)] {
+        tch::manual_seed(seed);
+        let spec = compress::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
+        let graph = compress::zoo::build("resnet8", &spec, tch::Device::Cpu).unwrap();
+        compress::onnx::model_file::write(&graph.to_model(8).unwrap(), &dir.join(format!("t{i}.onnx"))).unwrap();
+    }
+    let teachers = "[{name: t1, onnx: t1.onnx, input: {layout: nchw}}, {name: t2, onnx: t2.onnx, input: {layout: nchw}}]";
+    with_epochs(tiny_recipe(teachers, "ca_mkd"), 768, 3)
 }
 
 fn report(dir: &std::path::Path, out: &str) -> serde_json::Value {
@@ -31,38 +47,59 @@ fn figures(r: &serde_json::Value) -> Vec<serde_json::Value> {
 
 #[test]
 fn killed_run_resumes_to_the_same_result() {
+    let _serial = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("r.yaml"), recipe()).unwrap();
-    let full = run_in(dir.path(), &["--recipe", "r.yaml", "--out", "full"]);
+    kill_and_resume(dir.path(), 1, 3);
+}
+
+/// The connectors and their optimizer state come back from the checkpoint: killed after the
+/// epoch in which they first trained.
+#[test]
+fn killed_run_with_feature_connectors_resumes_to_the_same_result() {
+    let _serial = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe_with_connectors(dir.path());
+    std::fs::write(dir.path().join("r.yaml"), recipe).unwrap();
+    kill_and_resume(dir.path(), 2, 3);
+}
+
+/// Runs r.yaml in `dir` uninterrupted, then again killed once a checkpoint of epoch
+/// `kill_after` (or later, but before the last of `epochs`) exists, resumes it, and compares.
+fn kill_and_resume(dir: &std::path::Path, kill_after: u64, epochs: u64) {
+    let full = run_in(dir, &["--recipe", "r.yaml", "--out", "full"]);
     assert_eq!(full.code, 0, "{}", full.stderr);
 
     let mut child = bin()
         .args(["--recipe", "r.yaml", "--out", "killed"])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let marker = dir.path().join("killed/checkpoints/distill/last.json");
+    let marker = dir.join("killed/checkpoints/distill/last.json");
     let started = Instant::now();
-    while !marker.exists() {
+    let epoch_of = |m: &std::path::Path| -> u64 {
+        std::fs::read(m).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).and_then(|v| v["epoch"].as_u64()).unwrap_or(0)
+    };
+    while epoch_of(&marker) < kill_after {
         assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
         std::thread::sleep(Duration::from_millis(10));
     }
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
-    assert!(!dir.path().join("killed/report.json").exists(), "the kill must land before the run finished");
+    assert!(!dir.join("killed/report.json").exists(), "the kill must land before the run finished");
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
-    assert!(meta["epoch"].as_u64().unwrap() < 3, "{meta}");
+    assert!(meta["epoch"].as_u64().unwrap() < epochs, "{meta}");
 
-    let again = run_in(dir.path(), &["--recipe", "r.yaml", "--out", "killed"]);
+    let again = run_in(dir, &["--recipe", "r.yaml", "--out", "killed"]);
     assert_eq!(again.code, 2, "an interrupted run is not silently restarted: {}", again.stderr);
     assert!(again.stderr.contains("--resume"), "{}", again.stderr);
 
-    let resumed = run_in(dir.path(), &["--recipe", "r.yaml", "--out", "killed", "--resume"]);
+    let resumed = run_in(dir, &["--recipe", "r.yaml", "--out", "killed", "--resume"]);
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     assert!(resumed.stderr.contains("resuming after epoch"), "{}", resumed.stderr);
-    let (a, b) = (report(dir.path(), "full"), report(dir.path(), "killed"));
+    let (a, b) = (report(dir, "full"), report(dir, "killed"));
     assert_eq!(figures(&a), figures(&b));
     let (fa, fb) = (&a["exported"][0]["sha256"], &b["exported"][0]["sha256"]);
     assert_eq!(fa, fb, "the exported models differ");
@@ -70,6 +107,7 @@ fn killed_run_resumes_to_the_same_result() {
 
 #[test]
 fn resume_refuses_a_changed_recipe() {
+    let _serial = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("r.yaml"), recipe().replace("epochs: 3", "epochs: 1")).unwrap();
     let first = run_in(dir.path(), &["--recipe", "r.yaml", "--out", "o"]);

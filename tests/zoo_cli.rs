@@ -60,7 +60,7 @@ fn every_architecture_lists_its_named_taps() {
         let aliases: Vec<&str> = taps.iter().map(|t| t["alias"].as_str().unwrap()).collect();
         let stages = aliases.iter().filter(|a| a.starts_with("stage")).count();
         assert!(stages >= 3, "{arch}: {aliases:?}");
-        let expected: Vec<String> = (1..=stages).map(|i| format!("stage{i}")).chain(["pooled".into(), "logits".into()]).collect();
+        let expected: Vec<String> = (1..=stages).map(|i| format!("stage{i}")).chain(["last_stage".into(), "pooled".into(), "logits".into()]).collect();
         assert_eq!(aliases, expected, "{arch}");
         // Stages are 4-D maps whose resolution never grows; pooled and logits are vectors.
         let mut last = i64::MAX;
@@ -70,8 +70,9 @@ fn every_architecture_lists_its_named_taps() {
             assert!(shape[2] <= last, "{arch}: stage resolutions grow: {taps:?}");
             last = shape[2];
         }
-        assert_eq!(taps[stages]["shape"].as_array().unwrap().len(), 2, "{arch}: pooled");
-        assert_eq!(taps[stages + 1]["shape"], serde_json::json!([1, 10]), "{arch}: logits");
+        assert_eq!(taps[stages]["value"], taps[stages - 1]["value"], "{arch}: last_stage is stage{stages}");
+        assert_eq!(taps[stages + 1]["shape"].as_array().unwrap().len(), 2, "{arch}: pooled");
+        assert_eq!(taps[stages + 2]["shape"], serde_json::json!([1, 10]), "{arch}: logits");
     }
 }
 

@@ -2,6 +2,9 @@
 //! (one file each behind one trait), and the training loop.
 
 pub mod checkpoint;
+pub mod connectors;
+#[cfg(test)]
+pub(crate) mod golden;
 pub mod losses;
 pub mod methods;
 pub mod optim;

@@ -32,8 +32,9 @@ fn probe_shapes(graph: &Graph) -> anyhow::Result<Vec<(String, Vec<i64>)>> {
         _ => 1,
     }).collect();
     let fetch: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
-    let exec = Executor::compile(graph, &fetch, Device::Cpu)?;
-    let probe = Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu));
+    let device = graph.initializers.iter().map(|(_, t)| t.device()).find(|d| *d != Device::Cpu).unwrap_or(Device::Cpu);
+    let exec = Executor::compile(graph, &fetch, device)?;
+    let probe = Tensor::zeros(shape.as_slice(), (Kind::Float, device));
     let (_, shapes) = tch::no_grad(|| exec.run_traced(&[&probe]))?;
     Ok(shapes)
 }
@@ -119,7 +120,7 @@ impl Student {
 }
 
 /// Finds each wanted tap among the named taps (by alias) or the graph's values (by name).
-fn resolve_taps(graph: &Graph, wanted: &[String]) -> anyhow::Result<Vec<NamedTap>> {
+pub fn resolve_taps(graph: &Graph, wanted: &[String]) -> anyhow::Result<Vec<NamedTap>> {
     let shapes = probe_shapes(graph)?;
     let named = named_taps(graph, &shapes);
     wanted

@@ -33,6 +33,12 @@ pub struct EpochMetrics {
     /// Mean weight per teacher over the epoch (methods with weights only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teacher_weights: Option<Vec<f64>>,
+    /// Spread of each teacher's weight over the epoch's samples (per-sample rules) or batches
+    /// (per-batch rules): standard deviation, and the share of them where it was the largest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_weight_std: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_top_share: Option<Vec<f64>>,
     pub seconds: f64,
 }
 
@@ -58,9 +64,98 @@ pub struct TrainInputs<'a> {
     pub identity: Identity,
 }
 
-pub fn train(student: &Student, method: &dyn Method, cfg: &Train, inp: &TrainInputs) -> anyhow::Result<TrainOutcome> {
+/// Per teacher: mean weight, its standard deviation, and the share of samples where it was
+/// the largest.
+type WeightSummary = (Option<Vec<f64>>, Option<Vec<f64>>, Option<Vec<f64>>);
+
+/// Running sums of the teacher weights a method reports, for the epoch's mean, spread and top
+/// share.
+#[derive(Default)]
+struct WeightStats {
+    sum: Option<Tensor>,
+    sum_sq: Option<Tensor>,
+    top: Option<Tensor>,
+    count: i64,
+}
+
+impl WeightStats {
+    /// `w` is [K, B] (per sample) or [K] (per batch).
+    fn add(&mut self, w: &Tensor) {
+        let w = w.detach().to_kind(Kind::Double).to_device(tch::Device::Cpu);
+        let w = if w.dim() == 1 { w.unsqueeze(1) } else { w };
+        let k = w.size()[0];
+        let top = w.argmax(0, false).one_hot(k).to_kind(Kind::Double).sum_dim_intlist(0, false, Kind::Double);
+        let acc = |slot: &mut Option<Tensor>, v: Tensor| *slot = Some(match slot.take() { Some(s) => s + v, None => v });
+        acc(&mut self.sum, w.sum_dim_intlist(1, false, Kind::Double));
+        acc(&mut self.sum_sq, w.square().sum_dim_intlist(1, false, Kind::Double));
+        acc(&mut self.top, top);
+        self.count += w.size()[1];
+    }
+
+    /// (mean, std, top share) per teacher.
+    fn finish(self) -> WeightSummary {
+        let (Some(sum), Some(sum_sq), Some(top)) = (self.sum, self.sum_sq, self.top) else { return (None, None, None) };
+        let n = self.count as f64;
+        let mean = &sum / n;
+        let std = (&sum_sq / n - mean.square()).clamp_min(0.0).sqrt();
+        let v = |t: &Tensor| Vec::<f64>::try_from(t).ok();
+        (v(&mean), v(&std), v(&(&top / n)))
+    }
+}
+
+/// The parameters the optimizer updates: the student's, then the method's modules (connectors)
+/// under `method.`.
+fn trainable(student: &Student, method: &dyn Method) -> Vec<(String, Tensor)> {
+    let mut params = student.parameters();
+    if let Some(vs) = method.modules() {
+        let mut extra: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (format!("method.{n}"), t)).collect();
+        extra.sort_by(|a, b| a.0.cmp(&b.0));
+        params.extend(extra);
+    }
+    params
+}
+
+/// Everything a checkpoint holds of the model: the student's initializers and the method's
+/// module variables (with BatchNorm statistics) under `method.`.
+fn model_state(student: &Student, method: &dyn Method) -> Vec<(String, Tensor)> {
+    let mut state = student.state();
+    if let Some(vs) = method.modules() {
+        let mut extra: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (format!("method.{n}"), t)).collect();
+        extra.sort_by(|a, b| a.0.cmp(&b.0));
+        state.extend(extra);
+    }
+    state
+}
+
+fn load_method_state(method: &dyn Method, saved: &std::collections::HashMap<String, Tensor>) -> anyhow::Result<()> {
+    let Some(vs) = method.modules() else { return Ok(()) };
+    let _guard = tch::no_grad_guard();
+    for (name, mut t) in vs.variables() {
+        let src = saved.get(&format!("method.{name}")).ok_or_else(|| anyhow::anyhow!("the checkpoint has no `method.{name}`"))?;
+        t.f_copy_(src)?;
+    }
+    Ok(())
+}
+
+/// Per teacher, where each of the method's teacher taps sits among the teacher's own taps.
+fn tap_positions(teachers: &[Teacher], wanted: &[String]) -> anyhow::Result<Vec<Vec<usize>>> {
+    teachers
+        .iter()
+        .map(|t| {
+            wanted
+                .iter()
+                .map(|a| t.taps.iter().position(|x| x == a).ok_or_else(|| anyhow::anyhow!("teacher `{}` was loaded without tap `{a}`", t.name)))
+                .collect()
+        })
+        .collect()
+}
+
+/// Trains `student` with `method`; `teacher_taps` are the method's teacher taps
+/// (`methods::Needs::teacher_taps`), by alias.
+pub fn train(student: &Student, method: &dyn Method, teacher_taps: &[String], cfg: &Train, inp: &TrainInputs) -> anyhow::Result<TrainOutcome> {
     let sgd = &cfg.optimizer.sgd;
-    let mut opt = Sgd::new(student.parameters(), sgd.lr, sgd.momentum, sgd.weight_decay, sgd.nesterov);
+    let mut opt = Sgd::new(trainable(student, method), sgd.lr, sgd.momentum, sgd.weight_decay, sgd.nesterov);
+    let positions = tap_positions(inp.teachers, teacher_taps)?;
     let mut rng = Rng::new(inp.seed);
     let bs = cfg.batch_size;
     // Incomplete last batches are dropped, as in the reference code (methods.md §1.4).
@@ -77,6 +172,7 @@ pub fn train(student: &Student, method: &dyn Method, cfg: &Train, inp: &TrainInp
     if let (true, Some(dir)) = (inp.resume, &inp.checkpoints) {
         if let Some(ck) = checkpoint::load(dir, &inp.identity)? {
             student.load_state(&ck.model)?;
+            load_method_state(method, &ck.model)?;
             opt.load_buffers(&ck.momentum);
             rng = Rng::from_state(ck.meta.rng);
             (epochs, best_top1, best_epoch, step) = (ck.meta.epochs, ck.meta.best_top1, ck.meta.best_epoch, ck.meta.step);
@@ -90,7 +186,7 @@ pub fn train(student: &Student, method: &dyn Method, cfg: &Train, inp: &TrainInp
         let started = Instant::now();
         let mut sums: BTreeMap<&'static str, Tensor> = BTreeMap::new();
         let mut correct = Tensor::zeros([], (Kind::Int64, student.device()));
-        let mut weight_sum: Option<Tensor> = None;
+        let mut weight_stats = WeightStats::default();
         let mut seen = 0i64;
         let mut lr = sgd.lr;
         for idx in EpochBatches::new(inp.train.len(), bs, true, true, &mut rng) {
@@ -99,36 +195,47 @@ pub fn train(student: &Student, method: &dyn Method, cfg: &Train, inp: &TrainInp
             let (images, labels) = gather(inp.train, &idx);
             let images = augment_batch(&images, inp.augment, &mut rng);
             let labels = labels.to_device(student.device());
-            let teacher_logits: Vec<Tensor> = if use_teachers {
-                inp.teachers.iter().map(|t| t.logits(&images).map(|z| z.to_device(student.device()))).collect::<anyhow::Result<_>>()?
-            } else {
-                Vec::new()
-            };
+            let mut teacher_logits = Vec::new();
+            let mut teacher_feats = Vec::new();
+            if use_teachers {
+                for (t, pos) in inp.teachers.iter().zip(&positions) {
+                    let (z, taps) = t.forward(&images)?;
+                    teacher_logits.push(z.to_device(student.device()));
+                    teacher_feats.push(pos.iter().map(|&p| taps[p].to_device(student.device())).collect::<Vec<_>>());
+                }
+            }
             let x = inp.preprocess.apply(&images, student.device());
-            let logits = student.forward(&x, RunMode::Train)?;
-            let batch = BatchOutputs { student: &logits, teachers: &teacher_logits, labels: &labels };
+            let (logits, student_feats) = student.forward_with_taps(&x, RunMode::Train)?;
+            let batch = BatchOutputs {
+                student: &logits,
+                student_feats: &student_feats,
+                teachers: &teacher_logits,
+                teacher_feats: &teacher_feats,
+                labels: &labels,
+                epoch,
+            };
             let terms = method.losses(&batch)?;
             let total = terms.iter().map(|t| t.value.shallow_clone()).reduce(|a, b| a + b).expect("a method returns terms");
             opt.zero_grad();
             total.backward();
             opt.step();
-            tch::no_grad(|| {
-                for t in &terms {
-                    let v = t.value.detach();
-                    sums.entry(t.name).and_modify(|s| *s += &v).or_insert(v);
-                }
-                correct += logits.argmax(1, false).eq_tensor(&labels).sum(Kind::Int64);
-                if let Some(w) = method.teacher_weights(&batch) {
-                    let w = w.detach().to_device(tch::Device::Cpu);
-                    weight_sum = Some(match weight_sum.take() { Some(s) => s + w, None => w });
-                }
-            });
+            let guard = tch::no_grad_guard();
+            for t in &terms {
+                let v = t.value.detach();
+                sums.entry(t.name).and_modify(|s| *s += &v).or_insert(v);
+            }
+            correct += logits.argmax(1, false).eq_tensor(&labels).sum(Kind::Int64);
+            if let Some(w) = method.teacher_weights(&batch)? {
+                weight_stats.add(&w);
+            }
+            drop(guard);
             seen += labels.size()[0];
             step += 1;
             progress.inc(1, &format!("epoch {epoch}/{}", cfg.epochs));
         }
         let batches = steps_per_epoch as f64;
         let losses = sums.iter().map(|(k, v)| (k.to_string(), v.double_value(&[]) / batches)).collect();
+        let (weight_mean, weight_std, weight_top) = weight_stats.finish();
         let test_logits = student.logits(inp.test, inp.preprocess, 256)?;
         let test_top1 = metrics::top_k(&test_logits, &inp.test.labels, 1);
         if test_top1 > best_top1 {
@@ -141,7 +248,9 @@ pub fn train(student: &Student, method: &dyn Method, cfg: &Train, inp: &TrainInp
             losses,
             train_top1: correct.double_value(&[]) / seen as f64,
             test_top1,
-            teacher_weights: weight_sum.map(|w| Vec::<f64>::try_from(&(w / batches).to_kind(Kind::Double)).unwrap_or_default()),
+            teacher_weights: weight_mean,
+            teacher_weight_std: weight_std,
+            teacher_top_share: weight_top,
             seconds: started.elapsed().as_secs_f64(),
         };
         eprintln!(
@@ -165,7 +274,7 @@ pub fn train(student: &Student, method: &dyn Method, cfg: &Train, inp: &TrainInp
                 best_epoch,
                 state_file: format!("state-{epoch}.safetensors"),
             };
-            checkpoint::save(dir, &meta, &student.state(), &opt.buffers())?;
+            checkpoint::save(dir, &meta, &model_state(student, method), &opt.buffers())?;
         }
     }
     progress.finish();

@@ -2,6 +2,7 @@
 //! recipe's folder, the device chosen, teachers loaded and every op checked. All problems are
 //! collected and reported together, before any training.
 
+use crate::distill::methods::Needs;
 use super::overrides;
 use super::schema::{DataFormat, Recipe};
 use crate::bad_input;
@@ -68,10 +69,11 @@ impl Plan {
             }
         };
         check_data(&mut recipe, &base, &mut problems);
-        check_student(&mut recipe, &base, device, &mut problems);
-        if let Err(e) = crate::distill::methods::by_name(&recipe.distill) {
-            problems.push(format!("distill.method: {e}"));
-        }
+        let method_problems = crate::distill::methods::check(&recipe.distill, recipe.teachers.len());
+        let needs = if method_problems.is_empty() { crate::distill::methods::needs(&recipe.distill).ok() } else { None };
+        problems.extend(method_problems);
+        let needs = needs.unwrap_or_default();
+        let student_taps = check_student(&mut recipe, &base, device, &needs.student_taps, &mut problems);
         if recipe.distill.method != "none" && recipe.teachers.is_empty() {
             problems.push(format!("distill.method `{}` needs at least one entry in teachers", recipe.distill.method));
         }
@@ -102,7 +104,16 @@ impl Plan {
                 problems.push(format!("{e:#}"));
                 continue;
             }
-            let spec = TeacherSpec { name: t.name.clone(), path: t.onnx.clone(), preprocess: pre, output: t.output, taps: t.taps.clone(), precision: t.precision };
+            let spec = TeacherSpec {
+                name: t.name.clone(),
+                path: t.onnx.clone(),
+                preprocess: pre,
+                output: t.output,
+                taps: t.taps.clone(),
+                precision: t.precision,
+                method_taps: needs.teacher_taps.clone(),
+                head: needs.teacher_heads,
+            };
             match Teacher::load(&spec, recipe.data.image_size as i64, device) {
                 Ok(teacher) => {
                     if let Some(classes) = classes {
@@ -110,10 +121,23 @@ impl Plan {
                             problems.push(format!("teachers.{i} ({}): predicts {} classes, the data has {classes}", t.name, teacher.num_classes));
                         }
                     }
+                    if needs.teacher_heads && teacher.head.is_none() {
+                        problems.push(format!(
+                            "teachers.{i} ({}): {} weights features through each teacher's linear classifier, and this model's output does not come from one (Gemm or MatMul+Add); set distill.loss_weights.feat: 0 to distil logits only",
+                            t.name, recipe.distill.method
+                        ));
+                    }
                     teachers.push(teacher)
                 }
                 Err(e) if is_bad_input(&e) => problems.push(format!("teachers.{i} ({}): {e:#}", t.name)),
                 Err(e) => return Err(e),
+            }
+        }
+        if problems.is_empty() {
+            // Build the method once on the CPU: connectors check their feature maps here, before
+            // any data is loaded.
+            if let Err(e) = try_build_method(&recipe, &teachers, student_taps.unwrap_or_default(), &needs, classes) {
+                problems.push(format!("{e:#}"));
             }
         }
         if !problems.is_empty() {
@@ -131,7 +155,25 @@ impl Plan {
 }
 
 /// The student: a known architecture, or an ONNX file that loads, runs and fits the data.
-fn check_student(recipe: &mut Recipe, base: &Path, device: Device, problems: &mut Vec<String>) {
+/// Builds the recipe's method against the loaded teachers and the student's tap shapes.
+fn try_build_method(recipe: &Recipe, teachers: &[Teacher], student_taps: Vec<Vec<i64>>, needs: &Needs, classes: Option<usize>) -> anyhow::Result<()> {
+    let mut teacher_shapes = Vec::new();
+    for t in teachers {
+        teacher_shapes.push(needs.teacher_taps.iter().filter_map(|a| t.taps.iter().position(|x| x == a).map(|i| t.tap_shapes[i].clone())).collect());
+    }
+    let setup = crate::distill::methods::Setup {
+        teachers: teachers.len(),
+        num_classes: classes.unwrap_or(0) as i64,
+        student_shapes: student_taps,
+        teacher_shapes,
+        teacher_heads: teachers.iter().map(|t| t.head.as_ref().map(|h| crate::distill::methods::Head { weight: h.weight.to_device(Device::Cpu), bias: h.bias.to_device(Device::Cpu) })).collect(),
+        device: Device::Cpu,
+    };
+    crate::distill::methods::build(&recipe.distill, &setup).map(|_| ())
+}
+
+/// Checks the student and returns the shapes of the taps the method needs from it.
+fn check_student(recipe: &mut Recipe, base: &Path, device: Device, taps: &[String], problems: &mut Vec<String>) -> Option<Vec<Vec<i64>>> {
     if let Some(path) = recipe.student.onnx.as_mut() {
         *path = base.join(&*path);
     }
@@ -140,20 +182,44 @@ fn check_student(recipe: &mut Recipe, base: &Path, device: Device, problems: &mu
         (Some(arch), None) => {
             if !crate::zoo::names().contains(&arch.as_str()) {
                 problems.push(format!("student.arch: unknown architecture `{arch}` (known: {})", crate::zoo::names().join(", ")));
+                return None;
+            }
+            if taps.is_empty() {
+                return Some(vec![]);
+            }
+            let classes = class_count(recipe).unwrap_or(10) as i64;
+            let spec = crate::zoo::ArchSpec { num_classes: classes, width: s.width, image_size: recipe.data.image_size as i64 };
+            let result = crate::distill::student_source::build(&recipe.student, &spec, Device::Cpu)
+                .and_then(|g| crate::distill::student::resolve_taps(&g, taps));
+            match result {
+                Ok(t) => Some(t.into_iter().map(|t| t.shape).collect()),
+                Err(e) => {
+                    problems.push(format!("student: {e:#}"));
+                    None
+                }
             }
         }
         (None, Some(path)) => {
             if !path.is_file() {
                 problems.push(format!("student.onnx: file {} does not exist", path.display()));
-                return;
+                return None;
             }
-            let Some(classes) = class_count(recipe) else { return };
+            let classes = class_count(recipe)?;
             let arch = crate::zoo::ArchSpec { num_classes: classes as i64, width: 1.0, image_size: recipe.data.image_size as i64 };
-            if let Err(e) = crate::distill::student_source::build(&recipe.student, &arch, device) {
-                problems.push(format!("student: {e:#}"));
+            let result = crate::distill::student_source::build(&recipe.student, &arch, device)
+                .and_then(|g| if taps.is_empty() { Ok(vec![]) } else { crate::distill::student::resolve_taps(&g, taps) });
+            match result {
+                Ok(t) => Some(t.into_iter().map(|t| t.shape).collect()),
+                Err(e) => {
+                    problems.push(format!("student: {e:#}"));
+                    None
+                }
             }
         }
-        _ => problems.push("student: give exactly one of `arch` and `onnx`".into()),
+        _ => {
+            problems.push("student: give exactly one of `arch` and `onnx`".into());
+            None
+        }
     }
 }
 

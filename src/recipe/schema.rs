@@ -203,13 +203,43 @@ fn one() -> f64 {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Distill {
-    /// `none` trains on labels only; otherwise a method name from `distill::methods`.
+    /// `none` trains on labels only; otherwise a method name from `distill::methods::names()`.
     #[serde(default = "default_method")]
     pub method: String,
     #[serde(default = "default_temperature")]
     pub temperature: f64,
     #[serde(default)]
     pub loss_weights: LossWeights,
+    /// Feature pairs (student tap, teacher tap, connector) for the feature-level methods;
+    /// each method has a default (docs/methods.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<FeaturePair>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dkd: Option<DkdOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aekd: Option<AekdOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_mkd: Option<CaMkdOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fitnet_mkd: Option<FitnetMkdOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub de_mkd: Option<DeMkdOptions>,
+}
+
+impl Default for Distill {
+    fn default() -> Self {
+        Distill {
+            method: default_method(),
+            temperature: default_temperature(),
+            loss_weights: LossWeights::default(),
+            features: None,
+            dkd: None,
+            aekd: None,
+            ca_mkd: None,
+            fitnet_mkd: None,
+            de_mkd: None,
+        }
+    }
 }
 
 fn default_method() -> String {
@@ -219,12 +249,9 @@ fn default_temperature() -> f64 {
     4.0
 }
 
-impl Default for Distill {
-    fn default() -> Self {
-        Distill { method: default_method(), temperature: default_temperature(), loss_weights: LossWeights::default() }
-    }
-}
-
+/// γ (ce), α (kd) and β (feat) of methods.md: every method's total is
+/// γ·CE + α·(its logit term) + β·(its feature term). `feat` defaults per method (FitNets 100,
+/// CA-MKD and DE-MKD 50; 0 turns a feature term off).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LossWeights {
@@ -232,11 +259,146 @@ pub struct LossWeights {
     pub ce: f64,
     #[serde(default = "one")]
     pub kd: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feat: Option<f64>,
+}
+
+/// One feature-distillation pair: a student tap, a teacher tap (the same alias on every
+/// teacher) and the connector that maps the first onto the second.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturePair {
+    pub student: String,
+    pub teacher: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<crate::distill::connectors::ConnectorKind>,
+}
+
+/// DKD (methods.md §2.3): L = γ·CE + min(epoch/warmup, 1)·(α·TCKD + β·NCKD).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkdOptions {
+    #[serde(default = "one")]
+    pub alpha: f64,
+    #[serde(default = "eight")]
+    pub beta: f64,
+    #[serde(default = "twenty")]
+    pub warmup_epochs: usize,
+}
+
+impl Default for DkdOptions {
+    fn default() -> Self {
+        DkdOptions { alpha: 1.0, beta: 8.0, warmup_epochs: 20 }
+    }
+}
+
+/// AEKD (methods.md §3.4): teacher weights in the capped simplex, each at most `c_tol`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AekdOptions {
+    #[serde(default = "default_c_tol")]
+    pub c_tol: f64,
+    /// Solve with unit-length gradients, then rescale (the reference's `--svm_norm`).
+    #[serde(default)]
+    pub normalize: bool,
+}
+
+impl Default for AekdOptions {
+    fn default() -> Self {
+        AekdOptions { c_tol: default_c_tol(), normalize: false }
+    }
+}
+
+fn default_c_tol() -> f64 {
+    0.6
+}
+
+/// CA-MKD (methods.md §3.5).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaMkdOptions {
+    /// Detach the feature-level weights (the reference lets gradients flow through them).
+    #[serde(default)]
+    pub detach_feature_weights: bool,
+}
+
+/// FitNet-MKD (methods.md §3.2).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitnetMkdOptions {
+    /// Reproduce the reference's bug that detaches the hint loss (its regressors never train).
+    #[serde(default)]
+    pub reproduce_detach_bug: bool,
+}
+
+/// DE-MKD (methods.md §4.3, a reconstruction: every inferred choice is an option).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeMkdOptions {
+    /// `full`: one entropy of the whole prediction weights both parts; `decoupled`: the binary
+    /// target entropy weights TCKD and the non-target entropy weights NCKD.
+    #[serde(default)]
+    pub entropy_source: EntropySource,
+    /// `softmax_neg`: w = softmax_k(−H/τ); `ebkd`: w = (1 − H/ΣH)/(K − 1).
+    #[serde(default)]
+    pub entropy_map: EntropyMap,
+    #[serde(default = "one")]
+    pub tau: f64,
+    /// Temperature of the predictions whose entropy is taken.
+    #[serde(default = "one")]
+    pub entropy_temperature: f64,
+    /// Give NCKD larger weights for higher non-target entropy (softmax_k(+H/τ)).
+    #[serde(default)]
+    pub invert_nc: bool,
+    #[serde(default = "one")]
+    pub alpha: f64,
+    #[serde(default = "eight")]
+    pub beta: f64,
+    #[serde(default = "twenty")]
+    pub warmup_epochs: usize,
+}
+
+impl Default for DeMkdOptions {
+    fn default() -> Self {
+        DeMkdOptions {
+            entropy_source: EntropySource::Full,
+            entropy_map: EntropyMap::SoftmaxNeg,
+            tau: 1.0,
+            entropy_temperature: 1.0,
+            invert_nc: false,
+            alpha: 1.0,
+            beta: 8.0,
+            warmup_epochs: 20,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntropySource {
+    #[default]
+    Full,
+    Decoupled,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntropyMap {
+    #[default]
+    SoftmaxNeg,
+    Ebkd,
+}
+
+fn eight() -> f64 {
+    8.0
+}
+fn twenty() -> usize {
+    20
 }
 
 impl Default for LossWeights {
     fn default() -> Self {
-        LossWeights { ce: 1.0, kd: 1.0 }
+        LossWeights { ce: 1.0, kd: 1.0, feat: None }
     }
 }
 

@@ -26,8 +26,13 @@ pub struct Teacher {
     pub execution: String,
     /// Number of classes the model predicts (its output width).
     pub num_classes: i64,
-    /// Tap aliases, in the order `forward` returns the tapped values.
+    /// Tap aliases, in the order `forward` returns the tapped values: the recipe's `taps`, then
+    /// the named taps the distillation method asks for (`stage2`, `last_stage`, `pooled`, ...).
     pub taps: Vec<String>,
+    /// Each tap's shape for one image (batch axis included).
+    pub tap_shapes: Vec<Vec<i64>>,
+    /// The linear classifier that produces the logits, when the method asks for it.
+    pub head: Option<crate::distill::methods::Head>,
     runner: BatchRunner,
     device: Device,
     precision: Precision,
@@ -35,7 +40,7 @@ pub struct Teacher {
 
 impl Teacher {
     pub fn load(spec: &TeacherSpec, image_size: i64, device: Device) -> anyhow::Result<Teacher> {
-        let TeacherSpec { name, path, preprocess, output, taps, precision } = spec;
+        let TeacherSpec { name, path, preprocess, output, taps, precision, method_taps, head } = spec;
         if *precision == Precision::Fp16 && device == Device::Cpu {
             return Err(bad_input!("teacher `{name}`: precision fp16 needs a CUDA device (running on cpu)"));
         }
@@ -48,13 +53,20 @@ impl Teacher {
         if graph.inputs.len() != 1 || graph.outputs.is_empty() {
             return Err(bad_input!("{origin}: expected one image input and at least one output, found {} inputs and {} outputs", graph.inputs.len(), graph.outputs.len()));
         }
-        graph.to_device(device);
-        let mut fetch = vec![graph.outputs[0].name.clone()];
-        fetch.extend(taps.values().cloned());
         let sample = match preprocess.layout {
             Layout::Nchw => [1, 3, image_size, image_size],
             Layout::Nhwc => [1, image_size, image_size, 3],
         };
+        let ResolvedTaps { aliases: tap_names, values: tap_values, shapes: tap_shapes } =
+            resolve_taps(&graph, &sample, taps, method_taps).map_err(|e| e.context(origin.clone()))?;
+        let head = if *head {
+            crate::graph::taps::linear_head(&graph).map(|(weight, bias)| crate::distill::methods::Head { weight, bias })
+        } else {
+            None
+        };
+        graph.to_device(device);
+        let mut fetch = vec![graph.outputs[0].name.clone()];
+        fetch.extend(tap_values);
         let runner = BatchRunner::compile(&mut graph, &fetch, device, &sample).map_err(|e| e.context(origin.clone()))?;
         let mut teacher = Teacher {
             name: name.into(),
@@ -66,7 +78,9 @@ impl Teacher {
             parameters: graph.parameter_count(),
             execution: runner.execution.clone(),
             num_classes: 0,
-            taps: taps.keys().cloned().collect(),
+            taps: tap_names,
+            tap_shapes,
+            head,
             runner,
             device,
             precision: *precision,
@@ -119,6 +133,48 @@ pub struct TeacherSpec {
     /// Alias → graph value name.
     pub taps: BTreeMap<String, String>,
     pub precision: Precision,
+    /// Named taps the distillation method needs (resolved unless `taps` defines the alias).
+    pub method_taps: Vec<String>,
+    /// Extract the linear classifier head (CA-MKD's feature weights).
+    pub head: bool,
+}
+
+/// The recipe's taps plus the method's named ones (aliases, graph values, shapes for one image),
+/// found from one traced run of the graph on zeros.
+fn resolve_taps(graph: &Graph, sample: &[i64], user: &BTreeMap<String, String>, wanted: &[String]) -> anyhow::Result<ResolvedTaps> {
+    if user.is_empty() && wanted.is_empty() {
+        return Ok(ResolvedTaps::default());
+    }
+    let outputs: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
+    let exec = crate::graph::Executor::compile(graph, &outputs, Device::Cpu)?;
+    let probe = Tensor::zeros(sample, (Kind::Float, Device::Cpu));
+    let (_, shapes) = tch::no_grad(|| exec.run_traced(&[&probe]))?;
+    let named = crate::graph::taps::named_taps(graph, &shapes);
+    let shape_of = |v: &str| shapes.iter().find(|(n, _)| n == v).map(|(_, s)| s.clone());
+    let (mut aliases, mut values, mut dims) = (Vec::new(), Vec::new(), Vec::new());
+    for (alias, value) in user {
+        aliases.push(alias.clone());
+        values.push(value.clone());
+        dims.push(shape_of(value).unwrap_or_default());
+    }
+    for alias in wanted.iter().filter(|a| !user.contains_key(*a)) {
+        let tap = named.iter().find(|t| &t.alias == alias).ok_or_else(|| {
+            let known: Vec<&str> = named.iter().map(|t| t.alias.as_str()).collect();
+            bad_input!("the distillation method needs tap `{alias}`, which this model does not have (it has: {}); name a value for it under teachers[].taps", known.join(", "))
+        })?;
+        aliases.push(alias.clone());
+        values.push(tap.value.clone());
+        dims.push(tap.shape.clone());
+    }
+    Ok(ResolvedTaps { aliases, values, shapes: dims })
+}
+
+/// A teacher's taps: aliases, the graph values they read, and their shapes for one image.
+#[derive(Default)]
+struct ResolvedTaps {
+    aliases: Vec<String>,
+    values: Vec<String>,
+    shapes: Vec<Vec<i64>>,
 }
 
 pub fn hex(bytes: &[u8]) -> String {

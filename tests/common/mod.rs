@@ -59,3 +59,10 @@ validate:
 "#
     )
 }
+
+/// Serializes the tests of one binary that train models: two libtorch processes with two
+/// threads each on a two-core machine slow each other down many times over (OpenMP spins).
+pub fn one_training_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,23 +1,41 @@
 //! Distillation methods, one file each behind one trait (mdistiller's layout). A method turns
 //! the student's and the teachers' outputs for one batch into named loss terms; the trainer sums
-//! and logs them by name.
+//! and logs them by name. The registry below says what each method needs (taps, teacher heads,
+//! how many teachers) so the plan can check a recipe before any work.
 
+mod aekd;
 mod aver;
 mod ca_mkd;
+mod de_mkd;
+mod dkd;
+mod ebkd;
+mod features;
+mod fitnet_mkd;
+mod fitnets;
+mod kd;
 mod labels_only;
 
+pub use features::Head;
+
 use crate::bad_input;
-use crate::recipe::schema::Distill;
-use tch::Tensor;
+use crate::distill::connectors::ConnectorKind;
+use crate::recipe::schema::{Distill, FeaturePair};
+use tch::{nn, Device, Tensor};
 
 /// Everything a method sees for one batch.
 pub struct BatchOutputs<'a> {
     /// Student logits [B, C] (with grad).
     pub student: &'a Tensor,
+    /// The student taps of `Needs::student_taps`, in that order (with grad).
+    pub student_feats: &'a [Tensor],
     /// One [B, C] logit tensor per teacher (no grad).
     pub teachers: &'a [Tensor],
+    /// Per teacher, the taps of `Needs::teacher_taps`, in that order (no grad).
+    pub teacher_feats: &'a [Vec<Tensor>],
     /// Labels [B] int64.
     pub labels: &'a Tensor,
+    /// The training epoch, counted from 1 (warm-ups and "no feature term in epoch 1").
+    pub epoch: usize,
 }
 
 /// A named, already weighted term of the total loss.
@@ -34,25 +52,172 @@ pub trait Method {
     }
     /// Weighted loss terms for one batch; the trainer backpropagates their sum.
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>>;
-    /// The mean weight given to each teacher on this batch [K], for the report.
-    fn teacher_weights(&self, batch: &BatchOutputs) -> Option<Tensor>;
+    /// The weight each teacher gets on this batch: [K, B] for per-sample rules, [K] for
+    /// per-batch ones; None for methods without teacher weights.
+    fn teacher_weights(&self, batch: &BatchOutputs) -> anyhow::Result<Option<Tensor>>;
+    /// Modules the method trains with the student (connectors); never exported.
+    fn modules(&self) -> Option<&nn::VarStore> {
+        None
+    }
 }
 
-/// The methods the recipe's `distill.method` accepts.
-pub const NAMES: &[&str] = &["none", "aver", "ca_mkd"];
+/// What a method's feature term uses when the recipe gives no `distill.features`.
+struct FeatureDefaults {
+    weight: f64,
+    student: &'static str,
+    teacher: &'static str,
+    connector: ConnectorKind,
+    /// Feature weights pass the projected student feature through each teacher's classifier.
+    heads: bool,
+}
 
-pub fn by_name(cfg: &Distill) -> anyhow::Result<Box<dyn Method>> {
-    let w = &cfg.loss_weights;
-    Ok(match cfg.method.as_str() {
-        "none" => Box::new(labels_only::LabelsOnly { ce: w.ce }),
-        "aver" => Box::new(aver::Aver { ce: w.ce, kd: w.kd, temperature: cfg.temperature }),
-        "ca_mkd" => Box::new(ca_mkd::CaMkd { ce: w.ce, kd: w.kd, temperature: cfg.temperature }),
-        other => return Err(bad_input!("unknown method `{other}` (known: {})", NAMES.join(", "))),
-    })
+/// One registered method.
+struct Entry {
+    name: &'static str,
+    /// KD, FitNets and DKD distil exactly one teacher.
+    single_teacher: bool,
+    features: Option<FeatureDefaults>,
+    build: fn(&Distill, &Setup) -> anyhow::Result<Box<dyn Method>>,
+}
+
+const fn feat(weight: f64, student: &'static str, teacher: &'static str, connector: ConnectorKind, heads: bool) -> Option<FeatureDefaults> {
+    Some(FeatureDefaults { weight, student, teacher, connector, heads })
+}
+
+const REGISTRY: &[Entry] = &[
+    Entry { name: "none", single_teacher: false, features: None, build: labels_only::build },
+    Entry { name: "kd", single_teacher: true, features: None, build: kd::build },
+    Entry { name: "fitnets", single_teacher: true, features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false), build: fitnets::build },
+    Entry { name: "dkd", single_teacher: true, features: None, build: dkd::build },
+    Entry { name: "aver", single_teacher: false, features: None, build: aver::build },
+    Entry { name: "fitnet_mkd", single_teacher: false, features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false), build: fitnet_mkd::build },
+    Entry { name: "ebkd", single_teacher: false, features: None, build: ebkd::build },
+    Entry { name: "aekd", single_teacher: false, features: None, build: aekd::build },
+    Entry { name: "ca_mkd", single_teacher: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, true), build: ca_mkd::build },
+    Entry { name: "de_mkd", single_teacher: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, false), build: de_mkd::build },
+];
+
+/// The methods the recipe's `distill.method` accepts.
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|e| e.name).collect()
+}
+
+fn entry(method: &str) -> anyhow::Result<&'static Entry> {
+    REGISTRY.iter().find(|e| e.name == method).ok_or_else(|| bad_input!("unknown method `{method}` (known: {})", names().join(", ")))
+}
+
+/// The feature pairs a recipe's method uses (none when its feature weight is 0).
+fn feature_pairs(cfg: &Distill) -> anyhow::Result<Vec<FeaturePair>> {
+    let e = entry(&cfg.method)?;
+    let Some(d) = &e.features else { return Ok(vec![]) };
+    if cfg.loss_weights.feat.unwrap_or(d.weight) == 0.0 {
+        return Ok(vec![]);
+    }
+    let pairs = cfg.features.clone().unwrap_or_else(|| vec![FeaturePair { student: d.student.into(), teacher: d.teacher.into(), connector: None }]);
+    Ok(pairs.into_iter().map(|p| FeaturePair { connector: Some(p.connector.unwrap_or(d.connector)), ..p }).collect())
+}
+
+/// The feature weight β in effect.
+fn feature_weight(cfg: &Distill) -> f64 {
+    entry(&cfg.method).ok().and_then(|e| e.features.as_ref()).map_or(0.0, |d| cfg.loss_weights.feat.unwrap_or(d.weight))
+}
+
+/// What a method needs from the models, known from the recipe alone.
+#[derive(Debug, Default)]
+pub struct Needs {
+    pub student_taps: Vec<String>,
+    pub teacher_taps: Vec<String>,
+    pub teacher_heads: bool,
+}
+
+pub fn needs(cfg: &Distill) -> anyhow::Result<Needs> {
+    let pairs = feature_pairs(cfg)?;
+    let mut n = Needs::default();
+    for p in &pairs {
+        if !n.student_taps.contains(&p.student) {
+            n.student_taps.push(p.student.clone());
+        }
+        if !n.teacher_taps.contains(&p.teacher) {
+            n.teacher_taps.push(p.teacher.clone());
+        }
+    }
+    n.teacher_heads = !pairs.is_empty() && entry(&cfg.method)?.features.as_ref().is_some_and(|d| d.heads);
+    Ok(n)
+}
+
+/// Problems of the `distill` section, each naming its key: an unknown method, options or a
+/// feature weight for a method that has none, the wrong number of teachers.
+pub fn check(cfg: &Distill, teachers: usize) -> Vec<String> {
+    let mut problems = Vec::new();
+    let e = match entry(&cfg.method) {
+        Ok(e) => e,
+        Err(err) => return vec![format!("distill.method: {err}")],
+    };
+    let sections = [
+        ("dkd", cfg.dkd.is_some(), &["dkd"][..]),
+        ("aekd", cfg.aekd.is_some(), &["aekd"][..]),
+        ("ca_mkd", cfg.ca_mkd.is_some(), &["ca_mkd"][..]),
+        ("fitnet_mkd", cfg.fitnet_mkd.is_some(), &["fitnet_mkd"][..]),
+        ("de_mkd", cfg.de_mkd.is_some(), &["de_mkd"][..]),
+    ];
+    for (key, given, owners) in sections {
+        if given && !owners.contains(&e.name) {
+            problems.push(format!("distill.{key}: options for method {key}, but distill.method is `{}`", e.name));
+        }
+    }
+    if e.features.is_none() {
+        if cfg.loss_weights.feat.is_some_and(|w| w != 0.0) {
+            problems.push(format!("distill.loss_weights.feat: method `{}` has no feature term", e.name));
+        }
+        if cfg.features.is_some() {
+            problems.push(format!("distill.features: method `{}` has no feature term", e.name));
+        }
+    }
+    if e.single_teacher && teachers != 1 {
+        problems.push(format!("distill.method: `{}` distils exactly one teacher, the recipe has {teachers} (aver, ebkd, aekd, ca_mkd and de_mkd take several)", e.name));
+    }
+    if let (Some(a), "aekd") = (&cfg.aekd, e.name) {
+        if !(a.c_tol > 0.0 && a.c_tol <= 1.0) || (teachers > 1 && a.c_tol * (teachers as f64) < 1.0) {
+            problems.push(format!("distill.aekd.c_tol: {} leaves no weights summing to 1 over {teachers} teachers (needs c_tol·K ≥ 1, c_tol ≤ 1)", a.c_tol));
+        }
+    }
+    if cfg.temperature <= 0.0 {
+        problems.push(format!("distill.temperature: must be positive, got {}", cfg.temperature));
+    }
+    problems
+}
+
+/// The models' side of building a method: tap shapes (for one image, batch axis included) and
+/// the teachers' classifier heads.
+pub struct Setup {
+    pub teachers: usize,
+    pub num_classes: i64,
+    /// Shapes of `Needs::student_taps`, in order.
+    pub student_shapes: Vec<Vec<i64>>,
+    /// Per teacher, shapes of `Needs::teacher_taps`, in order.
+    pub teacher_shapes: Vec<Vec<Vec<i64>>>,
+    /// Per teacher, its classifier head when `Needs::teacher_heads`.
+    pub teacher_heads: Vec<Option<Head>>,
+    pub device: Device,
+}
+
+pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {
+    (entry(&cfg.method)?.build)(cfg, setup)
+}
+
+/// The method for a recipe that only needs logits (tests and the labels-only baseline).
+pub fn build_logit_only(cfg: &Distill, teachers: usize, num_classes: i64) -> anyhow::Result<Box<dyn Method>> {
+    let setup = Setup { teachers, num_classes, student_shapes: vec![], teacher_shapes: vec![vec![]; teachers], teacher_heads: vec![], device: Device::Cpu };
+    build(cfg, &setup)
 }
 
 /// γ·mean CE on the labels, the term every method shares.
 pub(crate) fn ce_term(weight: f64, batch: &BatchOutputs) -> LossTerm {
     let ce = super::losses::ce_per_sample(batch.student, batch.labels).mean(tch::Kind::Float);
     LossTerm { name: "ce", value: ce * weight }
+}
+
+/// Per-teacher per-sample values stacked to [K, B].
+pub(crate) fn stack_teachers(batch: &BatchOutputs, f: impl Fn(&Tensor) -> Tensor) -> Tensor {
+    Tensor::stack(&batch.teachers.iter().map(f).collect::<Vec<_>>(), 0)
 }

@@ -1,0 +1,102 @@
+//! The feature level shared by FitNets, FitNet-MKD, CA-MKD and DE-MKD (methods.md §1.3): for
+//! each (student tap, teacher tap) pair, one connector per teacher maps the student's map onto
+//! that teacher's; `Embed` connectors first align the student map to the teacher's size.
+
+use super::{feature_pairs, needs, BatchOutputs, Setup};
+use crate::bad_input;
+use crate::distill::connectors::{align_ca_mkd, Connector, ConnectorKind};
+use crate::recipe::schema::Distill;
+use tch::{nn, Tensor};
+
+/// A teacher's classifier as a linear map from its pooled features: logits = x·Wᵀ + b.
+#[derive(Debug)]
+pub struct Head {
+    /// [C, d]
+    pub weight: Tensor,
+    /// [C]
+    pub bias: Tensor,
+}
+
+struct Pair {
+    student: usize,
+    teacher: usize,
+    kind: ConnectorKind,
+    /// One per teacher.
+    connectors: Vec<Connector>,
+    /// Per teacher, the spatial size of its map.
+    teacher_hw: Vec<[i64; 2]>,
+    /// Per teacher, the channels of its map.
+    teacher_c: Vec<i64>,
+}
+
+pub struct FeatureLevel {
+    pub vs: nn::VarStore,
+    pairs: Vec<Pair>,
+}
+
+/// A pair's projected student map and the teacher's map, for one teacher.
+pub struct Projected {
+    pub student: Tensor,
+    pub teacher: Tensor,
+}
+
+fn map_shape(shape: &[i64], what: &str) -> anyhow::Result<[i64; 3]> {
+    match shape {
+        [_, c, h, w] => Ok([*c, *h, *w]),
+        other => Err(bad_input!("{what} is not a feature map [batch, C, H, W] (shape {other:?}); feature pairs need maps")),
+    }
+}
+
+impl FeatureLevel {
+    /// The connectors of the recipe's feature pairs, or None when the feature term is off.
+    pub fn new(cfg: &Distill, setup: &Setup) -> anyhow::Result<Option<FeatureLevel>> {
+        let pairs = feature_pairs(cfg)?;
+        if pairs.is_empty() {
+            return Ok(None);
+        }
+        let needs = needs(cfg)?;
+        let vs = nn::VarStore::new(setup.device);
+        let mut built = Vec::new();
+        for (i, p) in pairs.iter().enumerate() {
+            let kind = p.connector.expect("feature_pairs fills the connector");
+            let s_idx = needs.student_taps.iter().position(|t| *t == p.student).expect("listed in needs");
+            let t_idx = needs.teacher_taps.iter().position(|t| *t == p.teacher).expect("listed in needs");
+            let [sc, sh, sw] = map_shape(&setup.student_shapes[s_idx], &format!("distill.features.{i}: student tap `{}`", p.student))?;
+            let mut connectors = Vec::new();
+            let mut teacher_hw = Vec::new();
+            let mut teacher_c = Vec::new();
+            for k in 0..setup.teachers {
+                let t = map_shape(&setup.teacher_shapes[k][t_idx], &format!("distill.features.{i}: teacher {k}'s tap `{}`", p.teacher))?;
+                // Embed connectors see the student map already resized to the teacher's.
+                let student = if kind == ConnectorKind::ConvReg { [sc, sh, sw] } else { [sc, t[1], t[2]] };
+                let path = vs.root() / format!("pair{i}") / format!("teacher{k}");
+                connectors.push(Connector::new(&path, kind, &student, &t)?);
+                teacher_hw.push([t[1], t[2]]);
+                teacher_c.push(t[0]);
+            }
+            built.push(Pair { student: s_idx, teacher: t_idx, kind, connectors, teacher_hw, teacher_c });
+        }
+        Ok(Some(FeatureLevel { vs, pairs: built }))
+    }
+
+    /// Channels of teacher `k`'s map in each pair.
+    pub fn teacher_channels(&self, k: usize) -> Vec<i64> {
+        self.pairs.iter().map(|p| p.teacher_c[k]).collect()
+    }
+
+    /// For each pair, per teacher, the projected student map and the teacher's map.
+    pub fn project(&self, batch: &BatchOutputs) -> Vec<Vec<Projected>> {
+        self.pairs
+            .iter()
+            .map(|p| {
+                let s = &batch.student_feats[p.student];
+                (0..p.connectors.len())
+                    .map(|k| {
+                        let x = if p.kind == ConnectorKind::ConvReg { s.shallow_clone() } else { align_ca_mkd(s, p.teacher_hw[k]) };
+                        Projected { student: p.connectors[k].forward(&x, true), teacher: batch.teacher_feats[k][p.teacher].shallow_clone() }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
