@@ -5,9 +5,9 @@
 use crate::bad_input;
 use crate::data::augment::Augment;
 use crate::data::ImageSet;
+use crate::distill::checkpoint::Identity;
 use crate::distill::methods;
 use crate::distill::student::Student;
-use crate::distill::checkpoint::Identity;
 use crate::distill::trainer::{self, TrainInputs, TrainOutcome};
 use crate::recipe::schema::{DataFormat, Distill};
 use crate::recipe::Plan;
@@ -174,7 +174,14 @@ fn prepare_output(out: &Path, opts: &RunOptions) -> anyhow::Result<()> {
 fn print_plan(plan: &Plan, out: &Path) {
     let r = &plan.recipe;
     eprintln!("recipe `{}` → {}", r.name, out.display());
-    eprintln!("device {}; student {}; method {}; {} epochs, batch {}", report::device_name(plan.device), r.student.label(), r.distill.method, r.train.epochs, r.train.batch_size);
+    eprintln!(
+        "device {}; student {}; method {}; {} epochs, batch {}",
+        report::device_name(plan.device),
+        r.student.label(),
+        r.distill.method,
+        r.train.epochs,
+        r.train.batch_size
+    );
     for t in &plan.teachers {
         eprintln!("teacher `{}`: {} (opset {}, {} parameters, {})", t.name, t.path.display(), t.opset, t.parameters, t.execution);
     }
@@ -195,7 +202,9 @@ fn load_data(plan: &Plan) -> anyhow::Result<(ImageSet, ImageSet)> {
         }
         DataFormat::ImageFolder => {
             let cache = dataset_cache_dir();
-            let load = |dir: &Option<PathBuf>| crate::data::image_folder::load_image_folder(dir.as_ref().expect("checked by the plan"), Some(d.image_size), cache.as_deref());
+            let load = |dir: &Option<PathBuf>| {
+                crate::data::image_folder::load_image_folder(dir.as_ref().expect("checked by the plan"), Some(d.image_size), cache.as_deref())
+            };
             (load(&d.train)?, load(&d.test)?)
         }
     };
@@ -203,8 +212,14 @@ fn load_data(plan: &Plan) -> anyhow::Result<(ImageSet, ImageSet)> {
         return Err(bad_input!("data.train and data.test have different class folders: {:?} vs {:?}", train.class_names, test.class_names));
     }
     let seed = plan.recipe.seed;
-    let train = match d.train_subset { Some(n) if n < train.len() => train.take_seeded(n, seed), _ => train };
-    let test = match d.test_subset { Some(n) if n < test.len() => test.take_seeded(n, seed ^ 0x5eed), _ => test };
+    let train = match d.train_subset {
+        Some(n) if n < train.len() => train.take_seeded(n, seed),
+        _ => train,
+    };
+    let test = match d.test_subset {
+        Some(n) if n < test.len() => test.take_seeded(n, seed ^ 0x5eed),
+        _ => test,
+    };
     eprintln!("data: {} train, {} test images, {} classes", train.len(), test.len(), train.num_classes());
     Ok((train, test))
 }
@@ -227,7 +242,6 @@ fn data_summary(plan: &Plan, train: &ImageSet, test: &ImageSet) -> BTreeMap<Stri
     ])
 }
 
-
 /// What the method is built from: the shapes of the student's and teachers' taps it uses and
 /// the teachers' classifier heads.
 fn method_setup(plan: &Plan, student: &Student, needs: &methods::Needs, num_classes: i64) -> anyhow::Result<methods::Setup> {
@@ -236,7 +250,9 @@ fn method_setup(plan: &Plan, student: &Student, needs: &methods::Needs, num_clas
         let shapes = needs
             .teacher_taps
             .iter()
-            .map(|a| t.taps.iter().position(|x| x == a).map(|i| t.tap_shapes[i].clone()).ok_or_else(|| anyhow::anyhow!("teacher `{}` has no tap `{a}`", t.name)))
+            .map(|a| {
+                t.taps.iter().position(|x| x == a).map(|i| t.tap_shapes[i].clone()).ok_or_else(|| anyhow::anyhow!("teacher `{}` has no tap `{a}`", t.name))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         teacher_shapes.push(shapes);
     }
@@ -245,8 +261,13 @@ fn method_setup(plan: &Plan, student: &Student, needs: &methods::Needs, num_clas
         num_classes,
         student_shapes: student.taps().iter().map(|t| t.shape.clone()).collect(),
         teacher_shapes,
-        teacher_heads: plan.teachers.iter().map(|t| t.head.as_ref().map(|h| methods::Head { weight: h.weight.shallow_clone(), bias: h.bias.shallow_clone() })).collect(),
+        teacher_heads: plan
+            .teachers
+            .iter()
+            .map(|t| t.head.as_ref().map(|h| methods::Head { weight: h.weight.shallow_clone(), bias: h.bias.shallow_clone() }))
+            .collect(),
         device: plan.device,
+        batch_size: plan.recipe.train.batch_size as i64,
     })
 }
 
@@ -258,13 +279,11 @@ fn train_student(plan: &Plan, spec: &ArchSpec, distill: &Distill, inputs: &Train
     let student = Student::with_taps(graph, plan.device, &needs.student_taps)?;
     let method = methods::build(distill, &method_setup(plan, &student, &needs, spec.num_classes)?)?;
     let started = Instant::now();
-    let TrainOutcome { epochs, best_top1, best_epoch, final_top1 } = trainer::train(&student, method.as_ref(), &needs.teacher_taps, &plan.recipe.train, inputs)?;
+    let TrainOutcome { epochs, best_top1, best_epoch, final_top1 } =
+        trainer::train(&student, method.as_ref(), &needs.teacher_taps, &plan.recipe.train, inputs)?;
     let record = TrainingRecord { method: distill.method.clone(), epochs, best_top1, best_epoch, final_top1, seconds: started.elapsed().as_secs_f64() };
     Ok((student, record))
 }
-
-
-
 
 fn write_report(out: &Path, plan: &Plan, report: &Report) -> anyhow::Result<()> {
     report::write_atomic(&out.join("recipe.resolved.yaml"), plan.resolved_yaml.as_bytes())?;

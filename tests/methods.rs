@@ -44,6 +44,8 @@ fn every_method_trains_and_exports() {
         ("ca_mkd, ca_mkd: {detach_feature_weights: true}, features: [{student: stage3, teacher: last_stage, connector: embed3}]", TWO, &["ce", "kd", "feat"], true),
         ("de_mkd", TWO, &["ce", "kd", "feat"], true),
         ("de_mkd, de_mkd: {entropy_source: decoupled, invert_nc: true}, loss_weights: {feat: 0}", TWO, &["ce", "kd"], true),
+        ("mmkd", TWO, &["ce", "kd", "feat"], true),
+        ("mmkd, mmkd: {unroll: 3, hard_buffer: false, meta_freq: 2, normalize_gram: true}", TWO, &["ce", "kd", "feat"], true),
     ];
     for &(distill, teachers, terms, weighted) in cases {
         let (r, report) = run_method(distill, teachers);
@@ -82,6 +84,7 @@ fn misconfigured_methods_are_refused_by_key() {
         ("fitnets, features: [{student: stage2, teacher: stage7}]", ONE, "stage7"),
         ("fitnets, features: [{student: pooled, teacher: stage2}]", ONE, "feature map"),
         ("mystery", ONE, "unknown method `mystery`"),
+        ("mmkd, mmkd: {unroll: 2}", TWO, "distill.mmkd.unroll"),
     ];
     for &(distill, teachers, needle) in cases {
         let (r, report) = run_method(distill, teachers);

@@ -122,3 +122,14 @@ fn batch_larger_than_the_training_set_is_bad_input() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("train.batch_size"), "{}", r.stderr);
 }
+
+#[test]
+fn a_gate_against_a_baseline_the_run_will_not_train_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = tiny_recipe("[]", "none").replace("  gates:\n", "  gates:\n    - {metric: top1, max_drop_vs: baseline, value: 0.0}\n");
+    std::fs::write(dir.path().join("r.yaml"), text).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("validate.gates.0") && r.stderr.contains("train.baseline"), "{}", r.stderr);
+    assert!(!dir.path().join("out").exists(), "nothing may be written for a bad recipe");
+}

@@ -1,24 +1,25 @@
 //! Per-sample loss building blocks shared by the methods (methods.md §1.1), computed in
 //! log-space for stability.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) per sample. Shapes: z_s, z_t [B, C] → [B].
 pub fn kd_per_sample(student: &Tensor, teacher: &Tensor, t: f64) -> Tensor {
-    let log_ps = (student / t).log_softmax(1, Kind::Float);
-    let log_pt = (teacher / t).log_softmax(1, Kind::Float);
-    (log_pt.exp() * (&log_pt - log_ps)).sum_dim_intlist(1, false, Kind::Float) * (t * t)
+    let k = student.kind();
+    let log_ps = (student / t).log_softmax(1, k);
+    let log_pt = (teacher / t).log_softmax(1, k);
+    (log_pt.exp() * (&log_pt - log_ps)).sum_dim_intlist(1, false, k) * (t * t)
 }
 
 /// Cross-entropy at temperature 1 per sample. Shapes: z [B, C], y [B] int64 → [B].
 pub fn ce_per_sample(logits: &Tensor, labels: &Tensor) -> Tensor {
-    -logits.log_softmax(1, Kind::Float).gather(1, &labels.unsqueeze(1), false).squeeze_dim(1)
+    -logits.log_softmax(1, logits.kind()).gather(1, &labels.unsqueeze(1), false).squeeze_dim(1)
 }
 
 /// log of the binary (target, non-target) distribution of softmax(z/T) per sample, computed in
 /// log-space so 1 − p_target never underflows: [B, 2].
 fn log_binary(logits: &Tensor, labels: &Tensor, t: f64) -> Tensor {
-    let log_p = (logits / t).log_softmax(1, Kind::Float);
+    let log_p = (logits / t).log_softmax(1, logits.kind());
     let target = log_p.gather(1, &labels.unsqueeze(1), false);
     let others = log_p.where_self(&non_target_mask(logits, labels), &Tensor::full_like(&log_p, f64::NEG_INFINITY));
     Tensor::cat(&[target, others.logsumexp(&[1i64][..], true)], 1)
@@ -33,12 +34,12 @@ fn non_target_mask(logits: &Tensor, labels: &Tensor) -> Tensor {
 /// mdistiller's DKD: [B, C].
 fn log_non_target(logits: &Tensor, labels: &Tensor, t: f64) -> Tensor {
     let gt = logits.zeros_like().scatter_value(1, &labels.unsqueeze(1), 1.0);
-    (logits / t - gt * 1000.0).log_softmax(1, Kind::Float)
+    (logits / t - gt * 1000.0).log_softmax(1, logits.kind())
 }
 
 /// KL(p ‖ q) per sample from log-probabilities [B, n] → [B].
 fn kl_from_logs(log_p: &Tensor, log_q: &Tensor) -> Tensor {
-    (log_p.exp() * (log_p - log_q)).sum_dim_intlist(1, false, Kind::Float)
+    (log_p.exp() * (log_p - log_q)).sum_dim_intlist(1, false, log_p.kind())
 }
 
 /// DKD's two parts per sample (methods.md §2.3), each already times T²:
@@ -52,14 +53,14 @@ pub fn dkd_per_sample(student: &Tensor, teacher: &Tensor, labels: &Tensor, t: f6
 
 /// Entropy of softmax(z/T) per sample: [B, C] → [B].
 pub fn entropy(logits: &Tensor, t: f64) -> Tensor {
-    let log_p = (logits / t).log_softmax(1, Kind::Float);
-    -(log_p.exp() * log_p).sum_dim_intlist(1, false, Kind::Float)
+    let log_p = (logits / t).log_softmax(1, logits.kind());
+    -(log_p.exp() * log_p).sum_dim_intlist(1, false, logits.kind())
 }
 
 /// Entropy of the binary target/non-target split of softmax(z/T) per sample: [B].
 pub fn target_entropy(logits: &Tensor, labels: &Tensor, t: f64) -> Tensor {
     let log_b = log_binary(logits, labels, t);
-    -(log_b.exp() * log_b).sum_dim_intlist(1, false, Kind::Float)
+    -(log_b.exp() * log_b).sum_dim_intlist(1, false, logits.kind())
 }
 
 /// Entropy of the distribution over non-target classes of softmax(z/T) per sample: [B].
@@ -67,12 +68,12 @@ pub fn non_target_entropy(logits: &Tensor, labels: &Tensor, t: f64) -> Tensor {
     let log_p = log_non_target(logits, labels, t);
     let p = log_p.exp();
     // The target's probability is exp(−1000/…) = 0; 0·log 0 is taken as 0.
-    -(p * log_p).where_self(&non_target_mask(logits, labels), &Tensor::zeros([], (Kind::Float, logits.device()))).sum_dim_intlist(1, false, Kind::Float)
+    -(p * log_p).where_self(&non_target_mask(logits, labels), &Tensor::zeros([], (logits.kind(), logits.device()))).sum_dim_intlist(1, false, logits.kind())
 }
 
 /// Mean squared error per sample over every non-batch element: [B, ...] → [B].
 pub fn mse_per_sample(a: &Tensor, b: &Tensor) -> Tensor {
-    (a - b).square().flatten(1, -1).mean_dim(1, false, Kind::Float)
+    (a - b).square().flatten(1, -1).mean_dim(1, false, a.kind())
 }
 
 #[cfg(test)]
@@ -91,14 +92,10 @@ pub(crate) mod golden {
     }
 
     pub fn teachers() -> Vec<Tensor> {
-        [
-            [3.0f32, 0.2, -1.0, 0.5, 0.0, 0.4, 2.5, -0.2],
-            [1.5, 1.2, 0.1, -0.4, 1.0, 0.9, 0.7, 0.0],
-            [0.2, 2.0, -0.5, 0.3, -0.3, 0.2, 3.0, 0.1],
-        ]
-        .iter()
-        .map(|v| Tensor::from_slice(v).reshape([2, 4]))
-        .collect()
+        [[3.0f32, 0.2, -1.0, 0.5, 0.0, 0.4, 2.5, -0.2], [1.5, 1.2, 0.1, -0.4, 1.0, 0.9, 0.7, 0.0], [0.2, 2.0, -0.5, 0.3, -0.3, 0.2, 3.0, 0.1]]
+            .iter()
+            .map(|v| Tensor::from_slice(v).reshape([2, 4]))
+            .collect()
     }
 
     pub fn values(t: &Tensor) -> Vec<f64> {
@@ -117,6 +114,7 @@ pub(crate) mod golden {
 mod tests {
     use super::golden::*;
     use super::*;
+    use tch::Kind;
 
     #[test]
     fn kd_and_ce_match_methods_md_golden_values() {

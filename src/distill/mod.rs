@@ -6,6 +6,7 @@ pub mod connectors;
 #[cfg(test)]
 pub(crate) mod golden;
 pub mod losses;
+pub mod meta;
 pub mod methods;
 pub mod optim;
 pub mod schedule;

@@ -2,9 +2,9 @@
 //! in place by the optimizer), except BatchNormalization's running statistics and Clip bounds,
 //! which are state and constants.
 
+use crate::bad_input;
 use crate::data::preprocess::Preprocess;
 use crate::data::ImageSet;
-use crate::bad_input;
 use crate::graph::ir::is_float;
 use crate::graph::taps::{named_taps, NamedTap};
 use crate::graph::{Dim, Executor, Graph, RunMode};
@@ -27,10 +27,15 @@ pub fn student_taps(graph: &Graph) -> anyhow::Result<Vec<NamedTap>> {
 /// The shape of every computed value for one image (a traced eval-mode run on zeros).
 fn probe_shapes(graph: &Graph) -> anyhow::Result<Vec<(String, Vec<i64>)>> {
     let input = graph.inputs.first().ok_or_else(|| bad_input!("the student graph has no input"))?;
-    let shape: Vec<i64> = input.dims.iter().enumerate().map(|(i, d)| match d {
-        Dim::Fixed(v) if i > 0 => *v,
-        _ => 1,
-    }).collect();
+    let shape: Vec<i64> = input
+        .dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match d {
+            Dim::Fixed(v) if i > 0 => *v,
+            _ => 1,
+        })
+        .collect();
     let fetch: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
     let device = graph.initializers.iter().map(|(_, t)| t.device()).find(|d| *d != Device::Cpu).unwrap_or(Device::Cpu);
     let exec = Executor::compile(graph, &fetch, device)?;
@@ -94,6 +99,21 @@ impl Student {
 
     pub fn forward(&self, x: &Tensor, mode: RunMode) -> anyhow::Result<Tensor> {
         Ok(self.exec.run(&[x], mode)?.remove(0))
+    }
+
+    /// `forward_with_taps` with some parameters replaced by other tensors (by name), e.g. a
+    /// lookahead θ' = θ − lr·∇θ L that gradients flow back through.
+    pub fn forward_with_params(&self, x: &Tensor, mode: RunMode, params: &[(String, Tensor)]) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
+        let replaced = params
+            .iter()
+            .map(|(name, t)| {
+                let i = self.graph.initializers.iter().position(|(n, _)| n == name).ok_or_else(|| anyhow::anyhow!("the student has no parameter `{name}`"))?;
+                Ok((i, t.shallow_clone()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut outs = self.exec.run_with(&[x], mode, &replaced)?;
+        let logits = outs.remove(0);
+        Ok((logits, outs))
     }
 
     /// The logits and then each tap's value, in the order of `taps()`.

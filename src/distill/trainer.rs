@@ -3,7 +3,7 @@
 //! evaluation. Loss sums stay on the device and are read once per epoch (no per-step sync).
 
 use super::checkpoint::{self, Identity, Meta};
-use super::methods::{BatchOutputs, Method};
+use super::methods::{BatchOutputs, Method, StepContext};
 use super::optim::Sgd;
 use super::schedule::lr_at;
 use super::student::Student;
@@ -124,14 +124,16 @@ fn model_state(student: &Student, method: &dyn Method) -> Vec<(String, Tensor)> 
         extra.sort_by(|a, b| a.0.cmp(&b.0));
         state.extend(extra);
     }
+    state.extend(method.state().into_iter().map(|(n, t)| (format!("method_state.{n}"), t)));
     state
 }
 
 fn load_method_state(method: &dyn Method, saved: &std::collections::HashMap<String, Tensor>) -> anyhow::Result<()> {
-    let Some(vs) = method.modules() else { return Ok(()) };
     let _guard = tch::no_grad_guard();
-    for (name, mut t) in vs.variables() {
-        let src = saved.get(&format!("method.{name}")).ok_or_else(|| anyhow::anyhow!("the checkpoint has no `method.{name}`"))?;
+    let modules = method.modules().map(|vs| vs.variables().into_iter().map(|(n, t)| (format!("method.{n}"), t)).collect::<Vec<_>>()).unwrap_or_default();
+    let state = method.state().into_iter().map(|(n, t)| (format!("method_state.{n}"), t));
+    for (name, mut t) in modules.into_iter().chain(state) {
+        let src = saved.get(&name).ok_or_else(|| anyhow::anyhow!("the checkpoint has no `{name}`"))?;
         t.f_copy_(src)?;
     }
     Ok(())
@@ -189,7 +191,8 @@ pub fn train(student: &Student, method: &dyn Method, teacher_taps: &[String], cf
         let mut weight_stats = WeightStats::default();
         let mut seen = 0i64;
         let mut lr = sgd.lr;
-        for idx in EpochBatches::new(inp.train.len(), bs, true, true, &mut rng) {
+        let batches: Vec<Tensor> = EpochBatches::new(inp.train.len(), bs, true, true, &mut rng).collect();
+        for (i, idx) in batches.into_iter().enumerate() {
             lr = lr_at(&cfg.schedule, sgd.lr, epoch, step, total_steps);
             opt.lr = lr;
             let (images, labels) = gather(inp.train, &idx);
@@ -219,6 +222,8 @@ pub fn train(student: &Student, method: &dyn Method, teacher_taps: &[String], cf
             opt.zero_grad();
             total.backward();
             opt.step();
+            let ctx = StepContext { student, x: &x, batch: &batch, lr, step_in_epoch: i, last_in_epoch: i + 1 == steps_per_epoch, seed: inp.seed };
+            method.after_step(&ctx)?;
             let guard = tch::no_grad_guard();
             for t in &terms {
                 let v = t.value.detach();

@@ -88,9 +88,9 @@ impl Executor {
                     ins.push(None);
                     continue;
                 }
-                let s = *slot_of.get(name).ok_or_else(|| {
-                    bad_input!("node `{}` ({}) reads `{name}`, which no earlier node, input or initializer defines", node.name, node.op_type)
-                })?;
+                let s = *slot_of
+                    .get(name)
+                    .ok_or_else(|| bad_input!("node `{}` ({}) reads `{name}`, which no earlier node, input or initializer defines", node.name, node.op_type))?;
                 ins.push(Some(s));
             }
             let mut outs = Vec::new();
@@ -125,8 +125,7 @@ impl Executor {
     /// Evaluates, once, every node whose inputs are all constants (Constant nodes and shape
     /// arithmetic on integer initializers), and drops those nodes from the plan.
     fn fold_constants(&mut self, constant_slots: &HashSet<usize>, device: Device) -> anyhow::Result<()> {
-        let mut known: HashMap<usize, Tensor> =
-            self.consts.iter().filter(|(s, _)| constant_slots.contains(s)).map(|(s, t)| (*s, t.shallow_clone())).collect();
+        let mut known: HashMap<usize, Tensor> = self.consts.iter().filter(|(s, _)| constant_slots.contains(s)).map(|(s, t)| (*s, t.shallow_clone())).collect();
         let ctx = RunCtx { train: false };
         let mut kept = Vec::new();
         for step in std::mem::take(&mut self.steps) {
@@ -167,21 +166,39 @@ impl Executor {
 
     /// Runs the graph on `inputs` (in declared order) and returns the fetched values.
     pub fn run(&self, inputs: &[&Tensor], mode: RunMode) -> anyhow::Result<Vec<Tensor>> {
-        self.run_observed(inputs, mode, &mut |_, _| {})
+        self.run_observed(inputs, mode, &[], &mut |_, _| {})
+    }
+
+    /// Runs with some graph initializers replaced, each given by its position in the graph's
+    /// `initializers`: a functional forward at other parameter values (a meta-learning
+    /// lookahead differentiates through them).
+    pub fn run_with(&self, inputs: &[&Tensor], mode: RunMode, replaced: &[(usize, Tensor)]) -> anyhow::Result<Vec<Tensor>> {
+        self.run_observed(inputs, mode, replaced, &mut |_, _| {})
     }
 
     /// Runs the graph and also returns the shape of every value computed at run time, in
     /// execution order (for `inspect`'s tap listing).
     pub fn run_traced(&self, inputs: &[&Tensor]) -> anyhow::Result<(Vec<Tensor>, ValueShapes)> {
         let mut shapes = Vec::new();
-        let outs = self.run_observed(inputs, RunMode::Eval, &mut |name, t| shapes.push((name.to_string(), t.size())))?;
+        let outs = self.run_observed(inputs, RunMode::Eval, &[], &mut |name, t| shapes.push((name.to_string(), t.size())))?;
         Ok((outs, shapes))
     }
 
-    fn run_observed(&self, inputs: &[&Tensor], mode: RunMode, observe: &mut dyn FnMut(&str, &Tensor)) -> anyhow::Result<Vec<Tensor>> {
+    fn run_observed(
+        &self,
+        inputs: &[&Tensor],
+        mode: RunMode,
+        replaced: &[(usize, Tensor)],
+        observe: &mut dyn FnMut(&str, &Tensor),
+    ) -> anyhow::Result<Vec<Tensor>> {
         anyhow::ensure!(inputs.len() == self.inputs.len(), "graph expects {} inputs, got {}", self.inputs.len(), inputs.len());
         let mut slots: Vec<Option<Tensor>> = (0..self.slots).map(|_| None).collect();
         for (s, t) in &self.consts {
+            slots[*s] = Some(t.shallow_clone());
+        }
+        // Initializers occupy the first slots, in graph order.
+        for (s, t) in replaced {
+            anyhow::ensure!(slots.get(*s).is_some_and(|v| v.is_some()), "initializer #{s} is not a constant of this graph");
             slots[*s] = Some(t.shallow_clone());
         }
         for (s, t) in self.inputs.iter().zip(inputs) {
@@ -204,9 +221,6 @@ impl Executor {
                 slots[*s] = None;
             }
         }
-        self.fetch
-            .iter()
-            .map(|s| slots[*s].as_ref().map(|t| t.shallow_clone()).ok_or_else(|| anyhow::anyhow!("a fetched value was not produced")))
-            .collect()
+        self.fetch.iter().map(|s| slots[*s].as_ref().map(|t| t.shallow_clone()).ok_or_else(|| anyhow::anyhow!("a fetched value was not produced"))).collect()
     }
 }

@@ -2,11 +2,11 @@
 //! recipe's folder, the device chosen, teachers loaded and every op checked. All problems are
 //! collected and reported together, before any training.
 
-use crate::distill::methods::Needs;
 use super::overrides;
 use super::schema::{DataFormat, Recipe};
 use crate::bad_input;
 use crate::data::preprocess::{Layout, Preprocess};
+use crate::distill::methods::Needs;
 use crate::error::is_bad_input;
 use crate::teacher::{Teacher, TeacherSpec};
 use sha2::{Digest, Sha256};
@@ -26,8 +26,7 @@ pub struct Plan {
 /// Parses the recipe file with overrides into the typed schema.
 pub fn parse(path: &Path, sets: &[String]) -> anyhow::Result<(Recipe, String)> {
     let text = std::fs::read_to_string(path).map_err(|e| bad_input!("cannot read recipe {}: {e}", path.display()))?;
-    let mut doc: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| bad_input!("recipe {} is not valid YAML: {e}", path.display()))?;
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| bad_input!("recipe {} is not valid YAML: {e}", path.display()))?;
     for s in sets {
         overrides::apply(&mut doc, s)?;
     }
@@ -89,6 +88,17 @@ impl Plan {
         for (i, g) in recipe.validate.gates.iter().enumerate() {
             if let Err(e) = crate::report::gates::check_spec(g) {
                 problems.push(format!("validate.gates.{i}: {e}"));
+            }
+            // References the run will not have would fail the gate after all the training.
+            let baseline_run = recipe.train.baseline && recipe.distill.method != "none";
+            match g.max_drop_vs.as_deref() {
+                Some("baseline") if !baseline_run => problems.push(format!(
+                    "validate.gates.{i}: max_drop_vs baseline needs train.baseline: true (and a distillation method), or the run has no baseline to compare with"
+                )),
+                Some("best_teacher" | "teacher_ensemble") if recipe.teachers.is_empty() => {
+                    problems.push(format!("validate.gates.{i}: max_drop_vs {} needs teachers", g.max_drop_vs.as_deref().unwrap_or_default()))
+                }
+                _ => {}
             }
         }
         let classes = class_count(&recipe);
@@ -166,8 +176,12 @@ fn try_build_method(recipe: &Recipe, teachers: &[Teacher], student_taps: Vec<Vec
         num_classes: classes.unwrap_or(0) as i64,
         student_shapes: student_taps,
         teacher_shapes,
-        teacher_heads: teachers.iter().map(|t| t.head.as_ref().map(|h| crate::distill::methods::Head { weight: h.weight.to_device(Device::Cpu), bias: h.bias.to_device(Device::Cpu) })).collect(),
+        teacher_heads: teachers
+            .iter()
+            .map(|t| t.head.as_ref().map(|h| crate::distill::methods::Head { weight: h.weight.to_device(Device::Cpu), bias: h.bias.to_device(Device::Cpu) }))
+            .collect(),
         device: Device::Cpu,
+        batch_size: recipe.train.batch_size as i64,
     };
     crate::distill::methods::build(&recipe.distill, &setup).map(|_| ())
 }
@@ -189,8 +203,8 @@ fn check_student(recipe: &mut Recipe, base: &Path, device: Device, taps: &[Strin
             }
             let classes = class_count(recipe).unwrap_or(10) as i64;
             let spec = crate::zoo::ArchSpec { num_classes: classes, width: s.width, image_size: recipe.data.image_size as i64 };
-            let result = crate::distill::student_source::build(&recipe.student, &spec, Device::Cpu)
-                .and_then(|g| crate::distill::student::resolve_taps(&g, taps));
+            let result =
+                crate::distill::student_source::build(&recipe.student, &spec, Device::Cpu).and_then(|g| crate::distill::student::resolve_taps(&g, taps));
             match result {
                 Ok(t) => Some(t.into_iter().map(|t| t.shape).collect()),
                 Err(e) => {
@@ -206,8 +220,13 @@ fn check_student(recipe: &mut Recipe, base: &Path, device: Device, taps: &[Strin
             }
             let classes = class_count(recipe)?;
             let arch = crate::zoo::ArchSpec { num_classes: classes as i64, width: 1.0, image_size: recipe.data.image_size as i64 };
-            let result = crate::distill::student_source::build(&recipe.student, &arch, device)
-                .and_then(|g| if taps.is_empty() { Ok(vec![]) } else { crate::distill::student::resolve_taps(&g, taps) });
+            let result = crate::distill::student_source::build(&recipe.student, &arch, device).and_then(|g| {
+                if taps.is_empty() {
+                    Ok(vec![])
+                } else {
+                    crate::distill::student::resolve_taps(&g, taps)
+                }
+            });
             match result {
                 Ok(t) => Some(t.into_iter().map(|t| t.shape).collect()),
                 Err(e) => {

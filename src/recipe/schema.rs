@@ -224,6 +224,59 @@ pub struct Distill {
     pub fitnet_mkd: Option<FitnetMkdOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub de_mkd: Option<DeMkdOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mmkd: Option<MmkdOptions>,
+}
+
+/// MMKD (methods.md §4.1): meta-learned per-sample teacher weights.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MmkdOptions {
+    /// A meta step every this many training steps (and on an epoch's last step).
+    #[serde(default = "five")]
+    pub meta_freq: usize,
+    /// Adam learning rate and weight decay of the weight networks.
+    #[serde(default = "default_meta_lr")]
+    pub meta_lr: f64,
+    #[serde(default = "default_meta_wd")]
+    pub meta_weight_decay: f64,
+    /// Meta batches come from a buffer of misclassified training samples (else the current batch).
+    #[serde(default = "yes")]
+    pub hard_buffer: bool,
+    #[serde(default = "default_buffer")]
+    pub buffer_size: i64,
+    /// Lookahead steps of the hypergradient: 1 (one SGD step on the matching loss) or 3 (the
+    /// reference's two matching steps and one CE step).
+    #[serde(default = "one_usize")]
+    pub unroll: usize,
+    /// Divide each Gram matrix by its Frobenius norm before the FeatureWeight net.
+    #[serde(default)]
+    pub normalize_gram: bool,
+}
+
+impl Default for MmkdOptions {
+    fn default() -> Self {
+        MmkdOptions { meta_freq: 5, meta_lr: 1e-3, meta_weight_decay: 1e-4, hard_buffer: true, buffer_size: 256, unroll: 1, normalize_gram: false }
+    }
+}
+
+fn five() -> usize {
+    5
+}
+fn one_usize() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_meta_lr() -> f64 {
+    1e-3
+}
+fn default_meta_wd() -> f64 {
+    1e-4
+}
+fn default_buffer() -> i64 {
+    256
 }
 
 impl Default for Distill {
@@ -238,6 +291,7 @@ impl Default for Distill {
             ca_mkd: None,
             fitnet_mkd: None,
             de_mkd: None,
+            mmkd: None,
         }
     }
 }
@@ -459,9 +513,6 @@ fn default_momentum() -> f64 {
 }
 fn default_wd() -> f64 {
     5e-4
-}
-fn yes() -> bool {
-    true
 }
 
 /// The learning-rate schedule as a one-key map: `{step: {milestones, gamma}}` or `{cosine: {}}`.

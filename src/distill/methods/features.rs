@@ -84,6 +84,23 @@ impl FeatureLevel {
         self.pairs.iter().map(|p| p.teacher_c[k]).collect()
     }
 
+    /// MMKD's variant of `project` (methods.md §1.3): the larger of the two maps is pooled to
+    /// the smaller one's size, then the student's is embedded.
+    pub fn project_mmkd(&self, batch: &BatchOutputs) -> Vec<Vec<Projected>> {
+        self.pairs
+            .iter()
+            .map(|p| {
+                let s = &batch.student_feats[p.student];
+                (0..p.connectors.len())
+                    .map(|k| {
+                        let (s, t) = crate::distill::connectors::align_mmkd(s, &batch.teacher_feats[k][p.teacher]);
+                        Projected { student: p.connectors[k].forward(&s, true), teacher: t }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// For each pair, per teacher, the projected student map and the teacher's map.
     pub fn project(&self, batch: &BatchOutputs) -> Vec<Vec<Projected>> {
         self.pairs

@@ -14,6 +14,7 @@ mod fitnet_mkd;
 mod fitnets;
 mod kd;
 mod labels_only;
+mod mmkd;
 
 pub use features::Head;
 
@@ -59,6 +60,30 @@ pub trait Method {
     fn modules(&self) -> Option<&nn::VarStore> {
         None
     }
+    /// Called after every optimizer step (MMKD's meta step and hard buffer); most methods do
+    /// nothing here.
+    fn after_step(&self, _ctx: &StepContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// State the method keeps outside `modules` (meta networks, their optimizer), by name, as
+    /// shallow handles: checkpoints save them and resuming copies into them.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+}
+
+/// What `Method::after_step` sees: the student, the batch it just stepped on and the schedule.
+pub struct StepContext<'a> {
+    pub student: &'a crate::distill::student::Student,
+    /// The preprocessed student input of the batch.
+    pub x: &'a Tensor,
+    pub batch: &'a BatchOutputs<'a>,
+    /// The learning rate of the step just taken.
+    pub lr: f64,
+    /// Index of the step within its epoch, from 0.
+    pub step_in_epoch: usize,
+    pub last_in_epoch: bool,
+    pub seed: u64,
 }
 
 /// What a method's feature term uses when the recipe gives no `distill.features`.
@@ -95,6 +120,7 @@ const REGISTRY: &[Entry] = &[
     Entry { name: "aekd", single_teacher: false, features: None, build: aekd::build },
     Entry { name: "ca_mkd", single_teacher: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, true), build: ca_mkd::build },
     Entry { name: "de_mkd", single_teacher: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, false), build: de_mkd::build },
+    Entry { name: "mmkd", single_teacher: false, features: feat(100.0, "last_stage", "last_stage", ConnectorKind::Embed, false), build: mmkd::build },
 ];
 
 /// The methods the recipe's `distill.method` accepts.
@@ -109,7 +135,9 @@ fn entry(method: &str) -> anyhow::Result<&'static Entry> {
 /// The feature pairs a recipe's method uses (none when its feature weight is 0).
 fn feature_pairs(cfg: &Distill) -> anyhow::Result<Vec<FeaturePair>> {
     let e = entry(&cfg.method)?;
-    let Some(d) = &e.features else { return Ok(vec![]) };
+    let Some(d) = &e.features else {
+        return Ok(vec![]);
+    };
     if cfg.loss_weights.feat.unwrap_or(d.weight) == 0.0 {
         return Ok(vec![]);
     }
@@ -159,6 +187,7 @@ pub fn check(cfg: &Distill, teachers: usize) -> Vec<String> {
         ("ca_mkd", cfg.ca_mkd.is_some(), &["ca_mkd"][..]),
         ("fitnet_mkd", cfg.fitnet_mkd.is_some(), &["fitnet_mkd"][..]),
         ("de_mkd", cfg.de_mkd.is_some(), &["de_mkd"][..]),
+        ("mmkd", cfg.mmkd.is_some(), &["mmkd"][..]),
     ];
     for (key, given, owners) in sections {
         if given && !owners.contains(&e.name) {
@@ -174,11 +203,26 @@ pub fn check(cfg: &Distill, teachers: usize) -> Vec<String> {
         }
     }
     if e.single_teacher && teachers != 1 {
-        problems.push(format!("distill.method: `{}` distils exactly one teacher, the recipe has {teachers} (aver, ebkd, aekd, ca_mkd and de_mkd take several)", e.name));
+        problems.push(format!(
+            "distill.method: `{}` distils exactly one teacher, the recipe has {teachers} (aver, ebkd, aekd, ca_mkd and de_mkd take several)",
+            e.name
+        ));
     }
     if let (Some(a), "aekd") = (&cfg.aekd, e.name) {
         if !(a.c_tol > 0.0 && a.c_tol <= 1.0) || (teachers > 1 && a.c_tol * (teachers as f64) < 1.0) {
             problems.push(format!("distill.aekd.c_tol: {} leaves no weights summing to 1 over {teachers} teachers (needs c_tol·K ≥ 1, c_tol ≤ 1)", a.c_tol));
+        }
+    }
+    if e.name == "mmkd" {
+        let o = cfg.mmkd.clone().unwrap_or_default();
+        if ![1, 3].contains(&o.unroll) {
+            problems.push(format!("distill.mmkd.unroll: {} (1 for the one-step lookahead, 3 for the reference's unrolled steps)", o.unroll));
+        }
+        if o.meta_freq == 0 {
+            problems.push("distill.mmkd.meta_freq: must be at least 1".into());
+        }
+        if cfg.features.as_ref().is_some_and(|f| f.len() > 1) {
+            problems.push("distill.features: mmkd weights one feature pair (its FeatureWeight net reads that pair's Gram matrices)".into());
         }
     }
     if cfg.temperature <= 0.0 {
@@ -199,6 +243,8 @@ pub struct Setup {
     /// Per teacher, its classifier head when `Needs::teacher_heads`.
     pub teacher_heads: Vec<Option<Head>>,
     pub device: Device,
+    /// The training batch size (MMKD's FeatureWeight net reads B×B Gram matrices).
+    pub batch_size: i64,
 }
 
 pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {
@@ -207,7 +253,15 @@ pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {
 
 /// The method for a recipe that only needs logits (tests and the labels-only baseline).
 pub fn build_logit_only(cfg: &Distill, teachers: usize, num_classes: i64) -> anyhow::Result<Box<dyn Method>> {
-    let setup = Setup { teachers, num_classes, student_shapes: vec![], teacher_shapes: vec![vec![]; teachers], teacher_heads: vec![], device: Device::Cpu };
+    let setup = Setup {
+        teachers,
+        num_classes,
+        student_shapes: vec![],
+        teacher_shapes: vec![vec![]; teachers],
+        teacher_heads: vec![],
+        device: Device::Cpu,
+        batch_size: 1,
+    };
     build(cfg, &setup)
 }
 
