@@ -279,9 +279,9 @@ fn train_student(plan: &Plan, spec: &ArchSpec, distill: &Distill, inputs: &Train
     let student = Student::with_taps(graph, plan.device, &needs.student_taps)?;
     let method = methods::build(distill, &method_setup(plan, &student, &needs, spec.num_classes)?)?;
     let started = Instant::now();
-    let TrainOutcome { epochs, best_top1, best_epoch, final_top1 } =
+    let TrainOutcome { method_summary, epochs, best_top1, best_epoch, final_top1 } =
         trainer::train(&student, method.as_ref(), &needs.teacher_taps, &plan.recipe.train, inputs)?;
-    let record = TrainingRecord { method: distill.method.clone(), epochs, best_top1, best_epoch, final_top1, seconds: started.elapsed().as_secs_f64() };
+    let record = TrainingRecord { method: distill.method.clone(), method_summary, epochs, best_top1, best_epoch, final_top1, seconds: started.elapsed().as_secs_f64() };
     Ok((student, record))
 }
 

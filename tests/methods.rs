@@ -45,6 +45,8 @@ fn every_method_trains_and_exports() {
         ("de_mkd", TWO, &["ce", "kd", "feat"], true),
         ("de_mkd, de_mkd: {entropy_source: decoupled, invert_nc: true}, loss_weights: {feat: 0}", TWO, &["ce", "kd"], true),
         ("mmkd", TWO, &["ce", "kd", "feat"], true),
+        ("mgd, mgd: {head_epochs: 2}", TWO, &["ce", "kd", "enc"], true),
+        ("mgd, mgd: {mode: mag, head_epochs: 1}", ONE, &["ce", "kd", "enc"], true),
         ("mmkd, mmkd: {unroll: 3, hard_buffer: false, meta_freq: 2, normalize_gram: true}", TWO, &["ce", "kd", "feat"], true),
     ];
     for &(distill, teachers, terms, weighted) in cases {
@@ -64,11 +66,16 @@ fn every_method_trains_and_exports() {
         assert_eq!(w.is_array(), weighted, "{distill}: {w}");
         if weighted {
             let w: Vec<f64> = w.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-            assert_eq!(w.len(), 2, "{distill}");
+            assert_eq!(w.len(), if teachers == ONE { 1 } else { 2 }, "{distill}");
             let share: f64 = epochs[1]["teacher_top_share"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
             assert!((share - 1.0).abs() < 1e-6, "{distill}: top shares sum to 1, got {share}");
         }
         assert!(report["fidelity"]["max_rel_diff"].as_f64().unwrap() <= 1e-4, "{distill}");
+        if distill.starts_with("mgd") {
+            let heads = report["training"]["method_summary"]["self_analyzing"].as_array().unwrap();
+            assert_eq!(heads.len(), if teachers == ONE { 1 } else { 2 }, "{distill}");
+            assert!(heads[0]["branch_a_top1"].as_f64().unwrap() >= 0.0, "{distill}");
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod meta;
 pub mod methods;
 pub mod optim;
 pub mod schedule;
+pub mod self_analyzing;
 pub mod student;
 pub mod student_source;
 pub mod trainer;

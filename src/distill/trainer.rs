@@ -3,7 +3,7 @@
 //! evaluation. Loss sums stay on the device and are read once per epoch (no per-step sync).
 
 use super::checkpoint::{self, Identity, Meta};
-use super::methods::{BatchOutputs, Method, StepContext};
+use super::methods::{BatchOutputs, Method, PrepareContext, StepContext};
 use super::optim::Sgd;
 use super::schedule::lr_at;
 use super::student::Student;
@@ -43,6 +43,8 @@ pub struct EpochMetrics {
 }
 
 pub struct TrainOutcome {
+    /// What the method reports besides the epochs (MGD's self-analyzing accuracies).
+    pub method_summary: Option<serde_json::Value>,
     pub epochs: Vec<EpochMetrics>,
     pub best_top1: f64,
     pub best_epoch: usize,
@@ -182,6 +184,10 @@ pub fn train(student: &Student, method: &dyn Method, teacher_taps: &[String], cf
             eprintln!("{}: resuming after epoch {} from {}", inp.label, ck.meta.epoch, dir.display());
         }
     }
+    if first_epoch == 1 {
+        let ctx = PrepareContext { train: inp.train, test: inp.test, teachers: inp.teachers, batch_size: bs as i64, seed: inp.seed, device: student.device() };
+        method.prepare(&ctx)?;
+    }
     let mut progress = Progress::new(inp.label, total_steps as u64);
     progress.inc(step as u64, "");
     for epoch in first_epoch..=cfg.epochs {
@@ -284,5 +290,5 @@ pub fn train(student: &Student, method: &dyn Method, teacher_taps: &[String], cf
     }
     progress.finish();
     let final_top1 = epochs.last().map_or(0.0, |e| e.test_top1);
-    Ok(TrainOutcome { epochs, best_top1, best_epoch, final_top1 })
+    Ok(TrainOutcome { method_summary: method.summary(), epochs, best_top1, best_epoch, final_top1 })
 }

@@ -226,6 +226,38 @@ pub struct Distill {
     pub de_mkd: Option<DeMkdOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mmkd: Option<MmkdOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mgd: Option<MgdOptions>,
+}
+
+/// MGD (methods.md §4.2).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MgdOptions {
+    /// `mas`: distil the stable excitation (z + z_A + z_D)/3; `mag`: the teacher's own logits.
+    #[serde(default)]
+    pub mode: MgdMode,
+    /// Epochs of the self-analyzing stage (the reference trains 60).
+    #[serde(default = "sixty")]
+    pub head_epochs: usize,
+}
+
+impl Default for MgdOptions {
+    fn default() -> Self {
+        MgdOptions { mode: MgdMode::Mas, head_epochs: 60 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MgdMode {
+    #[default]
+    Mas,
+    Mag,
+}
+
+fn sixty() -> usize {
+    60
 }
 
 /// MMKD (methods.md §4.1): meta-learned per-sample teacher weights.
@@ -292,6 +324,7 @@ impl Default for Distill {
             fitnet_mkd: None,
             de_mkd: None,
             mmkd: None,
+            mgd: None,
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct TeacherRecord {
 #[derive(Debug, Serialize)]
 pub struct TrainingRecord {
     pub method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method_summary: Option<serde_json::Value>,
     pub epochs: Vec<EpochMetrics>,
     pub best_top1: f64,
     pub best_epoch: usize,

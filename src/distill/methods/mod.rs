@@ -14,6 +14,7 @@ mod fitnet_mkd;
 mod fitnets;
 mod kd;
 mod labels_only;
+mod mgd;
 mod mmkd;
 
 pub use features::Head;
@@ -65,11 +66,30 @@ pub trait Method {
     fn after_step(&self, _ctx: &StepContext) -> anyhow::Result<()> {
         Ok(())
     }
-    /// State the method keeps outside `modules` (meta networks, their optimizer), by name, as
-    /// shallow handles: checkpoints save them and resuming copies into them.
+    /// State the method keeps outside `modules` (meta networks, their optimizer, frozen heads),
+    /// by name, as shallow handles: checkpoints save them and resuming copies into them.
     fn state(&self) -> Vec<(String, Tensor)> {
         Vec::new()
     }
+    /// A stage before training (MGD trains its teachers' self-analyzing heads); skipped when a
+    /// run resumes from a checkpoint, which holds its result.
+    fn prepare(&self, _ctx: &PrepareContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// What the method wants in the report besides the per-epoch figures.
+    fn summary(&self) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// What `Method::prepare` sees.
+pub struct PrepareContext<'a> {
+    pub train: &'a crate::data::ImageSet,
+    pub test: &'a crate::data::ImageSet,
+    pub teachers: &'a [crate::teacher::Teacher],
+    pub batch_size: i64,
+    pub seed: u64,
+    pub device: Device,
 }
 
 /// What `Method::after_step` sees: the student, the batch it just stepped on and the schedule.
@@ -101,6 +121,8 @@ struct Entry {
     name: &'static str,
     /// KD, FitNets and DKD distil exactly one teacher.
     single_teacher: bool,
+    /// Reads the student's and the teachers' `pooled` vectors (MGD).
+    pooled: bool,
     features: Option<FeatureDefaults>,
     build: fn(&Distill, &Setup) -> anyhow::Result<Box<dyn Method>>,
 }
@@ -110,17 +132,18 @@ const fn feat(weight: f64, student: &'static str, teacher: &'static str, connect
 }
 
 const REGISTRY: &[Entry] = &[
-    Entry { name: "none", single_teacher: false, features: None, build: labels_only::build },
-    Entry { name: "kd", single_teacher: true, features: None, build: kd::build },
-    Entry { name: "fitnets", single_teacher: true, features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false), build: fitnets::build },
-    Entry { name: "dkd", single_teacher: true, features: None, build: dkd::build },
-    Entry { name: "aver", single_teacher: false, features: None, build: aver::build },
-    Entry { name: "fitnet_mkd", single_teacher: false, features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false), build: fitnet_mkd::build },
-    Entry { name: "ebkd", single_teacher: false, features: None, build: ebkd::build },
-    Entry { name: "aekd", single_teacher: false, features: None, build: aekd::build },
-    Entry { name: "ca_mkd", single_teacher: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, true), build: ca_mkd::build },
-    Entry { name: "de_mkd", single_teacher: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, false), build: de_mkd::build },
-    Entry { name: "mmkd", single_teacher: false, features: feat(100.0, "last_stage", "last_stage", ConnectorKind::Embed, false), build: mmkd::build },
+    Entry { name: "none", single_teacher: false, pooled: false, features: None, build: labels_only::build },
+    Entry { name: "kd", single_teacher: true, pooled: false, features: None, build: kd::build },
+    Entry { name: "fitnets", single_teacher: true, pooled: false, features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false), build: fitnets::build },
+    Entry { name: "dkd", single_teacher: true, pooled: false, features: None, build: dkd::build },
+    Entry { name: "aver", single_teacher: false, pooled: false, features: None, build: aver::build },
+    Entry { name: "fitnet_mkd", single_teacher: false, pooled: false, features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false), build: fitnet_mkd::build },
+    Entry { name: "ebkd", single_teacher: false, pooled: false, features: None, build: ebkd::build },
+    Entry { name: "aekd", single_teacher: false, pooled: false, features: None, build: aekd::build },
+    Entry { name: "ca_mkd", single_teacher: false, pooled: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, true), build: ca_mkd::build },
+    Entry { name: "de_mkd", single_teacher: false, pooled: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, false), build: de_mkd::build },
+    Entry { name: "mgd", single_teacher: false, pooled: true, features: None, build: mgd::build },
+    Entry { name: "mmkd", single_teacher: false, pooled: false, features: feat(100.0, "last_stage", "last_stage", ConnectorKind::Embed, false), build: mmkd::build },
 ];
 
 /// The methods the recipe's `distill.method` accepts.
@@ -169,7 +192,15 @@ pub fn needs(cfg: &Distill) -> anyhow::Result<Needs> {
             n.teacher_taps.push(p.teacher.clone());
         }
     }
-    n.teacher_heads = !pairs.is_empty() && entry(&cfg.method)?.features.as_ref().is_some_and(|d| d.heads);
+    let e = entry(&cfg.method)?;
+    n.teacher_heads = !pairs.is_empty() && e.features.as_ref().is_some_and(|d| d.heads);
+    if e.pooled {
+        for taps in [&mut n.student_taps, &mut n.teacher_taps] {
+            if !taps.iter().any(|t| t == "pooled") {
+                taps.push("pooled".into());
+            }
+        }
+    }
     Ok(n)
 }
 
@@ -188,6 +219,7 @@ pub fn check(cfg: &Distill, teachers: usize) -> Vec<String> {
         ("fitnet_mkd", cfg.fitnet_mkd.is_some(), &["fitnet_mkd"][..]),
         ("de_mkd", cfg.de_mkd.is_some(), &["de_mkd"][..]),
         ("mmkd", cfg.mmkd.is_some(), &["mmkd"][..]),
+        ("mgd", cfg.mgd.is_some(), &["mgd"][..]),
     ];
     for (key, given, owners) in sections {
         if given && !owners.contains(&e.name) {

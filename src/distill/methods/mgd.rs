@@ -1,0 +1,165 @@
+//! MGD, multi-granularity distillation (Shao & Chen 2021; methods.md §4.2), per teacher in a
+//! multi-teacher run (§4.2.4). Before training, each teacher gets its self-analyzing module
+//! (`distill::self_analyzing`): branches A (64-d code, T = 2) and D (256-d code, T = 8) trained on
+//! its frozen pooled features. The student gets, per teacher, encoders of the same widths on its
+//! own pooled vector, and learns
+//! - the teachers' codes: L_enc = mean_k [T_A²·KL(E_A^t(f_t)/T_A ‖ E_A^s(f_s)/T_A) + same for D];
+//! - their predictions: L_div = mean_k T²·KL(p^T(target_k) ‖ p^T(z_s)), where target_k is the
+//!   teacher's logits (`mode: mag`) or the stable excitation z̄_k = (z_k + z_k,A + z_k,D)/3
+//!   (`mode: mas`, the default);
+//!
+//! L = γ·CE + α·L_div + L_enc. The teachers are combined with equal weights (AVER).
+
+use super::{ce_term, BatchOutputs, LossTerm, Method, PrepareContext, Setup};
+use crate::bad_input;
+use crate::distill::losses::kd_per_sample;
+use crate::distill::self_analyzing::{Features, Mlp, SelfAnalyzing, BRANCHES};
+use crate::recipe::schema::{Distill, MgdMode, MgdOptions};
+use std::cell::RefCell;
+use tch::{nn, Kind, Tensor};
+
+pub struct Mgd {
+    ce: f64,
+    kd: f64,
+    temperature: f64,
+    o: MgdOptions,
+    /// Per teacher, its self-analyzing module (trained in `prepare`, then frozen).
+    heads: Vec<SelfAnalyzing>,
+    /// The student's encoders, per teacher and branch, trained with the student.
+    students: nn::VarStore,
+    encoders: Vec<Vec<Mlp>>,
+    summary: RefCell<Option<serde_json::Value>>,
+}
+
+fn width(shape: &[i64], what: &str) -> anyhow::Result<i64> {
+    match shape {
+        [_, d] => Ok(*d),
+        other => Err(bad_input!("mgd reads {what}'s pooled feature vector, but its `pooled` tap has shape {other:?}")),
+    }
+}
+
+pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {
+    let d_s = width(setup.student_shapes.first().map(Vec::as_slice).unwrap_or(&[]), "the student")?;
+    let mut heads = Vec::new();
+    let students = nn::VarStore::new(setup.device);
+    let mut encoders = Vec::new();
+    for (k, shapes) in setup.teacher_shapes.iter().enumerate() {
+        let d_t = width(shapes.first().map(Vec::as_slice).unwrap_or(&[]), &format!("teacher {k}"))?;
+        heads.push(SelfAnalyzing::new(d_t, setup.num_classes, setup.device));
+        encoders.push(BRANCHES.iter().map(|(name, w, _)| Mlp::new(&(students.root() / format!("teacher{k}") / *name), d_s, d_s, *w)).collect());
+    }
+    Ok(Box::new(Mgd {
+        ce: cfg.loss_weights.ce,
+        kd: cfg.loss_weights.kd,
+        temperature: cfg.temperature,
+        o: cfg.mgd.clone().unwrap_or_default(),
+        heads,
+        students,
+        encoders,
+        summary: RefCell::new(None),
+    }))
+}
+
+/// T²·KL between a teacher code and a student code (batch mean), codes read as logits.
+pub fn code_kl(student: &Tensor, teacher: &Tensor, t: f64) -> Tensor {
+    kd_per_sample(student, teacher, t).mean(student.kind())
+}
+
+/// The stable-excitation target (z_t + z_A + z_D) / 3.
+pub fn stable_target(z: &Tensor, z_a: &Tensor, z_d: &Tensor) -> Tensor {
+    (z + z_a + z_d) / 3.0
+}
+
+impl Method for Mgd {
+    fn name(&self) -> &'static str {
+        "mgd"
+    }
+
+    fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
+        let f_s = &batch.student_feats[0];
+        let k = batch.teachers.len() as f64;
+        let mut div = Tensor::zeros([], (Kind::Float, batch.student.device()));
+        let mut enc = Tensor::zeros([], (Kind::Float, batch.student.device()));
+        for (i, (z, heads)) in batch.teachers.iter().zip(&self.heads).enumerate() {
+            let f_t = &batch.teacher_feats[i][0];
+            let codes: Vec<(Tensor, Tensor)> = tch::no_grad(|| heads.branches.iter().map(|b| { let c = b.encoder.forward(f_t); let z = b.decoder.forward(&c); (c, z) }).collect());
+            for ((b, (code, _)), student_enc) in heads.branches.iter().zip(&codes).zip(&self.encoders[i]) {
+                enc += code_kl(&student_enc.forward(f_s), code, b.temperature);
+            }
+            let target = match self.o.mode {
+                MgdMode::Mas => stable_target(z, &codes[0].1, &codes[1].1),
+                MgdMode::Mag => z.shallow_clone(),
+            };
+            div += kd_per_sample(batch.student, &target, self.temperature).mean(Kind::Float);
+        }
+        Ok(vec![ce_term(self.ce, batch), LossTerm { name: "kd", value: div / k * self.kd }, LossTerm { name: "enc", value: enc / k }])
+    }
+
+    fn teacher_weights(&self, batch: &BatchOutputs) -> anyhow::Result<Option<Tensor>> {
+        let k = batch.teachers.len() as i64;
+        Ok(Some(Tensor::full([k], 1.0 / k as f64, (Kind::Float, batch.student.device()))))
+    }
+
+    fn modules(&self) -> Option<&nn::VarStore> {
+        Some(&self.students)
+    }
+
+    /// Stage 1: each teacher's self-analyzing module on its pooled features.
+    fn prepare(&self, ctx: &PrepareContext) -> anyhow::Result<()> {
+        let mut report = Vec::new();
+        for (k, (teacher, heads)) in ctx.teachers.iter().zip(&self.heads).enumerate() {
+            let pooled = teacher.taps.iter().position(|t| t == "pooled").ok_or_else(|| anyhow::anyhow!("teacher `{}` was loaded without its pooled tap", teacher.name))?;
+            let features = |set: &crate::data::ImageSet| -> anyhow::Result<Features> {
+                let (mut fs, mut zs) = (Vec::new(), Vec::new());
+                let n = set.len() as i64;
+                let mut start = 0;
+                while start < n {
+                    let len = 256.min(n - start);
+                    let (z, taps) = teacher.forward(&set.images.narrow(0, start, len))?;
+                    fs.push(taps[pooled].to_device(ctx.device));
+                    zs.push(z.to_device(ctx.device));
+                    start += len;
+                }
+                Ok(Features { pooled: Tensor::cat(&fs, 0), logits: Tensor::cat(&zs, 0), labels: set.labels.to_device(ctx.device) })
+            };
+            let (train, test) = (features(ctx.train)?, features(ctx.test)?);
+            let acc = heads.train(&train, &test, self.o.head_epochs, ctx.batch_size, ctx.seed.wrapping_add(k as u64));
+            eprintln!("mgd: teacher `{}` self-analyzing branches: A {:.2}%, D {:.2}% test top-1", teacher.name, 100.0 * acc[0], 100.0 * acc[1]);
+            report.push(serde_json::json!({"teacher": teacher.name, "branch_a_top1": acc[0], "branch_d_top1": acc[1], "epochs": self.o.head_epochs}));
+        }
+        *self.summary.borrow_mut() = Some(serde_json::json!({"self_analyzing": report}));
+        Ok(())
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut s = Vec::new();
+        for (k, h) in self.heads.iter().enumerate() {
+            let mut vars: Vec<(String, Tensor)> = h.vs.variables().into_iter().map(|(n, t)| (format!("heads.teacher{k}.{n}"), t)).collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            s.extend(vars);
+        }
+        s
+    }
+
+    fn summary(&self) -> Option<serde_json::Value> {
+        self.summary.borrow().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distill::golden::case;
+
+    #[test]
+    fn code_and_logit_terms_match_pytorch() {
+        let c = case("mgd");
+        c.check("l_enc_a", &code_kl(&c.input("enc_a_student"), &c.input("enc_a_teacher"), c.param("T_A")), 1e-5);
+        c.check("l_enc_d", &code_kl(&c.input("enc_d_student"), &c.input("enc_d_teacher"), c.param("T_D")), 1e-5);
+        let z_bar = stable_target(&c.input("teacher"), &c.input("teacher_a"), &c.input("teacher_d"));
+        c.check("z_bar", &z_bar, 1e-5);
+        let s = c.input("student");
+        c.check("mas_kd", &kd_per_sample(&s, &z_bar, c.param("T")).mean(Kind::Float), 1e-5);
+        c.check("mag_kd", &kd_per_sample(&s, &c.input("teacher"), c.param("T")).mean(Kind::Float), 1e-5);
+    }
+}
