@@ -242,45 +242,21 @@ fn data_summary(plan: &Plan, train: &ImageSet, test: &ImageSet) -> BTreeMap<Stri
     ])
 }
 
-/// What the method is built from: the shapes of the student's and teachers' taps it uses and
-/// the teachers' classifier heads.
-fn method_setup(plan: &Plan, student: &Student, needs: &methods::Needs, num_classes: i64) -> anyhow::Result<methods::Setup> {
-    let mut teacher_shapes = Vec::new();
-    for t in &plan.teachers {
-        let shapes = needs
-            .teacher_taps
-            .iter()
-            .map(|a| {
-                t.taps.iter().position(|x| x == a).map(|i| t.tap_shapes[i].clone()).ok_or_else(|| anyhow::anyhow!("teacher `{}` has no tap `{a}`", t.name))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        teacher_shapes.push(shapes);
-    }
-    Ok(methods::Setup {
-        teachers: plan.teachers.len(),
-        num_classes,
-        student_shapes: student.taps().iter().map(|t| t.shape.clone()).collect(),
-        teacher_shapes,
-        teacher_heads: plan
-            .teachers
-            .iter()
-            .map(|t| t.head.as_ref().map(|h| methods::Head { weight: h.weight.shallow_clone(), bias: h.bias.shallow_clone() }))
-            .collect(),
-        device: plan.device,
-        batch_size: plan.recipe.train.batch_size as i64,
-    })
-}
-
 fn train_student(plan: &Plan, spec: &ArchSpec, distill: &Distill, inputs: &TrainInputs) -> anyhow::Result<(Student, TrainingRecord)> {
     // Re-seeding here gives the distilled student and the baseline the same initial weights.
     tch::manual_seed(plan.recipe.seed as i64);
     let graph = crate::distill::student_source::build(&plan.recipe.student, spec, plan.device)?;
     let needs = methods::needs(distill)?;
     let student = Student::with_taps(graph, plan.device, &needs.student_taps)?;
-    let method = methods::build(distill, &method_setup(plan, &student, &needs, spec.num_classes)?)?;
+    let names: Vec<String> = plan.teachers.iter().map(|t| t.name.clone()).collect();
+    let subset = crate::recipe::plan::teacher_subset(distill, &names).map_err(|e| bad_input!("distill.{e}"))?;
+    let chosen: Vec<&crate::teacher::Teacher> = subset.iter().map(|&i| &plan.teachers[i]).collect();
+    let shapes = student.taps().iter().map(|t| t.shape.clone()).collect();
+    let setup = methods::Setup::for_models(&chosen, shapes, &needs, spec.num_classes, plan.device, plan.recipe.train.batch_size as i64)?;
+    let method = methods::build(distill, &setup)?;
     let started = Instant::now();
     let TrainOutcome { method_summary, epochs, best_top1, best_epoch, final_top1 } =
-        trainer::train(&student, method.as_ref(), &needs.teacher_taps, &plan.recipe.train, inputs)?;
+        trainer::train(&student, method.as_ref(), &needs.teacher_taps, subset, &plan.recipe.train, inputs)?;
     let record = TrainingRecord { method: distill.method.clone(), method_summary, epochs, best_top1, best_epoch, final_top1, seconds: started.elapsed().as_secs_f64() };
     Ok((student, record))
 }

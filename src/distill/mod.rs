@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod connectors;
 #[cfg(test)]
 pub(crate) mod golden;
+pub mod learner;
 pub mod losses;
 pub mod meta;
 pub mod methods;

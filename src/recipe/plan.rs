@@ -3,7 +3,7 @@
 //! collected and reported together, before any training.
 
 use super::overrides;
-use super::schema::{DataFormat, Recipe};
+use super::schema::{DataFormat, Distill, Recipe};
 use crate::bad_input;
 use crate::data::preprocess::{Layout, Preprocess};
 use crate::distill::methods::Needs;
@@ -68,13 +68,25 @@ impl Plan {
             }
         };
         check_data(&mut recipe, &base, &mut problems);
-        let method_problems = crate::distill::methods::check(&recipe.distill, recipe.teachers.len());
-        let needs = if method_problems.is_empty() { crate::distill::methods::needs(&recipe.distill).ok() } else { None };
-        problems.extend(method_problems);
-        let needs = needs.unwrap_or_default();
-        let student_taps = check_student(&mut recipe, &base, device, &needs.student_taps, &mut problems);
-        if recipe.distill.method != "none" && recipe.teachers.is_empty() {
-            problems.push(format!("distill.method `{}` needs at least one entry in teachers", recipe.distill.method));
+        let methods = method_uses(&recipe, &mut problems);
+        let mut student_needs: Vec<String> = Vec::new();
+        for m in &methods {
+            for t in &m.needs.student_taps {
+                if !student_needs.contains(t) {
+                    student_needs.push(t.clone());
+                }
+            }
+        }
+        let student_taps = check_student(&mut recipe, &base, device, &student_needs, &mut problems);
+        if let Some(c) = &recipe.compare {
+            if c.seeds.is_empty() || c.methods.is_empty() {
+                problems.push("compare: give at least one seed and one method".into());
+            }
+            let mut labels: Vec<String> = c.methods.iter().map(|m| m.label()).collect();
+            labels.sort();
+            if let Some(w) = labels.windows(2).find(|w| w[0] == w[1]) {
+                problems.push(format!("compare.methods: label `{}` is used twice (give each a distinct `label`)", w[0]));
+            }
         }
         if recipe.train.epochs == 0 || recipe.train.batch_size == 0 {
             problems.push("train.epochs and train.batch_size must be positive".into());
@@ -114,6 +126,17 @@ impl Plan {
                 problems.push(format!("{e:#}"));
                 continue;
             }
+            // The taps and heads asked for by the methods that use this teacher.
+            let mut method_taps: Vec<String> = Vec::new();
+            let mut head = false;
+            for m in methods.iter().filter(|m| m.teachers.contains(&i)) {
+                for tap in &m.needs.teacher_taps {
+                    if !method_taps.contains(tap) {
+                        method_taps.push(tap.clone());
+                    }
+                }
+                head |= m.needs.teacher_heads;
+            }
             let spec = TeacherSpec {
                 name: t.name.clone(),
                 path: t.onnx.clone(),
@@ -121,8 +144,8 @@ impl Plan {
                 output: t.output,
                 taps: t.taps.clone(),
                 precision: t.precision,
-                method_taps: needs.teacher_taps.clone(),
-                head: needs.teacher_heads,
+                method_taps,
+                head,
             };
             match Teacher::load(&spec, recipe.data.image_size as i64, device) {
                 Ok(teacher) => {
@@ -131,11 +154,13 @@ impl Plan {
                             problems.push(format!("teachers.{i} ({}): predicts {} classes, the data has {classes}", t.name, teacher.num_classes));
                         }
                     }
-                    if needs.teacher_heads && teacher.head.is_none() {
-                        problems.push(format!(
-                            "teachers.{i} ({}): {} weights features through each teacher's linear classifier, and this model's output does not come from one (Gemm or MatMul+Add); set distill.loss_weights.feat: 0 to distil logits only",
-                            t.name, recipe.distill.method
-                        ));
+                    for m in methods.iter().filter(|m| m.teachers.contains(&i) && m.needs.teacher_heads) {
+                        if teacher.head.is_none() {
+                            problems.push(format!(
+                                "teachers.{i} ({}): {} ({}) weights features through each teacher's linear classifier, and this model's output does not come from one (Gemm or MatMul+Add); set loss_weights.feat: 0 to distil logits only",
+                                t.name, m.key, m.method
+                            ));
+                        }
                     }
                     teachers.push(teacher)
                 }
@@ -144,10 +169,15 @@ impl Plan {
             }
         }
         if problems.is_empty() {
-            // Build the method once on the CPU: connectors check their feature maps here, before
-            // any data is loaded.
-            if let Err(e) = try_build_method(&recipe, &teachers, student_taps.unwrap_or_default(), &needs, classes) {
-                problems.push(format!("{e:#}"));
+            // Build each method once on the CPU: connectors check their feature maps here,
+            // before any data is loaded.
+            let student_taps = student_taps.unwrap_or_default();
+            for m in &methods {
+                let shapes = m.needs.student_taps.iter().map(|a| student_needs.iter().position(|x| x == a).map(|i| student_taps[i].clone()).unwrap_or_default()).collect();
+                let chosen: Vec<&Teacher> = m.teachers.iter().map(|&i| &teachers[i]).collect();
+                if let Err(e) = try_build_method(&recipe, m, &chosen, shapes, classes) {
+                    problems.push(format!("{}: {e:#}", m.key));
+                }
             }
         }
         if !problems.is_empty() {
@@ -165,25 +195,64 @@ impl Plan {
 }
 
 /// The student: a known architecture, or an ONNX file that loads, runs and fits the data.
-/// Builds the recipe's method against the loaded teachers and the student's tap shapes.
-fn try_build_method(recipe: &Recipe, teachers: &[Teacher], student_taps: Vec<Vec<i64>>, needs: &Needs, classes: Option<usize>) -> anyhow::Result<()> {
-    let mut teacher_shapes = Vec::new();
-    for t in teachers {
-        teacher_shapes.push(needs.teacher_taps.iter().filter_map(|a| t.taps.iter().position(|x| x == a).map(|i| t.tap_shapes[i].clone())).collect());
-    }
-    let setup = crate::distill::methods::Setup {
-        teachers: teachers.len(),
-        num_classes: classes.unwrap_or(0) as i64,
-        student_shapes: student_taps,
-        teacher_shapes,
-        teacher_heads: teachers
+/// A distillation method the recipe uses (its `distill`, or one of `compare.methods`): where it
+/// is in the recipe, what it needs, and which teachers (by index) it distils.
+pub struct MethodUse {
+    pub key: String,
+    pub method: String,
+    pub distill: Distill,
+    pub needs: Needs,
+    pub teachers: Vec<usize>,
+}
+
+/// The teachers (indices into the recipe's) a `distill` section uses.
+pub fn teacher_subset(d: &Distill, names: &[String]) -> Result<Vec<usize>, String> {
+    match &d.teachers {
+        None => Ok((0..names.len()).collect()),
+        Some(chosen) => chosen
             .iter()
-            .map(|t| t.head.as_ref().map(|h| crate::distill::methods::Head { weight: h.weight.to_device(Device::Cpu), bias: h.bias.to_device(Device::Cpu) }))
+            .map(|n| names.iter().position(|x| x == n).ok_or_else(|| format!("teachers: no teacher is named `{n}` (known: {})", names.join(", "))))
             .collect(),
-        device: Device::Cpu,
-        batch_size: recipe.train.batch_size as i64,
-    };
-    crate::distill::methods::build(&recipe.distill, &setup).map(|_| ())
+    }
+}
+
+/// Checks every distillation section of the recipe and says what each needs.
+fn method_uses(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<MethodUse> {
+    let names: Vec<String> = recipe.teachers.iter().map(|t| t.name.clone()).collect();
+    let mut sections = vec![("distill".to_string(), recipe.distill.clone())];
+    if let Some(c) = &recipe.compare {
+        sections.extend(c.methods.iter().enumerate().map(|(i, m)| (format!("compare.methods.{i}.distill"), m.distill.clone())));
+    }
+    let mut uses = Vec::new();
+    for (key, d) in sections {
+        let teachers = match teacher_subset(&d, &names) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("{key}.{e}"));
+                continue;
+            }
+        };
+        // Messages of `methods::check` name keys under `distill.`; re-anchor them at `key`.
+        let found: Vec<String> = crate::distill::methods::check(&d, teachers.len()).into_iter().map(|p| p.replacen("distill", &key, 1)).collect();
+        if d.method != "none" && teachers.is_empty() {
+            problems.push(format!("{key}.method `{}` needs at least one entry in teachers", d.method));
+        }
+        if !found.is_empty() {
+            problems.extend(found);
+            continue;
+        }
+        match crate::distill::methods::needs(&d) {
+            Ok(needs) => uses.push(MethodUse { key, method: d.method.clone(), distill: d, needs, teachers }),
+            Err(e) => problems.push(format!("{key}: {e:#}")),
+        }
+    }
+    uses
+}
+
+/// Builds one method against its teachers and the student's tap shapes.
+fn try_build_method(recipe: &Recipe, m: &MethodUse, teachers: &[&Teacher], student_taps: Vec<Vec<i64>>, classes: Option<usize>) -> anyhow::Result<()> {
+    let setup = crate::distill::methods::Setup::for_models(teachers, student_taps, &m.needs, classes.unwrap_or(0) as i64, Device::Cpu, recipe.train.batch_size as i64)?;
+    crate::distill::methods::build(&m.distill, &setup).map(|_| ())
 }
 
 /// Checks the student and returns the shapes of the taps the method needs from it.

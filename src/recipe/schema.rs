@@ -25,6 +25,33 @@ pub struct Recipe {
     pub export: Export,
     #[serde(default)]
     pub validate: Validate,
+    /// For `compress compare`: the methods to train side by side on the same batches and seeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Compare>,
+}
+
+/// `compress compare`: every method trains the same student (same initial weights per seed) on
+/// the same batches; teachers run once per batch for all of them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compare {
+    pub seeds: Vec<u64>,
+    /// Each a complete `distill` section; `label` names it in the results (default: the method).
+    pub methods: Vec<CompareMethod>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareMethod {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub distill: Distill,
+}
+
+impl CompareMethod {
+    pub fn label(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.distill.method.clone())
+    }
 }
 
 fn default_device() -> String {
@@ -210,6 +237,9 @@ pub struct Distill {
     pub temperature: f64,
     #[serde(default)]
     pub loss_weights: LossWeights,
+    /// The teachers (by name) this method distils from; default all of `teachers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teachers: Option<Vec<String>>,
     /// Feature pairs (student tap, teacher tap, connector) for the feature-level methods;
     /// each method has a default (docs/methods.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,6 +347,7 @@ impl Default for Distill {
             method: default_method(),
             temperature: default_temperature(),
             loss_weights: LossWeights::default(),
+            teachers: None,
             features: None,
             dkd: None,
             aekd: None,

@@ -86,7 +86,7 @@ pub trait Method {
 pub struct PrepareContext<'a> {
     pub train: &'a crate::data::ImageSet,
     pub test: &'a crate::data::ImageSet,
-    pub teachers: &'a [crate::teacher::Teacher],
+    pub teachers: &'a [&'a crate::teacher::Teacher],
     pub batch_size: i64,
     pub seed: u64,
     pub device: Device,
@@ -277,6 +277,24 @@ pub struct Setup {
     pub device: Device,
     /// The training batch size (MMKD's FeatureWeight net reads B×B Gram matrices).
     pub batch_size: i64,
+}
+
+impl Setup {
+    /// The setup for a method that distils `teachers`, whose student taps have
+    /// `student_shapes` (in `needs.student_taps` order), on `device`.
+    pub fn for_models(teachers: &[&crate::teacher::Teacher], student_shapes: Vec<Vec<i64>>, needs: &Needs, num_classes: i64, device: Device, batch_size: i64) -> anyhow::Result<Setup> {
+        let mut teacher_shapes = Vec::new();
+        for t in teachers {
+            let shapes = needs
+                .teacher_taps
+                .iter()
+                .map(|a| t.taps.iter().position(|x| x == a).map(|i| t.tap_shapes[i].clone()).ok_or_else(|| anyhow::anyhow!("teacher `{}` has no tap `{a}`", t.name)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            teacher_shapes.push(shapes);
+        }
+        let teacher_heads = teachers.iter().map(|t| t.head.as_ref().map(|h| Head { weight: h.weight.to_device(device), bias: h.bias.to_device(device) })).collect();
+        Ok(Setup { teachers: teachers.len(), num_classes, student_shapes, teacher_shapes, teacher_heads, device, batch_size })
+    }
 }
 
 pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {

@@ -1,0 +1,204 @@
+//! One student learning under one method: its optimizer, one step on a prepared batch, and the
+//! epoch's figures. The trainer drives one learner; `compress compare` drives several in lockstep
+//! on the same batches and the same teacher outputs.
+
+use super::methods::{BatchOutputs, Method, PrepareContext, StepContext};
+use super::optim::Sgd;
+use super::student::Student;
+use super::trainer::EpochMetrics;
+use crate::data::preprocess::Preprocess;
+use crate::data::ImageSet;
+use crate::graph::RunMode;
+use crate::metrics;
+use crate::recipe::schema::Sgd as SgdConfig;
+use crate::teacher::Teacher;
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// A teacher's outputs on one batch: logits and every tap it was loaded with, on the student's
+/// device. Computed once per batch and shared by every learner that uses the teacher.
+pub struct TeacherOutputs {
+    pub logits: Tensor,
+    pub taps: Vec<Tensor>,
+}
+
+/// Runs the teachers `which` (indices into `teachers`) on a uint8 batch; the others stay None.
+pub fn teacher_outputs(teachers: &[Teacher], which: &[usize], images: &Tensor, device: tch::Device) -> anyhow::Result<Vec<Option<TeacherOutputs>>> {
+    let mut out: Vec<Option<TeacherOutputs>> = (0..teachers.len()).map(|_| None).collect();
+    for &i in which {
+        let (z, taps) = teachers[i].forward(images)?;
+        out[i] = Some(TeacherOutputs { logits: z.to_device(device), taps: taps.into_iter().map(|t| t.to_device(device)).collect() });
+    }
+    Ok(out)
+}
+
+pub struct Learner<'a> {
+    pub label: String,
+    pub student: &'a Student,
+    pub method: &'a dyn Method,
+    pub opt: Sgd,
+    /// The teachers the method uses (indices into all teachers), and where each of its teacher
+    /// taps sits among that teacher's taps.
+    pub teachers: Vec<usize>,
+    positions: Vec<Vec<usize>>,
+    sums: BTreeMap<&'static str, Tensor>,
+    correct: Option<Tensor>,
+    weights: WeightStats,
+    seen: i64,
+    steps: usize,
+    /// Seconds spent in this learner's steps this epoch (excluding shared teacher passes).
+    busy: f64,
+}
+
+impl<'a> Learner<'a> {
+    pub fn new(label: &str, student: &'a Student, method: &'a dyn Method, teacher_taps: &[String], teachers: Vec<usize>, all: &[Teacher], sgd: &SgdConfig) -> anyhow::Result<Learner<'a>> {
+        let positions = teachers
+            .iter()
+            .map(|&i| {
+                let t = &all[i];
+                teacher_taps
+                    .iter()
+                    .map(|a| t.taps.iter().position(|x| x == a).ok_or_else(|| anyhow::anyhow!("teacher `{}` was loaded without tap `{a}`", t.name)))
+                    .collect()
+            })
+            .collect::<anyhow::Result<Vec<Vec<usize>>>>()?;
+        let opt = Sgd::new(trainable(student, method), sgd.lr, sgd.momentum, sgd.weight_decay, sgd.nesterov);
+        let teachers = if method.needs_teachers() { teachers } else { vec![] };
+        Ok(Learner {
+            label: label.into(),
+            student,
+            method,
+            opt,
+            teachers,
+            positions,
+            sums: BTreeMap::new(),
+            correct: None,
+            weights: WeightStats::default(),
+            seen: 0,
+            steps: 0,
+            busy: 0.0,
+        })
+    }
+
+    /// The method's stage before training (MGD's heads), on this learner's teachers.
+    pub fn prepare(&self, train: &ImageSet, test: &ImageSet, all: &[Teacher], batch_size: i64, seed: u64) -> anyhow::Result<()> {
+        let teachers: Vec<&Teacher> = self.teachers.iter().map(|&i| &all[i]).collect();
+        let ctx = PrepareContext { train, test, teachers: &teachers, batch_size, seed, device: self.student.device() };
+        self.method.prepare(&ctx)
+    }
+
+    /// One optimizer step on a batch: `x` the preprocessed student input, `outputs` every
+    /// teacher's outputs (at least this learner's).
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(&mut self, x: &Tensor, labels: &Tensor, outputs: &[Option<TeacherOutputs>], epoch: usize, index: usize, last: bool, lr: f64, seed: u64) -> anyhow::Result<()> {
+        let started = Instant::now();
+        self.opt.lr = lr;
+        let mut logits_t = Vec::new();
+        let mut feats_t = Vec::new();
+        for (&i, pos) in self.teachers.iter().zip(&self.positions) {
+            let o = outputs[i].as_ref().ok_or_else(|| anyhow::anyhow!("teacher {i} was not run on this batch"))?;
+            logits_t.push(o.logits.shallow_clone());
+            feats_t.push(pos.iter().map(|&p| o.taps[p].shallow_clone()).collect::<Vec<_>>());
+        }
+        let (logits, student_feats) = self.student.forward_with_taps(x, RunMode::Train)?;
+        let batch = BatchOutputs { student: &logits, student_feats: &student_feats, teachers: &logits_t, teacher_feats: &feats_t, labels, epoch };
+        let terms = self.method.losses(&batch)?;
+        let total = terms.iter().map(|t| t.value.shallow_clone()).reduce(|a, b| a + b).expect("a method returns terms");
+        self.opt.zero_grad();
+        total.backward();
+        self.opt.step();
+        let ctx = StepContext { student: self.student, x, batch: &batch, lr, step_in_epoch: index, last_in_epoch: last, seed };
+        self.method.after_step(&ctx)?;
+        let _guard = tch::no_grad_guard();
+        for t in &terms {
+            let v = t.value.detach();
+            self.sums.entry(t.name).and_modify(|s| *s += &v).or_insert(v);
+        }
+        let hits = logits.argmax(1, false).eq_tensor(labels).sum(Kind::Int64);
+        self.correct = Some(match self.correct.take() { Some(c) => c + hits, None => hits });
+        if let Some(w) = self.method.teacher_weights(&batch)? {
+            self.weights.add(&w);
+        }
+        self.seen += labels.size()[0];
+        self.steps += 1;
+        self.busy += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// The epoch's figures (test accuracy on `test`), resetting the running sums. `seconds` is
+    /// the epoch's wall time as the caller counts it; this learner's own step time is `busy`.
+    pub fn finish_epoch(&mut self, epoch: usize, lr: f64, test: &ImageSet, pre: &Preprocess, seconds: Option<f64>) -> anyhow::Result<EpochMetrics> {
+        let started = Instant::now();
+        let batches = self.steps.max(1) as f64;
+        let losses = std::mem::take(&mut self.sums).iter().map(|(k, v)| (k.to_string(), v.double_value(&[]) / batches)).collect();
+        let (weight_mean, weight_std, weight_top) = std::mem::take(&mut self.weights).finish();
+        let test_logits = self.student.logits(test, pre, 256)?;
+        let test_top1 = metrics::top_k(&test_logits, &test.labels, 1);
+        let correct = self.correct.take().map_or(0.0, |c| c.double_value(&[]));
+        let own = self.busy + started.elapsed().as_secs_f64();
+        let m = EpochMetrics {
+            epoch,
+            lr,
+            losses,
+            train_top1: correct / self.seen.max(1) as f64,
+            test_top1,
+            teacher_weights: weight_mean,
+            teacher_weight_std: weight_std,
+            teacher_top_share: weight_top,
+            seconds: seconds.unwrap_or(own),
+        };
+        (self.seen, self.steps, self.busy) = (0, 0, 0.0);
+        Ok(m)
+    }
+}
+
+/// The parameters the optimizer updates: the student's, then the method's modules (connectors)
+/// under `method.`.
+pub fn trainable(student: &Student, method: &dyn Method) -> Vec<(String, Tensor)> {
+    let mut params = student.parameters();
+    if let Some(vs) = method.modules() {
+        let mut extra: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (format!("method.{n}"), t)).collect();
+        extra.sort_by(|a, b| a.0.cmp(&b.0));
+        params.extend(extra);
+    }
+    params
+}
+
+/// Per teacher: mean weight, its standard deviation, and the share of samples where it was
+/// the largest.
+type WeightSummary = (Option<Vec<f64>>, Option<Vec<f64>>, Option<Vec<f64>>);
+
+/// Running sums of the teacher weights a method reports, for the epoch's mean, spread and top
+/// share.
+#[derive(Default)]
+struct WeightStats {
+    sum: Option<Tensor>,
+    sum_sq: Option<Tensor>,
+    top: Option<Tensor>,
+    count: i64,
+}
+
+impl WeightStats {
+    /// `w` is [K, B] (per sample) or [K] (per batch).
+    fn add(&mut self, w: &Tensor) {
+        let w = w.detach().to_kind(Kind::Double).to_device(tch::Device::Cpu);
+        let w = if w.dim() == 1 { w.unsqueeze(1) } else { w };
+        let k = w.size()[0];
+        let top = w.argmax(0, false).one_hot(k).to_kind(Kind::Double).sum_dim_intlist(0, false, Kind::Double);
+        let acc = |slot: &mut Option<Tensor>, v: Tensor| *slot = Some(match slot.take() { Some(s) => s + v, None => v });
+        acc(&mut self.sum, w.sum_dim_intlist(1, false, Kind::Double));
+        acc(&mut self.sum_sq, w.square().sum_dim_intlist(1, false, Kind::Double));
+        acc(&mut self.top, top);
+        self.count += w.size()[1];
+    }
+
+    fn finish(self) -> WeightSummary {
+        let (Some(sum), Some(sum_sq), Some(top)) = (self.sum, self.sum_sq, self.top) else { return (None, None, None) };
+        let n = self.count as f64;
+        let mean = &sum / n;
+        let std = (&sum_sq / n - mean.square()).clamp_min(0.0).sqrt();
+        let v = |t: &Tensor| Vec::<f64>::try_from(t).ok();
+        (v(&mean), v(&std), v(&(&top / n)))
+    }
+}
