@@ -3,6 +3,7 @@
 //! The binary in `main.rs` is a thin shell over this library; integration tests drive the binary.
 
 pub mod cli;
+pub mod compare;
 pub mod data;
 pub mod distill;
 pub mod error;

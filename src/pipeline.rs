@@ -60,7 +60,8 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     }
     let (train_set, test_set) = load_data(&plan)?;
     stages.lap("data");
-    let (teachers, ensemble) = crate::teacher::evaluate::evaluate_teachers(&plan, &test_set)?;
+    let evaluation = crate::teacher::evaluate::evaluate_teachers(&plan, &test_set)?;
+    let (teachers, ensemble, vote) = (evaluation.records, evaluation.ensemble_mean, evaluation.ensemble_vote);
     stages.lap("teachers");
     let spec = ArchSpec { num_classes: train_set.num_classes() as i64, width: r.student.width, image_size: r.data.image_size as i64 };
     let augment = Augment { random_crop_padding: r.data.augment.random_crop_padding, horizontal_flip: r.data.augment.horizontal_flip };
@@ -121,6 +122,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
         data: data_summary(&plan, &train_set, &test_set),
         teachers,
         teacher_ensemble_top1: ensemble,
+        teacher_majority_vote_top1: vote,
         student: BTreeMap::from([
             ("student".to_string(), serde_json::json!(r.student.label())),
             ("parameters".to_string(), serde_json::json!(student.graph.parameter_count())),
@@ -187,7 +189,7 @@ fn print_plan(plan: &Plan, out: &Path) {
     }
 }
 
-fn load_data(plan: &Plan) -> anyhow::Result<(ImageSet, ImageSet)> {
+pub(crate) fn load_data(plan: &Plan) -> anyhow::Result<(ImageSet, ImageSet)> {
     let d = &plan.recipe.data;
     let (train, test) = match d.format {
         DataFormat::Synthetic => {

@@ -1,6 +1,8 @@
-//! The command line (design.md §2): the pipeline by default, plus `inspect`, `eval` and `zoo`.
+//! The command line (design.md §2): the pipeline by default, plus `inspect`, `eval`, `zoo` and
+//! `compare`.
 //! One file per subcommand; each returns the exit code it wants.
 
+pub mod compare;
 pub mod eval;
 pub mod inspect;
 pub mod run;
@@ -52,6 +54,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// The built-in student architectures: parameter counts, named taps, ONNX export.
     Zoo(zoo::ZooArgs),
+    /// Train the methods of a recipe's `compare` section side by side on shared batches.
+    Compare(compare::CompareArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -60,6 +64,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Inspect(a)) => inspect::run(&a),
         Some(Command::Eval(a)) => eval::run(&a),
         Some(Command::Zoo(a)) => zoo::run(&a),
+        Some(Command::Compare(a)) => compare::run(&a),
         None => run::run(&cli.run),
     }
 }

@@ -108,6 +108,8 @@ impl<'a> Learner<'a> {
         self.opt.zero_grad();
         total.backward();
         self.opt.step();
+        // The weights the loss used, read before a meta step can change them.
+        let weights = tch::no_grad(|| self.method.teacher_weights(&batch))?;
         let ctx = StepContext { student: self.student, x, batch: &batch, lr, step_in_epoch: index, last_in_epoch: last, seed };
         self.method.after_step(&ctx)?;
         let _guard = tch::no_grad_guard();
@@ -117,7 +119,7 @@ impl<'a> Learner<'a> {
         }
         let hits = logits.argmax(1, false).eq_tensor(labels).sum(Kind::Int64);
         self.correct = Some(match self.correct.take() { Some(c) => c + hits, None => hits });
-        if let Some(w) = self.method.teacher_weights(&batch)? {
+        if let Some(w) = weights {
             self.weights.add(&w);
         }
         self.seen += labels.size()[0];

@@ -24,7 +24,10 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(s, "| {} | {} | {} | {} | {} | `{}…` |", t.name, pct(t.top1_tch), pct(t.top1_ort), pct(t.top1_agreement_tch_vs_ort), t.execution, &t.sha256[..12]);
         }
         if let Some(e) = r.teacher_ensemble_top1 {
-            let _ = writeln!(s, "\nEnsemble (mean probabilities): {}\n", pct(e));
+            let _ = writeln!(s, "\nEnsemble (mean probabilities): {}", pct(e));
+        }
+        if let Some(e) = r.teacher_majority_vote_top1 {
+            let _ = writeln!(s, "Ensemble (majority vote): {}\n", pct(e));
         }
     }
     let _ = writeln!(s, "## Student\n");

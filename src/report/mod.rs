@@ -89,6 +89,8 @@ pub struct Report {
     pub teachers: Vec<TeacherRecord>,
     /// Top-1 of the teachers' averaged probabilities (None without teachers).
     pub teacher_ensemble_top1: Option<f64>,
+    /// Majority vote of the teachers' predictions (ties to the earliest teacher).
+    pub teacher_majority_vote_top1: Option<f64>,
     pub student: BTreeMap<String, serde_json::Value>,
     pub training: TrainingRecord,
     /// The same student trained on labels only under the same budget and seed.

@@ -1,5 +1,5 @@
 //! Teacher evaluation on the test set: accuracy through our import and through ONNX Runtime,
-//! their top-1 agreement, and the accuracy of the ensemble's mean probabilities.
+//! their top-1 agreement, and the ensemble's accuracy by mean probabilities and by majority vote.
 
 use crate::data::ImageSet;
 use crate::metrics;
@@ -8,11 +8,40 @@ use crate::report::TeacherRecord;
 use crate::runtime::{self, OrtModel};
 use tch::{Kind, Tensor};
 
+/// What the teachers score on the test set.
+pub struct TeacherEvaluation {
+    pub records: Vec<TeacherRecord>,
+    /// Top-1 of the mean of the teachers' probabilities.
+    pub ensemble_mean: Option<f64>,
+    /// Top-1 of the majority vote of their predictions, ties to the earliest teacher
+    /// (methods.md §1.4, the reference's `validate_multi`).
+    pub ensemble_vote: Option<f64>,
+}
+
+/// The majority vote of per-teacher predictions [K, N] over `classes`; a tie goes to the
+/// class of the first teacher (in order) that voted for one of the tied classes.
+pub fn majority_vote(preds: &Tensor, classes: i64) -> Tensor {
+    let counts = preds.one_hot(classes).sum_dim_intlist(0, false, Kind::Int64); // [N, C]
+    let top = counts.amax(&[1i64][..], true); // [N, 1]
+    let k = preds.size()[0];
+    let mut chosen = preds.get(0).shallow_clone();
+    let mut done = counts.gather(1, &chosen.unsqueeze(1), false).eq_tensor(&top).squeeze_dim(1);
+    for i in 1..k {
+        let candidate = preds.get(i);
+        let is_top = counts.gather(1, &candidate.unsqueeze(1), false).eq_tensor(&top).squeeze_dim(1);
+        let take = is_top.logical_and(&done.logical_not());
+        chosen = candidate.where_self(&take, &chosen);
+        done = done.logical_or(&is_top);
+    }
+    chosen
+}
+
 /// Each teacher's accuracy through our import and through ONNX Runtime, their agreement, and
 /// the ensemble's accuracy.
-pub fn evaluate_teachers(plan: &Plan, test: &ImageSet) -> anyhow::Result<(Vec<TeacherRecord>, Option<f64>)> {
+pub fn evaluate_teachers(plan: &Plan, test: &ImageSet) -> anyhow::Result<TeacherEvaluation> {
     let mut records = Vec::new();
     let mut probs: Option<Tensor> = None;
+    let mut preds = Vec::new();
     for t in &plan.teachers {
         let mut ours = Vec::new();
         let mut start = 0;
@@ -24,6 +53,7 @@ pub fn evaluate_teachers(plan: &Plan, test: &ImageSet) -> anyhow::Result<(Vec<Te
         let ours = Tensor::cat(&ours, 0);
         let mut ort = OrtModel::load(&t.path, 2)?;
         let theirs = runtime::eval::logits(&mut ort, test, &t.preprocess, 256, &format!("ORT {}", t.name))?.flatten(1, -1);
+        preds.push(ours.argmax(1, false));
         let p = ours.softmax(1, Kind::Float);
         probs = Some(match probs.take() { Some(s) => s + p, None => p });
         let rec = TeacherRecord {
@@ -40,6 +70,24 @@ pub fn evaluate_teachers(plan: &Plan, test: &ImageSet) -> anyhow::Result<(Vec<Te
         eprintln!("teacher `{}`: top-1 {:.2}% (ORT {:.2}%, agreement {:.2}%)", rec.name, 100.0 * rec.top1_tch, 100.0 * rec.top1_ort, 100.0 * rec.top1_agreement_tch_vs_ort);
         records.push(rec);
     }
-    let ensemble = probs.map(|p| metrics::top_k(&p, &test.labels, 1));
-    Ok((records, ensemble))
+    let ensemble_mean = probs.as_ref().map(|p| metrics::top_k(p, &test.labels, 1));
+    let ensemble_vote = probs.as_ref().map(|p| {
+        let vote = majority_vote(&Tensor::stack(&preds, 0), p.size()[1]);
+        vote.eq_tensor(&test.labels).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+    });
+    Ok(TeacherEvaluation { records, ensemble_mean, ensemble_vote })
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::Tensor;
+
+    #[test]
+    fn majority_vote_breaks_ties_towards_the_first_teacher() {
+        // Three teachers, four samples: a majority, a three-way tie (teacher 0's class wins), a
+        // majority against teacher 0, unanimity.
+        let preds = Tensor::from_slice(&[1i64, 0, 2, 3, 1, 1, 0, 3, 2, 2, 0, 3]).reshape([3, 4]);
+        let vote = super::majority_vote(&preds, 4);
+        assert_eq!(Vec::<i64>::try_from(&vote).unwrap(), vec![1, 0, 0, 3]);
+    }
 }

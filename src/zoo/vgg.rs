@@ -1,7 +1,8 @@
 //! VGG with BatchNorm for CIFAR (Simonyan & Zisserman 2015; RepDistiller's `vgg8/11/13/16/19`):
 //! five blocks of conv3×3 (with bias) → BN → ReLU, 2×2 max pooling after the first three, global
 //! average pooling after the fifth and one linear classifier on 512·w features. At 32×32 the
-//! fourth pooling never applies (the reference only pools there for 64-pixel maps).
+//! fourth pooling never applies (the reference only pools there for 64-pixel maps). Stage taps
+//! are blocks 1 to 4 (RepDistiller's feats[1..=4]).
 
 use super::ArchSpec;
 use crate::graph::builder::{ConvSpec, GraphBuilder};
@@ -36,7 +37,11 @@ pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Grap
             x = b.relu(&format!("block{i}.{}", 3 * j + 2), &x);
             cin = cout;
         }
-        b.end_stage(&x);
+        // block0 plays the stem's part in RepDistiller's feats (f0), so the stage taps are
+        // block1 … block4 and `stageK` is its feats[K], as for the other CIFAR families.
+        if i > 0 {
+            b.end_stage(&x);
+        }
         if i < 3 || (i == 3 && size == 64) {
             x = b.max_pool(&format!("pool{i}"), &x, 2, 2, 0);
             size /= 2;

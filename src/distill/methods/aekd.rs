@@ -16,10 +16,12 @@ pub struct Aekd {
     kd: f64,
     temperature: f64,
     o: AekdOptions,
+    /// The weights of the last `losses` call, reported by `teacher_weights` without solving again.
+    last: std::cell::RefCell<Option<Vec<f64>>>,
 }
 
 pub fn build(cfg: &Distill, _: &Setup) -> anyhow::Result<Box<dyn Method>> {
-    Ok(Box::new(Aekd { ce: cfg.loss_weights.ce, kd: cfg.loss_weights.kd, temperature: cfg.temperature, o: cfg.aekd.clone().unwrap_or_default() }))
+    Ok(Box::new(Aekd { ce: cfg.loss_weights.ce, kd: cfg.loss_weights.kd, temperature: cfg.temperature, o: cfg.aekd.clone().unwrap_or_default(), last: Default::default() }))
 }
 
 /// ḡ_k, the batch mean of the gradient of teacher k's batch-mean KD loss with respect to the
@@ -145,6 +147,7 @@ impl Method for Aekd {
 
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let a = self.current_weights(batch);
+        *self.last.borrow_mut() = Some(a.clone());
         let kd = batch
             .teachers
             .iter()
@@ -156,7 +159,7 @@ impl Method for Aekd {
     }
 
     fn teacher_weights(&self, batch: &BatchOutputs) -> anyhow::Result<Option<Tensor>> {
-        let a = self.current_weights(batch);
+        let a = self.last.borrow().clone().unwrap_or_else(|| self.current_weights(batch));
         Ok(Some(Tensor::from_slice(&a).to_kind(Kind::Float)))
     }
 }

@@ -160,7 +160,9 @@ impl Mmkd {
                     self.matching_loss(&batch)
                 };
                 let grads = Tensor::run_backward(&[loss], &theta, true, true);
-                theta = theta.iter().zip(&grads).map(|(t, g)| t - g * lr).collect();
+                // A parameter the loss does not reach (an unused initializer of an imported
+                // student) has no gradient and stays where it is.
+                theta = theta.iter().zip(&grads).map(|(t, g)| if g.defined() { t - g * lr } else { t.shallow_clone() }).collect();
             }
             let (z, _) = student.forward_with_params(&meta.x, RunMode::Train, &named(&theta))?;
             let outer = ce_per_sample(&z, &meta.labels).mean(z.kind());

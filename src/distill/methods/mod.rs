@@ -240,6 +240,9 @@ pub fn check(cfg: &Distill, teachers: usize) -> Vec<String> {
             e.name
         ));
     }
+    if e.name == "ebkd" && teachers == 1 {
+        problems.push("distill.method: ebkd weighs teachers against each other (1 − H_k/ΣH); with one teacher its weight is 0, use kd".into());
+    }
     if let (Some(a), "aekd") = (&cfg.aekd, e.name) {
         if !(a.c_tol > 0.0 && a.c_tol <= 1.0) || (teachers > 1 && a.c_tol * (teachers as f64) < 1.0) {
             problems.push(format!("distill.aekd.c_tol: {} leaves no weights summing to 1 over {teachers} teachers (needs c_tol·K ≥ 1, c_tol ≤ 1)", a.c_tol));
@@ -255,6 +258,9 @@ pub fn check(cfg: &Distill, teachers: usize) -> Vec<String> {
         }
         if cfg.features.as_ref().is_some_and(|f| f.len() > 1) {
             problems.push("distill.features: mmkd weights one feature pair (its FeatureWeight net reads that pair's Gram matrices)".into());
+        }
+        if cfg.features.iter().flatten().any(|p| p.connector == Some(ConnectorKind::ConvReg)) {
+            problems.push("distill.features: mmkd aligns the two maps by pooling before its connector; use embed or embed3, not conv_reg".into());
         }
     }
     if cfg.temperature <= 0.0 {

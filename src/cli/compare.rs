@@ -1,0 +1,26 @@
+//! `compress compare --recipe R.yaml [--set k=v]… [--out DIR] [--overwrite] [--device D]`:
+//! trains the recipe's `compare.methods` side by side (see `crate::compare`).
+
+use crate::compare::{self, CompareOptions};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// A recipe with a `compare` section.
+    #[arg(long)]
+    pub recipe: PathBuf,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Output folder (default out/<recipe name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub overwrite: bool,
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+pub fn run(a: &CompareArgs) -> anyhow::Result<i32> {
+    compare::run(&CompareOptions { recipe: a.recipe.clone(), sets: a.sets.clone(), out: a.out.clone(), overwrite: a.overwrite, device: a.device.clone() })
+}
