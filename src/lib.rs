@@ -12,6 +12,7 @@ pub mod graph;
 pub mod onnx;
 pub mod pipeline;
 pub mod progress;
+pub mod quant;
 pub mod recipe;
 pub mod report;
 pub mod runtime;
