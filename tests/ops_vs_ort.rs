@@ -184,6 +184,30 @@ fn activation_cases() -> Vec<Case> {
         un("clip_6_attrs", "Clip", 6, vec![float("min", -0.5), float("max", 0.7)]),
         case("clip_11_min_only", 11, &[2, 3, 4], vec![node("Clip", &["x", "lo", ""], &["y"], vec![])]).with("lo", f(&[-0.2]).reshape([])),
         case("clip_13_relu6", 13, &[2, 3, 4], vec![node("Clip", &["x", "lo", "hi"], &["y"], vec![])]).with("lo", f(&[0.0]).reshape([])).with("hi", f(&[0.6]).reshape([])),
+        // QDQ: uint8 without a zero point (opset 10), int8 per tensor and per axis, and the
+        // integer-clip pattern that keeps a 4-bit grid inside int8 storage.
+        case("qdq_10_uint8_no_zero_point", 10, &[2, 3, 4], vec![node("QuantizeLinear", &["x", "s"], &["q"], vec![]), node("DequantizeLinear", &["q", "s"], &["y"], vec![])])
+            .with("s", f(&[0.02]).reshape([])),
+        case("qdq_13_int8_per_tensor", 13, &[2, 3, 4], vec![node("QuantizeLinear", &["x", "s", "z"], &["q"], vec![]), node("DequantizeLinear", &["q", "s", "z"], &["y"], vec![])])
+            .with("s", f(&[0.05]).reshape([]))
+            .with("z", Tensor::from_slice(&[3i8]).reshape([])),
+        case("qdq_13_int8_per_axis", 13, &[2, 3, 4], vec![node("QuantizeLinear", &["x", "s", "z"], &["q"], vec![int("axis", 1)]), node("DequantizeLinear", &["q", "s", "z"], &["y"], vec![int("axis", 1)])])
+            .with("s", f(&[0.01, 0.05, 0.2]))
+            .with("z", Tensor::from_slice(&[0i8, 0, 0])),
+        case(
+            "qcdq_13_int4_grid_in_int8",
+            13,
+            &[2, 3, 4],
+            vec![
+                node("QuantizeLinear", &["x", "s", "z"], &["q"], vec![]),
+                node("Clip", &["q", "lo", "hi"], &["c"], vec![]),
+                node("DequantizeLinear", &["c", "s", "z"], &["y"], vec![]),
+            ],
+        )
+        .with("s", f(&[0.2]).reshape([]))
+        .with("z", Tensor::from_slice(&[0i8]).reshape([]))
+        .with("lo", Tensor::from_slice(&[-8i8]).reshape([]))
+        .with("hi", Tensor::from_slice(&[7i8]).reshape([])),
     ]
 }
 

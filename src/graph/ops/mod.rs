@@ -9,6 +9,7 @@ mod activation;
 mod arith;
 mod layout;
 mod nn;
+mod quant;
 mod reduce;
 mod shape;
 mod spatial;
@@ -132,6 +133,7 @@ const FAMILIES: &[Family] = &[
     Family { file: "layout.rs", source: include_str!("layout.rs"), register: layout::register },
     Family { file: "shape.rs", source: include_str!("shape.rs"), register: shape::register },
     Family { file: "spatial.rs", source: include_str!("spatial.rs"), register: spatial::register },
+    Family { file: "quant.rs", source: include_str!("quant.rs"), register: quant::register },
 ];
 
 /// The registry of every op this build supports.

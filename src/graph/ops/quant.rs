@@ -1,0 +1,130 @@
+//! Quantization: QuantizeLinear and DequantizeLinear, QDQ models' two ops.
+//!
+//! Opset differences handled: per-tensor scales from opset 10; a 1-D scale (and zero point)
+//! applies along `axis` (default 1) from 13. QuantizeLinear rounds half to even and saturates to
+//! its zero point's type (uint8 without one); DequantizeLinear computes (x − zero_point)·scale
+//! in the scale's type. Int8 and uint8 (and int32 for DequantizeLinear) are supported; the
+//! 4-bit, 16-bit and float8 types and `block_size` of opset 19–21 are not yet.
+//!
+//! In training mode QuantizeLinear keeps a float tensor of the integer values and rounds with a
+//! straight-through gradient, so a Q → (integer Clip) → DQ chain is fake quantization whose
+//! gradient reaches x and the scale: a student graph carrying QDQ pairs trains as a
+//! quantization-aware model and exports as itself.
+
+use super::{norm_axis, single, Inputs, Kernel, NodeCtx, Registry};
+use crate::bad_input;
+use tch::{Kind, Tensor};
+
+pub fn register(reg: &mut Registry) {
+    reg.insert("QuantizeLinear", quantize_linear);
+    reg.insert("DequantizeLinear", dequantize_linear);
+}
+
+/// `t` (a scale or zero point) shaped to broadcast against `x`: as is when it has one element,
+/// along `axis` when it is 1-D.
+fn along_axis(ins: &Inputs, t: &Tensor, x: &Tensor, axis: i64) -> anyhow::Result<Tensor> {
+    if t.numel() <= 1 {
+        return Ok(t.reshape([] as [i64; 0]));
+    }
+    let a = norm_axis(ins.node, axis, x.dim() as i64)?;
+    if t.dim() != 1 || t.size()[0] != x.size()[a as usize] {
+        return Err(bad_input!("node `{}` ({}): a per-axis scale must be 1-D with {} entries (axis {a}), got {:?}", ins.node.name, ins.node.op_type, x.size()[a as usize], t.size()));
+    }
+    let mut shape = vec![1i64; x.dim()];
+    shape[a as usize] = -1;
+    Ok(t.reshape(shape.as_slice()))
+}
+
+/// The saturation range of an integer type.
+fn range(kind: Kind, node: &onnx_protobuf::NodeProto) -> anyhow::Result<(f64, f64)> {
+    match kind {
+        Kind::Int8 => Ok((-128.0, 127.0)),
+        Kind::Uint8 => Ok((0.0, 255.0)),
+        other => Err(bad_input!("node `{}` (QuantizeLinear): zero point of type {other:?} is not supported (int8, uint8)", node.name)),
+    }
+}
+
+fn quantize_linear(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let axis = ctx.attrs().int_or("axis", 1)?;
+    Ok(single(move |ins, rc| {
+        let x = ins.get(0)?;
+        let device = x.device();
+        let scale = along_axis(ins, &ins.on(1, device)?, x, axis)?.to_kind(x.kind());
+        let (zp, kind) = match ins.opt(2) {
+            Some(z) => (along_axis(ins, &z.to_device(device), x, axis)?, z.kind()),
+            None => (Tensor::zeros([], (Kind::Uint8, device)), Kind::Uint8),
+        };
+        let (lo, hi) = range(kind, ins.node)?;
+        let scaled = x / &scale;
+        if rc.train {
+            // Straight-through rounding; clamp passes no gradient outside the range.
+            let rounded = (scaled.round() - &scaled).detach() + &scaled;
+            return Ok((rounded + zp.to_kind(x.kind())).clamp(lo, hi));
+        }
+        Ok((scaled.round() + zp.to_kind(x.kind())).clamp(lo, hi).to_kind(kind))
+    }))
+}
+
+fn dequantize_linear(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let axis = ctx.attrs().int_or("axis", 1)?;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let device = ins.compute_device();
+        let x = x.to_device(device);
+        let scale = ins.on(1, device)?;
+        let float = if matches!(scale.kind(), Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) { scale.kind() } else { Kind::Float };
+        let scale = along_axis(ins, &scale, &x, axis)?.to_kind(float);
+        let centered = match ins.opt(2) {
+            Some(z) => x.to_kind(float) - along_axis(ins, &z.to_device(device), &x, axis)?.to_kind(float),
+            None => x.to_kind(float),
+        };
+        Ok(centered * scale)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::graph::{Dim, Executor, Graph, RunMode, ValueDecl};
+    use onnx_protobuf::NodeProto;
+    use tch::{Device, Kind, Tensor};
+
+    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        let mut n = NodeProto::new();
+        n.op_type = op.into();
+        n.name = output.into();
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.output = vec![output.into()];
+        n
+    }
+
+    /// In training mode a Q → DQ pair is fake quantization: the values lie on the grid, x gets a
+    /// straight-through gradient inside the range and none outside, and the scale gets LSQ's.
+    #[test]
+    fn qdq_trains_as_fake_quantization() {
+        let scale = Tensor::from(0.5f32).set_requires_grad(true);
+        let graph = Graph {
+            name: "qdq".into(),
+            opset: 13,
+            producer: "test".into(),
+            inputs: vec![ValueDecl { name: "x".into(), elem_type: 1, dims: vec![Dim::Fixed(4)] }],
+            outputs: vec![ValueDecl { name: "y".into(), elem_type: 1, dims: vec![Dim::Fixed(4)] }],
+            initializers: vec![("s".into(), scale.shallow_clone()), ("z".into(), Tensor::from(0i8))],
+            nodes: vec![node("QuantizeLinear", &["x", "s", "z"], "q"), node("DequantizeLinear", &["q", "s", "z"], "y")],
+            metadata: vec![],
+        };
+        let exec = Executor::compile(&graph, &["y".to_string()], Device::Cpu).unwrap();
+        let x = Tensor::from_slice(&[0.3f32, -1.1, 70.0, -80.0]).set_requires_grad(true);
+        let y = exec.run(&[&x], RunMode::Train).unwrap().remove(0);
+        let got: Vec<f32> = Vec::try_from(&y.detach()).unwrap();
+        assert_eq!(got, vec![0.5, -1.0, 63.5, -64.0]); // round(0.6)=1, round(-2.2)=-2, saturated at 127 and -128
+        y.sum(Kind::Float).backward();
+        let gx: Vec<f32> = Vec::try_from(&x.grad()).unwrap();
+        assert_eq!(gx, vec![1.0, 1.0, 0.0, 0.0]);
+        // d/ds Σ y: in range round(x/s) − x/s (0.4 and 0.2), saturated q (127 and −128).
+        let gs = scale.grad().double_value(&[]);
+        assert!((gs - (0.4 + 0.2 + 127.0 - 128.0)).abs() < 1e-5, "{gs}");
+        // In eval mode QuantizeLinear yields int8, as ONNX says.
+        let q = Executor::compile(&graph, &["q".to_string()], Device::Cpu).unwrap().run(&[&x.detach()], RunMode::Eval).unwrap().remove(0);
+        assert_eq!(q.kind(), Kind::Int8);
+    }
+}
