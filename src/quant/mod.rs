@@ -2,3 +2,4 @@
 //! rewrite that inserts it and the QDQ export build on this (issue 6, in progress).
 
 pub mod lsq;
+pub mod qdq;

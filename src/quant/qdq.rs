@@ -1,0 +1,116 @@
+//! The quantization-aware student: QuantizeLinear → (integer Clip below 8 bits) →
+//! DequantizeLinear pairs inserted on the weights (per output channel, narrow symmetric grid)
+//! and on the data inputs (per tensor) of every Conv and Gemm, with learned scales as float
+//! initializers. The executor runs such a pair as LSQ-style fake quantization in training, so
+//! the graph trains as a QAT model and is exported as itself. BatchNorm must be folded first.
+
+use super::lsq::{initial_step, Grid};
+use crate::graph::{Executor, Graph, RunMode};
+use crate::onnx::attr;
+use onnx_protobuf::NodeProto;
+use std::collections::HashMap;
+use tch::{Kind, Tensor};
+
+/// Bit widths of one quantized layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LayerBits {
+    pub weights: u32,
+    pub activations: u32,
+}
+
+/// What `insert_qdq` quantized, per Conv/Gemm node.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct QuantizedLayer {
+    pub node: String,
+    pub op: String,
+    pub bits: LayerBits,
+}
+
+fn qdq_node(op: &str, name: &str, inputs: &[&str], axis: Option<i64>) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = name.into();
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = vec![name.to_string()];
+    if let Some(a) = axis {
+        n.attribute = vec![attr::int("axis", a)];
+    }
+    n
+}
+
+/// Inserts Q→(Clip)→DQ on `x` and returns the dequantized value's name. `scale` is the
+/// initial step (a scalar, or 1-D along `axis`).
+fn insert_pair(graph: &mut Graph, new_nodes: &mut Vec<NodeProto>, x: &str, scale: Tensor, bits: u32, axis: Option<i64>, grid: Grid) {
+    let base = format!("{x}.quant");
+    let zp = Tensor::zeros(scale.size().as_slice(), (Kind::Int8, tch::Device::Cpu));
+    graph.initializers.push((format!("{base}.scale"), scale));
+    graph.initializers.push((format!("{base}.zero_point"), zp));
+    let (s, z) = (format!("{base}.scale"), format!("{base}.zero_point"));
+    new_nodes.push(qdq_node("QuantizeLinear", &format!("{base}.q"), &[x, &s, &z], axis));
+    let mut q = format!("{base}.q");
+    if bits < 8 {
+        graph.initializers.push((format!("{base}.lo"), Tensor::from(grid.lo as i8)));
+        graph.initializers.push((format!("{base}.hi"), Tensor::from(grid.hi as i8)));
+        new_nodes.push(qdq_node("Clip", &format!("{base}.clip"), &[&q, &format!("{base}.lo"), &format!("{base}.hi")], None));
+        q = format!("{base}.clip");
+    }
+    new_nodes.push(qdq_node("DequantizeLinear", &format!("{base}.dq"), &[&q, &s, &z], axis));
+}
+
+/// Quantizes every Conv and Gemm of `graph` (BatchNorm already folded): `bits(node_index,
+/// count)` gives each layer's widths. Activation steps start from LSQ's rule on the values of one
+/// calibration batch `calibration` (eval mode), weight steps from the weights.
+pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, usize) -> LayerBits) -> anyhow::Result<Vec<QuantizedLayer>> {
+    let layers: Vec<usize> = graph.nodes.iter().enumerate().filter(|(_, n)| n.op_type == "Conv" || n.op_type == "Gemm").map(|(i, _)| i).collect();
+    // Activation statistics from one eval run.
+    let data_inputs: Vec<String> = layers.iter().map(|&i| graph.nodes[i].input[0].clone()).collect();
+    let mut fetch = data_inputs.clone();
+    fetch.sort();
+    fetch.dedup();
+    let exec = Executor::compile(graph, &fetch, calibration.device())?;
+    let values: HashMap<String, Tensor> = fetch.iter().cloned().zip(tch::no_grad(|| exec.run(&[calibration], RunMode::Eval))?).collect();
+    let mut inserted: HashMap<String, String> = HashMap::new();
+    let mut report = Vec::new();
+    let mut rewritten = Vec::new();
+    let count = layers.len();
+    for (pos, node) in std::mem::take(&mut graph.nodes).into_iter().enumerate() {
+        let Some(k) = layers.iter().position(|&i| i == pos) else {
+            rewritten.push(node);
+            continue;
+        };
+        let b = bits(k, count);
+        let mut node = node;
+        let mut new_nodes = Vec::new();
+        // Data input: one shared pair per tensor.
+        let x = node.input[0].clone();
+        let dq = match inserted.get(&x) {
+            Some(d) => d.clone(),
+            None => {
+                let values = &values[&x];
+                // Signed with zero point 0 even after a ReLU: portable to TensorRT, and ONNX
+                // Runtime rewrites it to uint8 on x86 itself (runtime-notes §3.5).
+                let grid = Grid::signed(b.activations);
+                let step = initial_step(values, grid, None).to_kind(Kind::Float).reshape([] as [i64; 0]).to_device(tch::Device::Cpu);
+                insert_pair(graph, &mut new_nodes, &x, step, b.activations, None, grid);
+                let d = format!("{x}.quant.dq");
+                inserted.insert(x.clone(), d.clone());
+                d
+            }
+        };
+        node.input[0] = dq;
+        // Weights: per output channel.
+        let w = node.input[1].clone();
+        let weight = graph.initializer(&w).ok_or_else(|| anyhow::anyhow!("`{}`'s weight `{w}` is not an initializer", node.name))?.detach().to_device(tch::Device::Cpu);
+        let trans_b = node.op_type == "Gemm" && node.attribute.iter().any(|a| a.name == "transB" && a.i == 1);
+        let axis = if node.op_type == "Conv" || trans_b { 0 } else { 1 };
+        let grid = Grid::weights(b.weights);
+        let step = initial_step(&weight, grid, Some(axis)).to_kind(Kind::Float);
+        insert_pair(graph, &mut new_nodes, &w, step, b.weights, Some(axis), grid);
+        node.input[1] = format!("{w}.quant.dq");
+        report.push(QuantizedLayer { node: node.name.clone(), op: node.op_type.clone(), bits: b });
+        rewritten.extend(new_nodes);
+        rewritten.push(node);
+    }
+    graph.nodes = rewritten;
+    Ok(report)
+}
