@@ -49,5 +49,7 @@ fn qdq_student_trains_and_ort_runs_it_identically() {
     // float simulation of the same grid: values one step apart at rounding ties are expected,
     // predictions must agree.
     assert!(agreement >= 0.95, "{agreement}");
+    let ops = OrtModel::optimized_ops(&path).unwrap();
+    println!("ONNX Runtime's optimized graph: {ops:?}");
     assert!(rel < 0.1, "{rel}");
 }

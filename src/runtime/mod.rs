@@ -92,6 +92,29 @@ impl OrtModel {
         Ok(OrtModel { session, fixed_batch_one })
     }
 
+    /// The kernels ONNX Runtime actually runs for `path` (CPU, all graph optimizations): the
+    /// optimized model it writes, read back and counted by (domain-qualified) op type. This is
+    /// how a silent fall-back of quantized layers to float kernels is caught.
+    pub fn optimized_ops(path: &Path) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
+        let env = environment()?;
+        let dir = std::env::temp_dir().join(format!("compress-optimized-{}-{}", std::process::id(), path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()));
+        std::fs::create_dir_all(&dir)?;
+        let optimized = dir.join("optimized.onnx");
+        Session::builder(env)
+            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All).map_err(ort::Error::from))
+            .and_then(|b| b.with_optimized_model_path(&optimized).map_err(ort::Error::from))
+            .and_then(|mut b| b.commit_from_file(path))
+            .map_err(|e| bad_input!("ONNX Runtime cannot load {}: {e}", path.display()))?;
+        let model = crate::onnx::model_file::read(&optimized)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut counts = std::collections::BTreeMap::new();
+        for n in model.graph.as_ref().map(|g| g.node.as_slice()).unwrap_or(&[]) {
+            let op = if n.domain.is_empty() || n.domain == "ai.onnx" { n.op_type.clone() } else { format!("{}::{}", n.domain, n.op_type) };
+            *counts.entry(op).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
     pub fn input_names(&self) -> Vec<String> {
         self.session.inputs().iter().map(|i| i.name().to_string()).collect()
     }
