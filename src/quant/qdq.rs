@@ -64,7 +64,8 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
     let layers: Vec<usize> = graph.nodes.iter().enumerate().filter(|(_, n)| n.op_type == "Conv" || n.op_type == "Gemm").map(|(i, _)| i).collect();
     // Activation statistics from one eval run.
     let data_inputs: Vec<String> = layers.iter().map(|&i| graph.nodes[i].input[0].clone()).collect();
-    let mut fetch = data_inputs.clone();
+    let layer_outputs: Vec<String> = layers.iter().map(|&i| graph.nodes[i].output[0].clone()).collect();
+    let mut fetch: Vec<String> = data_inputs.iter().chain(&layer_outputs).cloned().collect();
     fetch.sort();
     fetch.dedup();
     let exec = Executor::compile(graph, &fetch, calibration.device())?;
@@ -72,6 +73,7 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
     let mut inserted: HashMap<String, String> = HashMap::new();
     let mut report = Vec::new();
     let mut rewritten = Vec::new();
+    let mut outputs_renamed: Vec<(String, String)> = Vec::new();
     let count = layers.len();
     for (pos, node) in std::mem::take(&mut graph.nodes).into_iter().enumerate() {
         let Some(k) = layers.iter().position(|&i| i == pos) else {
@@ -109,7 +111,29 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
         node.input[1] = format!("{w}.quant.dq");
         report.push(QuantizedLayer { node: node.name.clone(), op: node.op_type.clone(), bits: b });
         rewritten.extend(new_nodes);
+        // A conv's output too, so ONNX Runtime sees DQ → Conv → Q and runs an integer kernel;
+        // every reader takes the dequantized value.
+        // (Gemm fuses without an output Q, and the classifier's logits stay float.)
+        let y = node.output[0].clone();
+        let is_conv = node.op_type == "Conv";
         rewritten.push(node);
+        if is_conv && !graph.outputs.iter().any(|o| o.name == y) {
+            let grid = Grid::signed(8);
+            let step = initial_step(&values[&y], grid, None).to_kind(Kind::Float).reshape([] as [i64; 0]).to_device(tch::Device::Cpu);
+            let mut pair = Vec::new();
+            insert_pair(graph, &mut pair, &y, step, 8, None, grid);
+            let dq = format!("{y}.quant.dq");
+            outputs_renamed.push((y.clone(), dq));
+            rewritten.extend(pair);
+        }
+    }
+    // Readers of a quantized output read its dequantized value (the pairs themselves read y).
+    for (y, dq) in &outputs_renamed {
+        for n in rewritten.iter_mut().filter(|n| n.op_type != "QuantizeLinear" || n.input[0] != *y) {
+            for i in n.input.iter_mut().filter(|i| *i == y) {
+                *i = dq.clone();
+            }
+        }
     }
     graph.nodes = rewritten;
     Ok(report)
