@@ -38,10 +38,10 @@ fn qdq_node(op: &str, name: &str, inputs: &[&str], axis: Option<i64>) -> NodePro
     n
 }
 
-/// Inserts Q→(Clip)→DQ on `x` and returns the dequantized value's name. `scale` is the
-/// initial step (a scalar, or 1-D along `axis`).
-fn insert_pair(graph: &mut Graph, new_nodes: &mut Vec<NodeProto>, x: &str, scale: Tensor, bits: u32, axis: Option<i64>, grid: Grid) {
-    let base = format!("{x}.quant");
+/// Inserts Q→(Clip)→DQ on `x`, its nodes and initializers named `{base}.…`; the dequantized
+/// value is `{base}.dq`. `scale` is the initial step (a scalar, or 1-D along `axis`).
+#[allow(clippy::too_many_arguments)]
+fn insert_pair(graph: &mut Graph, new_nodes: &mut Vec<NodeProto>, x: &str, base: &str, scale: Tensor, bits: u32, axis: Option<i64>, grid: Grid) {
     let zp = Tensor::zeros(scale.size().as_slice(), (Kind::Int8, tch::Device::Cpu));
     graph.initializers.push((format!("{base}.scale"), scale));
     graph.initializers.push((format!("{base}.zero_point"), zp));
@@ -70,7 +70,6 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
     fetch.dedup();
     let exec = Executor::compile(graph, &fetch, calibration.device())?;
     let values: HashMap<String, Tensor> = fetch.iter().cloned().zip(tch::no_grad(|| exec.run(&[calibration], RunMode::Eval))?).collect();
-    let mut inserted: HashMap<String, String> = HashMap::new();
     let mut report = Vec::new();
     let mut rewritten = Vec::new();
     let mut outputs_renamed: Vec<(String, String)> = Vec::new();
@@ -83,23 +82,16 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
         let b = bits(k, count);
         let mut node = node;
         let mut new_nodes = Vec::new();
-        // Data input: one shared pair per tensor.
+        // Data input: a pair of this layer's own (ONNX Runtime fuses a DequantizeLinear into one
+        // node only, and would merge pairs with the same scale initializer).
         let x = node.input[0].clone();
-        let dq = match inserted.get(&x) {
-            Some(d) => d.clone(),
-            None => {
-                let values = &values[&x];
-                // Signed with zero point 0 even after a ReLU: portable to TensorRT, and ONNX
-                // Runtime rewrites it to uint8 on x86 itself (runtime-notes §3.5).
-                let grid = Grid::signed(b.activations);
-                let step = initial_step(values, grid, None).to_kind(Kind::Float).reshape([] as [i64; 0]).to_device(tch::Device::Cpu);
-                insert_pair(graph, &mut new_nodes, &x, step, b.activations, None, grid);
-                let d = format!("{x}.quant.dq");
-                inserted.insert(x.clone(), d.clone());
-                d
-            }
-        };
-        node.input[0] = dq;
+        // Signed with zero point 0 even after a ReLU: portable to TensorRT, and ONNX Runtime
+        // rewrites it to uint8 on x86 itself (runtime-notes §3.5).
+        let grid = Grid::signed(b.activations);
+        let step = initial_step(&values[&x], grid, None).to_kind(Kind::Float).reshape([] as [i64; 0]).to_device(tch::Device::Cpu);
+        let base = format!("{}.input.quant", node.name);
+        insert_pair(graph, &mut new_nodes, &x, &base, step, b.activations, None, grid);
+        node.input[0] = format!("{base}.dq");
         // Weights: per output channel.
         let w = node.input[1].clone();
         let weight = graph.initializer(&w).ok_or_else(|| anyhow::anyhow!("`{}`'s weight `{w}` is not an initializer", node.name))?.detach().to_device(tch::Device::Cpu);
@@ -107,7 +99,7 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
         let axis = if node.op_type == "Conv" || trans_b { 0 } else { 1 };
         let grid = Grid::weights(b.weights);
         let step = initial_step(&weight, grid, Some(axis)).to_kind(Kind::Float);
-        insert_pair(graph, &mut new_nodes, &w, step, b.weights, Some(axis), grid);
+        insert_pair(graph, &mut new_nodes, &w, &format!("{w}.quant"), step, b.weights, Some(axis), grid);
         node.input[1] = format!("{w}.quant.dq");
         report.push(QuantizedLayer { node: node.name.clone(), op: node.op_type.clone(), bits: b });
         rewritten.extend(new_nodes);
@@ -121,7 +113,7 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
             let grid = Grid::signed(8);
             let step = initial_step(&values[&y], grid, None).to_kind(Kind::Float).reshape([] as [i64; 0]).to_device(tch::Device::Cpu);
             let mut pair = Vec::new();
-            insert_pair(graph, &mut pair, &y, step, 8, None, grid);
+            insert_pair(graph, &mut pair, &y, &format!("{y}.quant"), step, 8, None, grid);
             let dq = format!("{y}.quant.dq");
             outputs_renamed.push((y.clone(), dq));
             rewritten.extend(pair);
