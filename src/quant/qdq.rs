@@ -130,3 +130,54 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
     graph.nodes = rewritten;
     Ok(report)
 }
+
+/// For export: every QuantizeLinear (and integer Clip) applied to a weight initializer is
+/// computed once and stored as an int8 initializer that its DequantizeLinear reads, so the file
+/// holds the integers (a quarter of the float bytes) and no float copy of the weights. Returns
+/// the number of weights converted.
+pub fn store_weights_as_int8(graph: &mut Graph) -> anyhow::Result<usize> {
+    let mut converted = 0;
+    let names: Vec<String> = graph.nodes.iter().filter(|n| n.op_type == "QuantizeLinear" && graph.initializer(&n.input[0]).is_some()).map(|n| n.name.clone()).collect();
+    for q_name in names {
+        let q = graph.nodes.iter().find(|n| n.name == q_name).expect("listed above").clone();
+        let (w, s) = (&q.input[0], &q.input[1]);
+        let weight = graph.initializer(w).expect("an initializer").detach().to_device(tch::Device::Cpu).to_kind(Kind::Float);
+        let scale = graph.initializer(s).ok_or_else(|| anyhow::anyhow!("`{q_name}`: scale is not an initializer"))?.detach().to_device(tch::Device::Cpu);
+        let mut shape = vec![1i64; weight.dim()];
+        let axis = q.attribute.iter().find(|a| a.name == "axis").map_or(1, |a| a.i);
+        let scale = if scale.numel() > 1 {
+            shape[axis as usize] = -1;
+            scale.reshape(shape.as_slice())
+        } else {
+            scale.reshape([] as [i64; 0])
+        };
+        let mut ints = (&weight / &scale).round().clamp(-128.0, 127.0);
+        // A following integer Clip narrows the grid; apply it here and drop it.
+        let last = q.output[0].clone();
+        if let Some(clip) = graph.nodes.iter().find(|n| n.op_type == "Clip" && n.input[0] == last).cloned() {
+            let bound = |i: usize| graph.initializer(&clip.input[i]).map(|t| t.to_kind(Kind::Double).double_value(&[]));
+            if let (Some(lo), Some(hi)) = (bound(1), bound(2)) {
+                ints = ints.clamp(lo, hi);
+                graph.nodes.retain(|n| n.name != clip.name);
+                for n in graph.nodes.iter_mut() {
+                    for i in n.input.iter_mut().filter(|i| **i == clip.output[0]) {
+                        *i = last.clone();
+                    }
+                }
+            }
+        }
+        let stored = format!("{w}.int8");
+        graph.initializers.push((stored.clone(), ints.to_kind(Kind::Int8)));
+        graph.nodes.retain(|n| n.name != q_name);
+        for n in graph.nodes.iter_mut() {
+            for i in n.input.iter_mut().filter(|i| **i == last) {
+                *i = stored.clone();
+            }
+        }
+        converted += 1;
+    }
+    // Float weights nothing reads any more.
+    let used: std::collections::HashSet<String> = graph.nodes.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    graph.initializers.retain(|(n, _)| used.contains(n));
+    Ok(converted)
+}
