@@ -6,33 +6,14 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn write_teacher(path: &std::path::Path, seed: i64) {
-    tch::manual_seed(seed);
-    let spec = compress::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
-    let graph = compress::zoo::build("resnet8", &spec, tch::Device::Cpu).unwrap();
-    compress::onnx::model_file::write(&graph.to_model(8).unwrap(), path).unwrap();
-}
-
 const TEACHERS: &str = "[{name: t1, onnx: t1.onnx, input: {layout: nchw}}, {name: t2, onnx: t2.onnx, input: {layout: nchw}}]";
-
-fn epochs_without_time(v: &Value) -> Vec<Value> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let mut e = e.clone();
-            e.as_object_mut().unwrap().remove("seconds");
-            e
-        })
-        .collect()
-}
 
 #[test]
 fn lockstep_methods_equal_their_standalone_runs() {
     let _serial = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    write_teacher(&dir.path().join("t1.onnx"), 1);
-    write_teacher(&dir.path().join("t2.onnx"), 2);
+    write_resnet8_teacher(&dir.path().join("t1.onnx"), 1);
+    write_resnet8_teacher(&dir.path().join("t2.onnx"), 2);
     let compare = "compare:\n  seeds: [3, 4]\n  methods:\n    - {distill: {method: none}}\n    - {label: kd_t2, distill: {method: kd, teachers: [t2]}}\n    - {distill: {method: ca_mkd}}\n";
     let recipe = tiny_recipe(TEACHERS, "none").replace("train: {epochs: 1", "train: {epochs: 2") + compare;
     std::fs::write(dir.path().join("r.yaml"), &recipe).unwrap();

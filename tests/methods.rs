@@ -7,21 +7,13 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// Writes an untrained CIFAR ResNet-8 teacher (its last map 4×4×32, a Gemm head).
-fn write_teacher(path: &std::path::Path, seed: i64) {
-    tch::manual_seed(seed);
-    let spec = compress::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
-    let graph = compress::zoo::build("resnet8", &spec, tch::Device::Cpu).unwrap();
-    compress::onnx::model_file::write(&graph.to_model(8).unwrap(), path).unwrap();
-}
-
 const ONE: &str = "[{name: t1, onnx: t1.onnx, input: {layout: nchw}}]";
 const TWO: &str = "[{name: t1, onnx: t1.onnx, input: {layout: nchw}}, {name: t2, onnx: t2.onnx, input: {layout: nchw}}]";
 
 fn run_method(distill: &str, teachers: &str) -> (Run, Option<Value>) {
     let dir = tempfile::tempdir().unwrap();
-    write_teacher(&dir.path().join("t1.onnx"), 1);
-    write_teacher(&dir.path().join("t2.onnx"), 2);
+    write_resnet8_teacher(&dir.path().join("t1.onnx"), 1);
+    write_resnet8_teacher(&dir.path().join("t2.onnx"), 2);
     std::fs::write(dir.path().join("r.yaml"), tiny_recipe(teachers, distill)).unwrap();
     let r = run_in(dir.path(), &["--recipe", "r.yaml", "--set", "train.epochs=2"]);
     let report = std::fs::read(dir.path().join("out/tiny/report.json")).ok().map(|b| serde_json::from_slice(&b).unwrap());

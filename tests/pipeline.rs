@@ -4,18 +4,10 @@
 mod common;
 use common::*;
 
-/// Writes an untrained CIFAR ResNet-8 as an ONNX teacher (enough to exercise the teacher path).
-fn write_teacher(path: &std::path::Path) {
-    tch::manual_seed(11);
-    let spec = compress::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
-    let graph = compress::zoo::build("resnet8", &spec, tch::Device::Cpu).unwrap();
-    compress::onnx::model_file::write(&graph.to_model(8).unwrap(), path).unwrap();
-}
-
 #[test]
 fn tiny_recipe_runs_end_to_end_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
-    write_teacher(&dir.path().join("t.onnx"));
+    write_resnet8_teacher(&dir.path().join("t.onnx"), 11);
     let teachers = "[{name: t1, onnx: t.onnx, input: {layout: nchw, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}}, \
                     {name: t2, onnx: t.onnx, input: {layout: nchw}}]";
     std::fs::write(dir.path().join("r.yaml"), tiny_recipe(teachers, "ca_mkd")).unwrap();

@@ -112,6 +112,10 @@ fn export_writes_a_model_ort_runs_and_never_overwrites_silently() {
     let again = run_in(dir.path(), &["zoo", "shufflev2", "--export", "s.onnx"]);
     assert_eq!(again.code, 2, "{}", again.stderr);
     assert!(again.stderr.contains("--overwrite"), "{}", again.stderr);
+    for bad in [&["zoo", "resnet8", "--image-size", "0"][..], &["zoo", "resnet8", "--export", "missing/dir/r.onnx"], &["zoo", "shufflev2", "--width", "0.7"]] {
+        let r = run_in(dir.path(), bad);
+        assert_eq!(r.code, 2, "{bad:?}: {}", r.stderr);
+    }
     let unknown = run_in(dir.path(), &["zoo", "resnet9000"]);
     assert_eq!(unknown.code, 2);
     assert!(unknown.stderr.contains("resnet9000"), "{}", unknown.stderr);

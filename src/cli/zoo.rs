@@ -85,6 +85,9 @@ fn describe(a: &ZooArgs, name: &str) -> anyhow::Result<i32> {
         if path.exists() && !a.overwrite {
             return Err(crate::bad_input!("{} exists; pass --overwrite to replace it", path.display()));
         }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+            return Err(crate::bad_input!("--export {}: folder {} does not exist", path.display(), dir.display()));
+        }
     }
     tch::manual_seed(a.seed);
     let graph = zoo::build(name, &spec, Device::Cpu)?;

@@ -89,5 +89,8 @@ pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Grap
     if spec.width <= 0.0 {
         return Err(bad_input!("student.width must be positive, got {}", spec.width));
     }
+    if spec.image_size < 8 || spec.num_classes < 1 {
+        return Err(bad_input!("{arch} needs images of at least 8×8 pixels and at least one class (got {} px, {} classes)", spec.image_size, spec.num_classes));
+    }
     (a.build)(arch, spec, device)
 }

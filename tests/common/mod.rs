@@ -66,3 +66,27 @@ pub fn one_training_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Writes an untrained CIFAR ResNet-8 (width 0.5, 10 classes; last map 4×4×32, a Gemm head) as
+/// an ONNX teacher, its weights drawn from `seed`.
+pub fn write_resnet8_teacher(path: &Path, seed: i64) {
+    tch::manual_seed(seed);
+    let spec = compress::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
+    let graph = compress::zoo::build("resnet8", &spec, tch::Device::Cpu).unwrap();
+    compress::onnx::model_file::write(&graph.to_model(8).unwrap(), path).unwrap();
+}
+
+/// A report's per-epoch figures (a JSON array of epochs) without their wall times, for
+/// comparing runs.
+pub fn epochs_without_time(epochs: &serde_json::Value) -> Vec<serde_json::Value> {
+    epochs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e.as_object_mut().unwrap().remove("seconds");
+            e
+        })
+        .collect()
+}

@@ -84,33 +84,32 @@ impl FeatureLevel {
         self.pairs.iter().map(|p| p.teacher_c[k]).collect()
     }
 
-    /// MMKD's variant of `project` (methods.md §1.3): the larger of the two maps is pooled to
-    /// the smaller one's size, then the student's is embedded.
-    pub fn project_mmkd(&self, batch: &BatchOutputs) -> Vec<Vec<Projected>> {
-        self.pairs
-            .iter()
-            .map(|p| {
-                let s = &batch.student_feats[p.student];
-                (0..p.connectors.len())
-                    .map(|k| {
-                        let (s, t) = crate::distill::connectors::align_mmkd(s, &batch.teacher_feats[k][p.teacher]);
-                        Projected { student: p.connectors[k].forward(&s, true), teacher: t }
-                    })
-                    .collect()
-            })
-            .collect()
+    /// For each pair, per teacher, the projected student map and the teacher's map: `Embed`
+    /// connectors see the student map resized to the teacher's (CA-MKD's alignment), `ConvReg`
+    /// resizes by itself.
+    pub fn project(&self, batch: &BatchOutputs) -> Vec<Vec<Projected>> {
+        self.project_with(batch, |p, s, t, k| {
+            let s = if p.kind == ConnectorKind::ConvReg { s.shallow_clone() } else { align_ca_mkd(s, p.teacher_hw[k]) };
+            (s, t.shallow_clone())
+        })
     }
 
-    /// For each pair, per teacher, the projected student map and the teacher's map.
-    pub fn project(&self, batch: &BatchOutputs) -> Vec<Vec<Projected>> {
+    /// MMKD's variant (methods.md §1.3): the larger of the two maps is pooled to the smaller
+    /// one's size, then the student's is embedded.
+    pub fn project_mmkd(&self, batch: &BatchOutputs) -> Vec<Vec<Projected>> {
+        self.project_with(batch, |_, s, t, _| crate::distill::connectors::align_mmkd(s, t))
+    }
+
+    /// Aligns each (student map, teacher map) with `align`, then runs the teacher's connector.
+    fn project_with(&self, batch: &BatchOutputs, align: impl Fn(&Pair, &Tensor, &Tensor, usize) -> (Tensor, Tensor)) -> Vec<Vec<Projected>> {
         self.pairs
             .iter()
             .map(|p| {
                 let s = &batch.student_feats[p.student];
                 (0..p.connectors.len())
                     .map(|k| {
-                        let x = if p.kind == ConnectorKind::ConvReg { s.shallow_clone() } else { align_ca_mkd(s, p.teacher_hw[k]) };
-                        Projected { student: p.connectors[k].forward(&x, true), teacher: batch.teacher_feats[k][p.teacher].shallow_clone() }
+                        let (s, t) = align(p, s, &batch.teacher_feats[k][p.teacher], k);
+                        Projected { student: p.connectors[k].forward(&s, true), teacher: t }
                     })
                     .collect()
             })
