@@ -97,6 +97,9 @@ struct Entry {
 pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
     let plan = Plan::resolve(&opts.recipe, &opts.sets, opts.device.as_deref())?;
     let compare = plan.recipe.compare.clone().ok_or_else(|| bad_input!("{}: compress compare needs a `compare` section (seeds and methods)", opts.recipe.display()))?;
+    if plan.recipe.quantize.is_some() {
+        return Err(bad_input!("{}: quantize: compress compare trains float students only; remove the section (or run the recipe with compress --recipe)", opts.recipe.display()));
+    }
     let out = opts.out.clone().unwrap_or_else(|| Path::new("out").join(&plan.recipe.name));
     let results = out.join("comparison.json");
     if results.exists() && !opts.overwrite {

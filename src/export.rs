@@ -34,6 +34,13 @@ pub fn export_student(plan: &Plan, student: &Student, class_names: &[String], ou
 /// `metadata_props` (replacing same-named entries the graph already carries). Returns the number
 /// of folded BatchNorms.
 pub fn write_onnx(graph: &Graph, opset: i64, fold: bool, metadata: &[(&str, String)], path: &Path) -> anyhow::Result<usize> {
+    let (model, folded) = onnx_model(graph, opset, fold, metadata)?;
+    crate::onnx::model_file::write(&model, path)?;
+    Ok(folded)
+}
+
+/// The model [`write_onnx`] writes, and the number of folded BatchNorms.
+pub fn onnx_model(graph: &Graph, opset: i64, fold: bool, metadata: &[(&str, String)]) -> anyhow::Result<(onnx_protobuf::ModelProto, usize)> {
     let mut graph = graph.detached_copy();
     let folded = if fold { fold_batch_norm(&mut graph)? } else { 0 };
     graph.opset = opset;
@@ -47,11 +54,10 @@ pub fn write_onnx(graph: &Graph, opset: i64, fold: bool, metadata: &[(&str, Stri
         p.value = v;
         model.metadata_props.push(p);
     }
-    crate::onnx::model_file::write(&model, path)?;
-    Ok(folded)
+    Ok((model, folded))
 }
 
-fn file_record(path: &Path, opset: i64, storage: &str) -> anyhow::Result<ExportedFile> {
+pub(crate) fn file_record(path: &Path, opset: i64, storage: &str) -> anyhow::Result<ExportedFile> {
     let bytes = std::fs::read(path)?;
     Ok(ExportedFile {
         path: path.display().to_string(),

@@ -1,33 +1,48 @@
-//! A zoo student with QDQ pairs inserted trains as a quantization-aware model (its scales
-//! learn) and, exported as it is, runs in ONNX Runtime with the same predictions as in tch.
+//! Zoo students with QDQ pairs inserted train as quantization-aware models (their steps learn)
+//! and, exported, run in ONNX Runtime on integer kernels with the predictions they have in tch.
+//! Each test fails if a change makes a quantized layer fall back to a float kernel.
 
 use compress::distill::student::Student;
 use compress::graph::fold_bn::fold_batch_norm;
 use compress::graph::RunMode;
-use compress::quant::qdq::{insert_qdq, LayerBits};
+use compress::quant::export::{write_quantized, QuantizedExport};
+use compress::quant::qdq::{insert_qdq, LayerBits, QuantizedLayer};
 use compress::runtime::OrtModel;
 use tch::{Device, Kind, Tensor};
 
-#[test]
-fn qdq_student_trains_and_ort_runs_it_identically() {
+mod common;
+
+struct Quantized {
+    student: Student,
+    layers: Vec<QuantizedLayer>,
+}
+
+fn quantized_zoo_student(arch: &str, width: f64, bits: &dyn Fn(usize, usize) -> LayerBits) -> Quantized {
     tch::manual_seed(5);
-    let spec = compress::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
-    let mut graph = compress::zoo::build("resnet8", &spec, Device::Cpu).unwrap();
+    let spec = compress::zoo::ArchSpec { num_classes: 10, width, image_size: 32 };
+    let graph = compress::zoo::build(arch, &spec, Device::Cpu).unwrap();
+    // BatchNorm statistics of the data, as a trained student has them (with the initial ones,
+    // activations shrink layer by layer to 1e-9 in a deep net).
+    let float = Student::new(graph, Device::Cpu).unwrap();
+    tch::no_grad(|| {
+        for _ in 0..20 {
+            let _ = float.forward(&Tensor::randn([32, 3, 32, 32], (Kind::Float, Device::Cpu)), RunMode::Train).unwrap();
+        }
+    });
+    let mut graph = float.graph.detached_copy();
     assert!(fold_batch_norm(&mut graph).unwrap() > 0);
     let calibration = Tensor::randn([16, 3, 32, 32], (Kind::Float, Device::Cpu));
-    // First and last layers at 8 bits, the others W4A8.
-    let layers = insert_qdq(&mut graph, &calibration, &|k, n| if k == 0 || k + 1 == n { LayerBits { weights: 8, activations: 8 } } else { LayerBits { weights: 4, activations: 8 } }).unwrap();
-    assert_eq!(layers.len(), 10, "9 convs and the classifier");
-    assert_eq!(
-        graph.nodes.iter().filter(|n| n.op_type == "QuantizeLinear").count(),
-        10 + 10 + 9,
-        "10 weights, 10 data inputs, 9 conv outputs"
-    );
-    let student = Student::new(graph, Device::Cpu).unwrap();
+    let layers = insert_qdq(&mut graph, &calibration, bits).unwrap();
+    Quantized { student: Student::new(graph, Device::Cpu).unwrap(), layers }
+}
+
+/// A few SGD steps on random data; returns how many learned steps moved, of how many.
+fn train_a_little(student: &Student) -> (usize, usize) {
     let scales: Vec<(String, Tensor)> = student.parameters().into_iter().filter(|(n, _)| n.ends_with(".quant.scale")).collect();
-    assert_eq!(scales.len(), 29);
     let before: Vec<Tensor> = scales.iter().map(|(_, t)| t.detach().copy()).collect();
-    let mut opt = compress::distill::optim::Sgd::new(student.parameters(), 0.01, 0.9, 0.0, false);
+    let grad_scales = compress::quant::qdq::lsq_grad_scales(&student.graph).unwrap();
+    assert_eq!(grad_scales.len(), scales.len(), "every learned step has LSQ's gradient scale");
+    let mut opt = compress::distill::optim::Sgd::new(student.parameters(), 0.01, 0.9, 5e-4, false).with_grad_scales(&grad_scales);
     for _ in 0..3 {
         let x = Tensor::randn([16, 3, 32, 32], (Kind::Float, Device::Cpu));
         let y = Tensor::randint(10, [16], (Kind::Int64, Device::Cpu));
@@ -38,39 +53,107 @@ fn qdq_student_trains_and_ort_runs_it_identically() {
         opt.step();
     }
     let moved = scales.iter().zip(&before).filter(|((_, t), b)| (t.detach() - *b).abs().max().double_value(&[]) > 0.0).count();
-    assert!(moved >= 26, "the learned steps train: {moved} of 29 moved");
+    (moved, scales.len())
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let float_path = dir.path().join("qat_float_weights.onnx");
-    compress::export::write_onnx(&student.graph, 13, false, &[], &float_path).unwrap();
-    // The file stores the weights as int8 integers.
-    let mut exported = student.graph.detached_copy();
-    assert_eq!(compress::quant::qdq::store_weights_as_int8(&mut exported).unwrap(), 10);
-    let path = dir.path().join("qat.onnx");
-    compress::export::write_onnx(&exported, 13, false, &[], &path).unwrap();
-    let (float_bytes, int8_bytes) = (std::fs::metadata(&float_path).unwrap().len(), std::fs::metadata(&path).unwrap().len());
-    println!("file: {float_bytes} bytes with float weights, {int8_bytes} with int8 weights");
-    // A quarter of the weight bytes; names, scales and the graph are a large share of a model
-    // this small (ResNet-8 at width 0.5 has 20k weights), hence less than 4× here.
-    assert!(float_bytes as f64 >= 2.5 * int8_bytes as f64, "{float_bytes} vs {int8_bytes}");
-    let theirs_float = OrtModel::load(&float_path, 1).unwrap().run(&Tensor::ones([2, 3, 32, 32], (Kind::Float, Device::Cpu))).unwrap().remove(0);
-    let theirs_int8 = OrtModel::load(&path, 1).unwrap().run(&Tensor::ones([2, 3, 32, 32], (Kind::Float, Device::Cpu))).unwrap().remove(0);
-    assert_eq!((&theirs_float - &theirs_int8).abs().max().double_value(&[]), 0.0, "storing the integers changes nothing ORT computes");
+/// Exports, then compares ONNX Runtime with tch on 64 random inputs: top-1 agreement.
+fn export_and_compare(q: &Quantized, dir: &std::path::Path) -> (QuantizedExport, f64, std::path::PathBuf) {
+    let path = dir.join("student.qdq.onnx");
+    let exported = write_quantized(&q.student.graph, &q.layers, 13, &[], &path).unwrap();
     let x = Tensor::randn([64, 3, 32, 32], (Kind::Float, Device::Cpu));
-    let ours = tch::no_grad(|| student.forward(&x, RunMode::Eval)).unwrap();
+    let ours = tch::no_grad(|| q.student.forward(&x, RunMode::Eval)).unwrap();
     let theirs = OrtModel::load(&path, 1).unwrap().run(&x).unwrap().remove(0);
-    let agreement = compress::metrics::agreement(&ours, &theirs);
-    let rel = compress::metrics::max_rel_diff(&ours, &theirs);
-    println!("QDQ student: top-1 agreement {agreement}, max_rel_diff {rel:.2e}");
-    // ONNX Runtime computes the fused integer kernels (int32 bias, requantization), tch the
-    // float simulation of the same grid: values one step apart at rounding ties are expected,
-    // predictions must agree.
+    (exported, compress::metrics::agreement(&ours, &theirs), path)
+}
+
+fn assert_all_integer(exported: &QuantizedExport) {
+    let float: Vec<String> = exported.layers.iter().filter(|l| !l.integer_kernel).map(|l| format!("{} → {}", l.node, l.kernel)).collect();
+    assert!(float.is_empty(), "layers on float kernels: {float:?}; ONNX Runtime ran {:?}", exported.runtime_ops);
+    for op in ["Conv", "com.microsoft::FusedConv", "MatMul", "Gemm"] {
+        assert!(!exported.runtime_ops.contains_key(op), "a float {op} survived: {:?}", exported.runtime_ops);
+    }
+}
+
+#[test]
+fn w4a8_resnet8_trains_and_runs_on_integer_kernels() {
+    let _one = common::one_training_at_a_time();
+    // First and last layers at 8 bits, the others W4A8.
+    let q = quantized_zoo_student("resnet8", 0.5, &|k, n| if k == 0 || k + 1 == n { LayerBits { weights: 8, activations: 8 } } else { LayerBits { weights: 4, activations: 8 } });
+    assert_eq!(q.layers.len(), 10, "9 convs and the classifier");
+    let (moved, of) = train_a_little(&q.student);
+    // LSQ's gradient scale makes some steps' first updates smaller than a float32 ulp.
+    assert!(moved * 10 >= of * 9, "the learned steps train: {moved} of {of} moved");
+    let dir = tempfile::tempdir().unwrap();
+    let float_weights = dir.path().join("float_weights.onnx");
+    compress::export::write_onnx(&q.student.graph, 13, false, &[], &float_weights).unwrap();
+    let (exported, agreement, path) = export_and_compare(&q, dir.path());
+    println!("ONNX Runtime runs {:?}; agreement {agreement}", exported.runtime_ops);
     assert!(agreement >= 0.95, "{agreement}");
-    // Every convolution runs on ONNX Runtime's integer kernel (DQ → Conv → Q fused into
-    // QLinearConv); this fails if a change makes any of them fall back to float.
-    let ops = OrtModel::optimized_ops(&path).unwrap();
-    println!("ONNX Runtime's optimized graph: {ops:?}");
-    assert_eq!(ops.get("com.microsoft::QLinearConv").copied().unwrap_or(0), 9, "{ops:?}");
-    assert!(!ops.contains_key("Conv") && !ops.contains_key("com.microsoft::FusedConv"), "a float convolution survived: {ops:?}");
-    assert!(rel < 0.25, "{rel}");
+    assert_all_integer(&exported);
+    let ops = &exported.runtime_ops;
+    assert_eq!(ops.get("com.microsoft::QLinearConv"), Some(&9), "{ops:?}");
+    assert_eq!(ops.get("com.microsoft::QLinearAdd"), Some(&3), "the residual additions too: {ops:?}");
+    assert_eq!(ops.get("com.microsoft::QGemm"), Some(&1), "{ops:?}");
+    assert!(!ops.contains_key("Relu"), "ReLUs fold into the integer kernels: {ops:?}");
+    assert_eq!(exported.layers[1].weight_storage, "int4 grid in int8");
+    // The file stores integers: storing them changes nothing ONNX Runtime computes.
+    let x = Tensor::ones([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let a = OrtModel::load(&float_weights, 1).unwrap().run(&x).unwrap().remove(0);
+    let b = OrtModel::load(&path, 1).unwrap().run(&x).unwrap().remove(0);
+    assert_eq!((&a - &b).abs().max().double_value(&[]), 0.0);
+    let (float_bytes, int_bytes) = (std::fs::metadata(&float_weights).unwrap().len(), std::fs::metadata(&path).unwrap().len());
+    // A quarter of the weight bytes; names and scales are a large share of a 20k-weight model.
+    assert!(float_bytes as f64 >= 2.5 * int_bytes as f64, "{float_bytes} vs {int_bytes}");
+}
+
+#[test]
+fn w8a8_mobilenetv2_runs_every_conv_as_qlinearconv() {
+    let _one = common::one_training_at_a_time();
+    let q = quantized_zoo_student("mobilenetv2", 0.5, &|_, _| LayerBits { weights: 8, activations: 8 });
+    let convs = q.layers.iter().filter(|l| l.op == "Conv").count();
+    assert!(convs > 40, "{convs}");
+    let dir = tempfile::tempdir().unwrap();
+    let (exported, agreement, _) = export_and_compare(&q, dir.path());
+    println!("ONNX Runtime runs {:?}; agreement {agreement}", exported.runtime_ops);
+    assert_all_integer(&exported);
+    assert_eq!(exported.runtime_ops.get("com.microsoft::QLinearConv"), Some(&convs));
+    assert!(agreement >= 0.95, "{agreement}");
+}
+
+#[test]
+fn low_bit_classifier_is_stored_packed_and_runs_as_matmulnbits() {
+    let _one = common::one_training_at_a_time();
+    for bits in [4u32, 2] {
+        let q = quantized_zoo_student("resnet8", 0.5, &|k, n| LayerBits { weights: if k + 1 == n { bits } else { 8 }, activations: 8 });
+        let dir = tempfile::tempdir().unwrap();
+        let (exported, agreement, _) = export_and_compare(&q, dir.path());
+        println!("int{bits} classifier: ONNX Runtime runs {:?}; agreement {agreement}", exported.runtime_ops);
+        let fc = exported.layers.last().unwrap();
+        assert_eq!(fc.kernel, "com.microsoft::MatMulNBits", "{:?}", exported.runtime_ops);
+        assert_eq!(fc.weight_storage, compress::quant::matmul_nbits::storage(bits));
+        assert!(fc.weight_storage.contains("int4, packed 2 per byte"), "{}", fc.weight_storage);
+        assert_eq!(fc.activation_bits, compress::quant::qdq::FLOAT_BITS, "weight-only");
+        assert_eq!(exported.opset, 21);
+        assert_all_integer(&exported);
+        assert!(agreement >= 0.95, "{agreement}");
+    }
+}
+
+/// 4-bit activations are uint8 codes behind an integer Clip (the QCDQ pattern): the Clips stay,
+/// every convolution still runs on the integer kernel, and ONNX Runtime agrees with tch.
+#[test]
+fn w4a4_resnet8_keeps_integer_clips_and_integer_kernels() {
+    let _one = common::one_training_at_a_time();
+    let q = quantized_zoo_student("resnet8", 0.5, &|k, n| if k == 0 || k + 1 == n { LayerBits { weights: 8, activations: 8 } } else { LayerBits { weights: 4, activations: 4 } });
+    let clips = |weights: bool| q.student.graph.nodes.iter().filter(|n| n.op_type == "Clip" && n.input[0].contains("weight") == weights).count();
+    assert_eq!(clips(true), 8, "one integer Clip per 4-bit weight (folded into the stored integers at export)");
+    // The data inputs of the 8 inner convs: 6 distinct tensors (two are shared with a shortcut conv).
+    assert_eq!(clips(false), 6, "one integer Clip per 4-bit activation tensor");
+    let dir = tempfile::tempdir().unwrap();
+    let (exported, agreement, _) = export_and_compare(&q, dir.path());
+    println!("W4A4: ONNX Runtime runs {:?}; agreement {agreement}", exported.runtime_ops);
+    assert_all_integer(&exported);
+    assert!(exported.runtime_ops.get("Clip").copied().unwrap_or(0) >= clips(false), "{:?}", exported.runtime_ops);
+    assert!(exported.layers[1..9].iter().all(|l| l.activation_bits == 4));
+    assert!(agreement >= 0.95, "{agreement}");
 }

@@ -33,7 +33,18 @@ fn killed_run_resumes_to_the_same_result() {
     let _serial = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("r.yaml"), recipe()).unwrap();
-    kill_and_resume(dir.path(), 1, 3);
+    kill_and_resume(dir.path(), "distill", 1, 3);
+}
+
+/// Killed in the quantization-aware stage (after the float stage finished): the QAT student, its
+/// learned steps and the method resume, and the QDQ file is the same.
+#[test]
+fn killed_qat_stage_resumes_to_the_same_result() {
+    let _serial = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = with_epochs(tiny_recipe("[]", "none"), 1024, 1) + "quantize: {weights: 4, epochs: 3, calibration_images: 64, latency: {rounds: 1, batches: [1]}}\n";
+    std::fs::write(dir.path().join("r.yaml"), recipe).unwrap();
+    kill_and_resume(dir.path(), "qat", 1, 3);
 }
 
 /// The connectors and their optimizer state come back from the checkpoint: killed after the
@@ -44,12 +55,13 @@ fn killed_run_with_feature_connectors_resumes_to_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = recipe_with_connectors(dir.path());
     std::fs::write(dir.path().join("r.yaml"), recipe).unwrap();
-    kill_and_resume(dir.path(), 2, 3);
+    kill_and_resume(dir.path(), "distill", 2, 3);
 }
 
 /// Runs r.yaml in `dir` uninterrupted, then again killed once a checkpoint of epoch
-/// `kill_after` (or later, but before the last of `epochs`) exists, resumes it, and compares.
-fn kill_and_resume(dir: &std::path::Path, kill_after: u64, epochs: u64) {
+/// `kill_after` (or later, but before the last of `epochs`) of training `stage` exists, resumes
+/// it, and compares.
+fn kill_and_resume(dir: &std::path::Path, stage: &str, kill_after: u64, epochs: u64) {
     let full = run_in(dir, &["--recipe", "r.yaml", "--out", "full"]);
     assert_eq!(full.code, 0, "{}", full.stderr);
 
@@ -59,7 +71,7 @@ fn kill_and_resume(dir: &std::path::Path, kill_after: u64, epochs: u64) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let marker = dir.join("killed/checkpoints/distill/last.json");
+    let marker = dir.join("killed/checkpoints").join(stage).join("last.json");
     let started = Instant::now();
     let epoch_of = |m: &std::path::Path| -> u64 {
         std::fs::read(m).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).and_then(|v| v["epoch"].as_u64()).unwrap_or(0)
@@ -84,8 +96,14 @@ fn kill_and_resume(dir: &std::path::Path, kill_after: u64, epochs: u64) {
     assert!(resumed.stderr.contains("resuming after epoch"), "{}", resumed.stderr);
     let (a, b) = (report(dir, "full"), report(dir, "killed"));
     assert_eq!(epochs_without_time(&a["training"]["epochs"]), epochs_without_time(&b["training"]["epochs"]));
-    let (fa, fb) = (&a["exported"][0]["sha256"], &b["exported"][0]["sha256"]);
-    assert_eq!(fa, fb, "the exported models differ");
+    if stage == "qat" {
+        let (qa, qb) = (&a["quantization"]["training"]["epochs"], &b["quantization"]["training"]["epochs"]);
+        assert_eq!(epochs_without_time(qa), epochs_without_time(qb));
+    }
+    for i in 0..a["exported"].as_array().unwrap().len() {
+        let (fa, fb) = (&a["exported"][i]["sha256"], &b["exported"][i]["sha256"]);
+        assert_eq!(fa, fb, "the exported models differ: {}", a["exported"][i]["path"]);
+    }
 }
 
 #[test]

@@ -63,7 +63,8 @@ impl<'a> Learner<'a> {
                     .collect()
             })
             .collect::<anyhow::Result<Vec<Vec<usize>>>>()?;
-        let opt = Sgd::new(trainable(student, method), sgd.lr, sgd.momentum, sgd.weight_decay, sgd.nesterov);
+        let grad_scales = crate::quant::qdq::lsq_grad_scales(&student.graph)?;
+        let opt = Sgd::new(trainable(student, method), sgd.lr, sgd.momentum, sgd.weight_decay, sgd.nesterov).with_grad_scales(&grad_scales);
         let teachers = if method.needs_teachers() { teachers } else { vec![] };
         Ok(Learner {
             label: label.into(),

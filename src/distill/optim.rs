@@ -9,6 +9,10 @@ use tch::Tensor;
 
 pub struct Sgd {
     params: Vec<(String, Tensor)>,
+    /// Per parameter: whether weight decay applies (not to quantization step sizes).
+    decays: Vec<bool>,
+    /// Per parameter: a factor on its gradient (LSQ's step-size gradient scale; 1 otherwise).
+    grad_scales: Vec<f64>,
     buffers: Vec<Option<Tensor>>,
     pub lr: f64,
     momentum: f64,
@@ -18,9 +22,25 @@ pub struct Sgd {
 
 impl Sgd {
     /// `params` are (name, tensor with requires_grad) pairs; names key the checkpointed buffers.
+    /// Learned quantization steps (`….quant.scale`) take no weight decay, which would only
+    /// shrink the quantization range (the usual QAT practice).
     pub fn new(params: Vec<(String, Tensor)>, lr: f64, momentum: f64, weight_decay: f64, nesterov: bool) -> Sgd {
         let buffers = params.iter().map(|_| None).collect();
-        Sgd { params, buffers, lr, momentum, weight_decay, nesterov }
+        let decays = params.iter().map(|(n, _)| !n.ends_with(".quant.scale")).collect();
+        let grad_scales = vec![1.0; params.len()];
+        Sgd { params, decays, grad_scales, buffers, lr, momentum, weight_decay, nesterov }
+    }
+
+    /// Multiplies the gradients of the named parameters by the given factors before each step.
+    /// For a learned quantization step this is LSQ's gradient scale g = 1/√(N·Q_P): scaling
+    /// the step's gradient alone is what LSQ's `grad_scale` in the forward pass does.
+    pub fn with_grad_scales(mut self, scales: &std::collections::HashMap<String, f64>) -> Sgd {
+        for ((n, _), g) in self.params.iter().zip(self.grad_scales.iter_mut()) {
+            if let Some(f) = scales.get(n) {
+                *g = *f;
+            }
+        }
+        self
     }
 
     pub fn zero_grad(&mut self) {
@@ -34,12 +54,13 @@ impl Sgd {
 
     pub fn step(&mut self) {
         let _guard = tch::no_grad_guard();
-        for ((_, p), buf) in self.params.iter_mut().zip(self.buffers.iter_mut()) {
+        for ((((_, p), buf), decays), factor) in self.params.iter_mut().zip(self.buffers.iter_mut()).zip(&self.decays).zip(&self.grad_scales) {
             let g = p.grad();
             if !g.defined() {
                 continue;
             }
-            let mut d = if self.weight_decay != 0.0 { &g + &*p * self.weight_decay } else { g.shallow_clone() };
+            let g = if *factor != 1.0 { g * *factor } else { g };
+            let mut d = if self.weight_decay != 0.0 && *decays { &g + &*p * self.weight_decay } else { g.shallow_clone() };
             if self.momentum != 0.0 {
                 let b = match buf.take() {
                     None => d.copy(),

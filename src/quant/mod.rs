@@ -1,5 +1,9 @@
-//! Quantization-aware training: fake quantization with learned step sizes (LSQ). The graph
-//! rewrite that inserts it and the QDQ export build on this (issue 6, in progress).
+//! Quantization-aware training: fake quantization with learned step sizes (LSQ), the graph
+//! rewrite that inserts it as QDQ pairs, the recipe's QAT student, and the quantized export
+//! checked against the kernels ONNX Runtime really runs.
 
+pub mod export;
 pub mod lsq;
+pub mod matmul_nbits;
 pub mod qdq;
+pub mod stage;

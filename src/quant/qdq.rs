@@ -4,7 +4,7 @@
 //! initializers. The executor runs such a pair as LSQ-style fake quantization in training, so
 //! the graph trains as a QAT model and is exported as itself. BatchNorm must be folded first.
 
-use super::lsq::{initial_step, Grid};
+use super::lsq::{mse_step, Grid};
 use crate::graph::{Executor, Graph, RunMode};
 use crate::onnx::attr;
 use onnx_protobuf::NodeProto;
@@ -39,96 +39,218 @@ fn qdq_node(op: &str, name: &str, inputs: &[&str], axis: Option<i64>) -> NodePro
 }
 
 /// Inserts Q→(Clip)→DQ on `x`, its nodes and initializers named `{base}.…`; the dequantized
-/// value is `{base}.dq`. `scale` is the initial step (a scalar, or 1-D along `axis`).
+/// value is `{base}.dq`. `scale` is the initial step (a scalar, or 1-D along `axis`); the
+/// integers are stored in uint8 when `unsigned`, else int8.
 #[allow(clippy::too_many_arguments)]
-fn insert_pair(graph: &mut Graph, new_nodes: &mut Vec<NodeProto>, x: &str, base: &str, scale: Tensor, bits: u32, axis: Option<i64>, grid: Grid) {
-    let zp = Tensor::zeros(scale.size().as_slice(), (Kind::Int8, tch::Device::Cpu));
+fn insert_pair(graph: &mut Graph, new_nodes: &mut Vec<NodeProto>, x: &str, base: &str, scale: Tensor, bits: u32, axis: Option<i64>, grid: Grid, unsigned: bool) {
+    // LSQ's gradient scale for this step: N elements share it (per sample for activations).
+    let per_step = match axis {
+        Some(a) => graph.initializer(x).map_or(1, |w| w.numel() as i64 / w.size()[a as usize]),
+        None => graph.initializer(x).map_or(0, |w| w.numel() as i64),
+    };
+    add_grad_scale(graph, &format!("{base}.scale"), per_step, grid);
+    // Weights: int8, zero point 0. Activations: uint8, with zero point 0 on the unsigned grid
+    // and 128 on the signed one (the same values as int8 with zero point 0; ONNX Runtime's x86
+    // kernels take uint8 activations, and its own int8 → uint8 rewrite skips a quantized tensor
+    // read by several layers, leaving them on float kernels).
+    let (storage, offset) = match (axis, unsigned) {
+        (Some(_), _) => (Kind::Int8, 0),
+        (None, true) => (Kind::Uint8, 0),
+        (None, false) => (Kind::Uint8, 128),
+    };
+    let zp = Tensor::full(scale.size().as_slice(), offset, (storage, tch::Device::Cpu));
     graph.initializers.push((format!("{base}.scale"), scale));
     graph.initializers.push((format!("{base}.zero_point"), zp));
     let (s, z) = (format!("{base}.scale"), format!("{base}.zero_point"));
     new_nodes.push(qdq_node("QuantizeLinear", &format!("{base}.q"), &[x, &s, &z], axis));
     let mut q = format!("{base}.q");
     if bits < 8 {
-        graph.initializers.push((format!("{base}.lo"), Tensor::from(grid.lo as i8)));
-        graph.initializers.push((format!("{base}.hi"), Tensor::from(grid.hi as i8)));
+        let bound = |v: i64| Tensor::from((v + offset) as i32).to_kind(storage);
+        graph.initializers.push((format!("{base}.lo"), bound(grid.lo)));
+        graph.initializers.push((format!("{base}.hi"), bound(grid.hi)));
         new_nodes.push(qdq_node("Clip", &format!("{base}.clip"), &[&q, &format!("{base}.lo"), &format!("{base}.hi")], None));
         q = format!("{base}.clip");
     }
     new_nodes.push(qdq_node("DequantizeLinear", &format!("{base}.dq"), &[&q, &s, &z], axis));
 }
 
-/// Quantizes every Conv and Gemm of `graph` (BatchNorm already folded): `bits(node_index,
-/// count)` gives each layer's widths. Activation steps start from LSQ's rule on the values of one
-/// calibration batch `calibration` (eval mode), weight steps from the weights.
+/// The activation width reported for a layer whose input stays float.
+pub const FLOAT_BITS: u32 = 32;
+
+/// A linear layer below 8 bits is quantized weight-only: ONNX Runtime's low-bit kernel
+/// (MatMulNBits) takes float activations, and a DequantizeLinear on them blocks its fusion.
+fn weight_only(node: &NodeProto, bits: LayerBits) -> bool {
+    node.op_type == "Gemm" && bits.weights < 8
+}
+
+/// One activation tensor to quantize: its width, and whether it is non-negative (a ReLU's
+/// output, stored as uint8 on the unsigned grid so no code is spent on negative values).
+#[derive(Clone, Copy, Debug)]
+struct Activation {
+    bits: u32,
+    unsigned: bool,
+}
+
+/// The tensor a conv's (or an addition's) result ends in: its output, or the output of a ReLU
+/// that alone reads it (ONNX Runtime folds such a ReLU into the integer kernel when the
+/// quantizer after it is unsigned).
+fn result_of(graph: &Graph, conv_output: &str) -> (String, bool) {
+    let readers: Vec<&NodeProto> = graph.nodes.iter().filter(|n| n.input.iter().any(|i| i == conv_output)).collect();
+    match readers.as_slice() {
+        [r] if r.op_type == "Relu" && !graph.outputs.iter().any(|o| o.name == conv_output) => (r.output[0].clone(), true),
+        _ => (conv_output.to_string(), false),
+    }
+}
+
+/// Quantizes every Conv and Gemm of `graph` (BatchNorm already folded): `bits(layer_index,
+/// count)` gives each layer's widths.
+///
+/// - Weights: a Q→(Clip)→DQ pair per channel (axis 0 for Conv and Gemm with transB, 1 for plain
+///   Gemm), int8 storage on the narrow symmetric grid.
+/// - Activations, quantized once per tensor (every reader takes the dequantized value): the
+///   data input of every layer (but a linear layer below 8 bits: weight-only, see
+///   [`weight_only`]) at that layer's activation width (the widest when several layers
+///   read it), and the result of every conv (after its ReLU) at 8 bits when no layer reads it
+///   directly, so ONNX Runtime sees DQ → Conv → Q everywhere and runs integer kernels.
+///   Non-negative tensors (ReLU outputs) use the unsigned grid (uint8, zero point 0), others the
+///   signed grid (uint8, zero point 128). An 8-bit classifier's logits are quantized too.
+///
+/// Steps start at the MSE-optimal clip ([`mse_step`]): activations' on one eval-mode
+/// calibration batch, weights' per channel.
 pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, usize) -> LayerBits) -> anyhow::Result<Vec<QuantizedLayer>> {
     let layers: Vec<usize> = graph.nodes.iter().enumerate().filter(|(_, n)| n.op_type == "Conv" || n.op_type == "Gemm").map(|(i, _)| i).collect();
-    // Activation statistics from one eval run.
-    let data_inputs: Vec<String> = layers.iter().map(|&i| graph.nodes[i].input[0].clone()).collect();
-    let layer_outputs: Vec<String> = layers.iter().map(|&i| graph.nodes[i].output[0].clone()).collect();
-    let mut fetch: Vec<String> = data_inputs.iter().chain(&layer_outputs).cloned().collect();
-    fetch.sort();
-    fetch.dedup();
-    let exec = Executor::compile(graph, &fetch, calibration.device())?;
-    let values: HashMap<String, Tensor> = fetch.iter().cloned().zip(tch::no_grad(|| exec.run(&[calibration], RunMode::Eval))?).collect();
-    let mut report = Vec::new();
-    let mut rewritten = Vec::new();
-    let mut outputs_renamed: Vec<(String, String)> = Vec::new();
     let count = layers.len();
-    for (pos, node) in std::mem::take(&mut graph.nodes).into_iter().enumerate() {
-        let Some(k) = layers.iter().position(|&i| i == pos) else {
-            rewritten.push(node);
+    let layer_bits: Vec<LayerBits> = (0..count).map(|k| bits(k, count)).collect();
+    let produced_by_relu = |t: &str| graph.nodes.iter().any(|n| n.op_type == "Relu" && n.output[0] == t);
+    let is_output = |t: &str| graph.outputs.iter().any(|o| o.name == t);
+    // Tensors to quantize, in a deterministic order.
+    let mut activations: Vec<(String, Activation)> = Vec::new();
+    // A tensor read by several layers takes the widest of their widths; the 8-bit quantizers
+    // added only so ONNX Runtime can fuse apply where no layer already quantizes the tensor.
+    let mut add = |t: String, a: Activation, widen: bool| match activations.iter_mut().find(|(n, _)| *n == t) {
+        Some((_, old)) if widen => old.bits = old.bits.max(a.bits),
+        Some(_) => {}
+        None => activations.push((t, a)),
+    };
+    for (k, &i) in layers.iter().enumerate() {
+        if weight_only(&graph.nodes[i], layer_bits[k]) {
             continue;
-        };
-        let b = bits(k, count);
-        let mut node = node;
-        let mut new_nodes = Vec::new();
-        // Data input: a pair of this layer's own (ONNX Runtime fuses a DequantizeLinear into one
-        // node only, and would merge pairs with the same scale initializer).
-        let x = node.input[0].clone();
-        // Signed with zero point 0 even after a ReLU: portable to TensorRT, and ONNX Runtime
-        // rewrites it to uint8 on x86 itself (runtime-notes §3.5).
-        let grid = Grid::signed(b.activations);
-        let step = initial_step(&values[&x], grid, None).to_kind(Kind::Float).reshape([] as [i64; 0]).to_device(tch::Device::Cpu);
-        let base = format!("{}.input.quant", node.name);
-        insert_pair(graph, &mut new_nodes, &x, &base, step, b.activations, None, grid);
-        node.input[0] = format!("{base}.dq");
-        // Weights: per output channel.
-        let w = node.input[1].clone();
-        let weight = graph.initializer(&w).ok_or_else(|| anyhow::anyhow!("`{}`'s weight `{w}` is not an initializer", node.name))?.detach().to_device(tch::Device::Cpu);
-        let trans_b = node.op_type == "Gemm" && node.attribute.iter().any(|a| a.name == "transB" && a.i == 1);
-        let axis = if node.op_type == "Conv" || trans_b { 0 } else { 1 };
-        let grid = Grid::weights(b.weights);
-        let step = initial_step(&weight, grid, Some(axis)).to_kind(Kind::Float);
-        insert_pair(graph, &mut new_nodes, &w, &format!("{w}.quant"), step, b.weights, Some(axis), grid);
-        node.input[1] = format!("{w}.quant.dq");
-        report.push(QuantizedLayer { node: node.name.clone(), op: node.op_type.clone(), bits: b });
-        rewritten.extend(new_nodes);
-        // A conv's output too, so ONNX Runtime sees DQ → Conv → Q and runs an integer kernel;
-        // every reader takes the dequantized value.
-        // (Gemm fuses without an output Q, and the classifier's logits stay float.)
-        let y = node.output[0].clone();
-        let is_conv = node.op_type == "Conv";
-        rewritten.push(node);
-        if is_conv && !graph.outputs.iter().any(|o| o.name == y) {
-            let grid = Grid::signed(8);
-            let step = initial_step(&values[&y], grid, None).to_kind(Kind::Float).reshape([] as [i64; 0]).to_device(tch::Device::Cpu);
-            let mut pair = Vec::new();
-            insert_pair(graph, &mut pair, &y, &format!("{y}.quant"), step, 8, None, grid);
-            let dq = format!("{y}.quant.dq");
-            outputs_renamed.push((y.clone(), dq));
-            rewritten.extend(pair);
+        }
+        let x = graph.nodes[i].input[0].clone();
+        let unsigned = produced_by_relu(&x);
+        add(x, Activation { bits: layer_bits[k].activations, unsigned }, true);
+    }
+    for node in graph.nodes.iter().filter(|n| n.op_type == "Conv" || n.op_type == "Add") {
+        let (result, unsigned) = result_of(graph, &node.output[0]);
+        if !is_output(&result) {
+            add(result, Activation { bits: 8, unsigned }, false);
         }
     }
-    // Readers of a quantized output read its dequantized value (the pairs themselves read y).
-    for (y, dq) in &outputs_renamed {
-        for n in rewritten.iter_mut().filter(|n| n.op_type != "QuantizeLinear" || n.input[0] != *y) {
-            for i in n.input.iter_mut().filter(|i| *i == y) {
+    // An 8-bit classifier's logits too: ONNX Runtime runs DQ → Gemm → Q as QGemm, and leaves a
+    // Gemm without the Q in float. A Gemm that writes a graph output writes `{logits}.gemm`
+    // instead, and the DQ gives back `logits`.
+    let mut logits = Vec::new();
+    for (k, &i) in layers.iter().enumerate() {
+        let y = graph.nodes[i].output[0].clone();
+        if graph.nodes[i].op_type != "Gemm" || layer_bits[k].weights != 8 {
+            continue;
+        }
+        if is_output(&y) {
+            graph.nodes[i].output[0] = format!("{y}.gemm");
+            add(format!("{y}.gemm"), Activation { bits: 8, unsigned: false }, false);
+            logits.push(y);
+        } else {
+            add(y, Activation { bits: 8, unsigned: false }, false);
+        }
+    }
+    // Activation statistics from one eval run.
+    let fetch: Vec<String> = activations.iter().map(|(n, _)| n.clone()).collect();
+    let exec = Executor::compile(graph, &fetch, calibration.device())?;
+    let values: HashMap<String, Tensor> = fetch.iter().cloned().zip(tch::no_grad(|| exec.run(&[calibration], RunMode::Eval))?).collect();
+    let grid_of = |a: &Activation| if a.unsigned { Grid::unsigned(a.bits) } else { Grid::signed(a.bits) };
+    let mut pairs: HashMap<String, Vec<NodeProto>> = HashMap::new();
+    let batch = calibration.size()[0].max(1);
+    for (t, a) in &activations {
+        let grid = grid_of(a);
+        let step = mse_step(&values[t], grid, None).to_kind(Kind::Float).reshape([] as [i64; 0]).to_device(tch::Device::Cpu);
+        let mut nodes = Vec::new();
+        insert_pair(graph, &mut nodes, t, &format!("{t}.quant"), step, a.bits, None, grid, a.unsigned);
+        add_grad_scale(graph, &format!("{t}.quant.scale"), values[t].numel() as i64 / batch, grid);
+        pairs.insert(t.clone(), nodes);
+    }
+    let mut report = Vec::new();
+    let mut rewritten = Vec::new();
+    for input in graph.inputs.clone() {
+        rewritten.extend(pairs.remove(&input.name).unwrap_or_default());
+    }
+    for (pos, mut node) in std::mem::take(&mut graph.nodes).into_iter().enumerate() {
+        if let Some(k) = layers.iter().position(|&i| i == pos) {
+            let b = layer_bits[k];
+            let w = node.input[1].clone();
+            let weight = graph.initializer(&w).ok_or_else(|| anyhow::anyhow!("`{}`'s weight `{w}` is not an initializer", node.name))?.detach().to_device(tch::Device::Cpu);
+            let trans_b = node.op_type == "Gemm" && node.attribute.iter().any(|a| a.name == "transB" && a.i == 1);
+            let axis = if node.op_type == "Conv" || trans_b { 0 } else { 1 };
+            let grid = Grid::weights(b.weights);
+            let step = mse_step(&weight, grid, Some(axis)).to_kind(Kind::Float);
+            insert_pair(graph, &mut rewritten, &w, &format!("{w}.quant"), step, b.weights, Some(axis), grid, false);
+            node.input[1] = format!("{w}.quant.dq");
+            let bits = if weight_only(&node, b) { LayerBits { weights: b.weights, activations: FLOAT_BITS } } else { b };
+            report.push(QuantizedLayer { node: node.name.clone(), op: node.op_type.clone(), bits });
+        }
+        let outputs = node.output.clone();
+        rewritten.push(node);
+        for o in outputs {
+            rewritten.extend(pairs.remove(&o).unwrap_or_default());
+        }
+    }
+    // Readers of a quantized tensor read its dequantized value (its own Q still reads it).
+    for (t, _) in &activations {
+        let q = format!("{t}.quant.q");
+        let dq = format!("{t}.quant.dq");
+        for n in rewritten.iter_mut().filter(|n| n.name != q) {
+            for i in n.input.iter_mut().filter(|i| *i == t) {
                 *i = dq.clone();
             }
         }
     }
+    for y in logits {
+        let dq = format!("{y}.gemm.quant.dq");
+        for n in rewritten.iter_mut().filter(|n| n.name == dq) {
+            n.output[0] = y.clone();
+        }
+    }
     graph.nodes = rewritten;
     Ok(report)
+}
+
+/// The metadata key holding LSQ's gradient scale per learned step, as a JSON map from the
+/// scale initializer's name to g = 1/√(N·Q_P).
+pub const GRAD_SCALES_KEY: &str = "compress.lsq_grad_scales";
+
+/// Records g = 1/√(N·Q_P) for step `scale` shared by `per_step` elements (N = 0: not known
+/// here, recorded later by the caller).
+fn add_grad_scale(graph: &mut Graph, scale: &str, per_step: i64, grid: Grid) {
+    if per_step <= 0 {
+        return;
+    }
+    let g = 1.0 / ((per_step * grid.hi.max(1)) as f64).sqrt();
+    let mut map: serde_json::Map<String, serde_json::Value> = graph
+        .metadata
+        .iter()
+        .find(|(k, _)| k == GRAD_SCALES_KEY)
+        .and_then(|(_, v)| serde_json::from_str(v).ok())
+        .unwrap_or_default();
+    map.insert(scale.to_string(), serde_json::json!(g));
+    graph.metadata.retain(|(k, _)| k != GRAD_SCALES_KEY);
+    graph.metadata.push((GRAD_SCALES_KEY.into(), serde_json::Value::Object(map).to_string()));
+}
+
+/// The gradient scales recorded by [`insert_qdq`] (empty for a graph without them).
+pub fn lsq_grad_scales(graph: &Graph) -> anyhow::Result<HashMap<String, f64>> {
+    match graph.metadata.iter().find(|(k, _)| k == GRAD_SCALES_KEY) {
+        None => Ok(HashMap::new()),
+        Some((_, v)) => serde_json::from_str(v).map_err(|e| anyhow::anyhow!("metadata `{GRAD_SCALES_KEY}`: {e}")),
+    }
 }
 
 /// For export: every QuantizeLinear (and integer Clip) applied to a weight initializer is
@@ -180,4 +302,42 @@ pub fn store_weights_as_int8(graph: &mut Graph) -> anyhow::Result<usize> {
     let used: std::collections::HashSet<String> = graph.nodes.iter().flat_map(|n| n.input.iter().cloned()).collect();
     graph.initializers.retain(|(n, _)| used.contains(n));
     Ok(converted)
+}
+
+/// For export: a DequantizeLinear read by several nodes becomes one copy per reader, each with
+/// its own copy of the scale and zero point. ONNX Runtime folds a DequantizeLinear into one
+/// integer kernel only, and merges DequantizeLinears with identical inputs, so a shared one would
+/// leave all but one of its readers on float kernels. Returns the number of copies added.
+pub fn one_dequantize_per_reader(graph: &mut Graph) -> usize {
+    let mut added = 0;
+    let dqs: Vec<NodeProto> = graph.nodes.iter().filter(|n| n.op_type == "DequantizeLinear").cloned().collect();
+    for dq in dqs {
+        let out = &dq.output[0];
+        let readers: Vec<usize> = graph.nodes.iter().enumerate().filter(|(_, n)| n.input.iter().any(|i| i == out)).map(|(i, _)| i).collect();
+        if readers.len() < 2 || graph.outputs.iter().any(|o| o.name == *out) {
+            continue;
+        }
+        let mut copies = Vec::new();
+        for (k, &r) in readers.iter().enumerate().skip(1) {
+            let mut copy = dq.clone();
+            copy.name = format!("{}.{k}", dq.name);
+            copy.output = vec![format!("{out}.{k}")];
+            for i in 1..copy.input.len() {
+                let name = format!("{}.{k}", copy.input[i]);
+                let value = graph.initializer(&copy.input[i]).map(|t| t.detach().copy());
+                if let Some(v) = value {
+                    graph.initializers.push((name.clone(), v));
+                    copy.input[i] = name;
+                }
+            }
+            for i in graph.nodes[r].input.iter_mut().filter(|i| *i == out) {
+                *i = copy.output[0].clone();
+            }
+            copies.push(copy);
+        }
+        added += copies.len();
+        let at = graph.nodes.iter().position(|n| n.name == dq.name).expect("listed above");
+        graph.nodes.splice(at + 1..at + 1, copies);
+    }
+    added
 }

@@ -88,8 +88,14 @@ impl Plan {
                 problems.push(format!("compare.methods: label `{}` is used twice (give each a distinct `label`)", w[0]));
             }
         }
-        if recipe.train.epochs == 0 || recipe.train.batch_size == 0 {
-            problems.push("train.epochs and train.batch_size must be positive".into());
+        if recipe.train.batch_size == 0 {
+            problems.push("train.batch_size must be positive".into());
+        }
+        if recipe.train.epochs == 0 && recipe.quantize.is_none() {
+            problems.push("train.epochs must be positive (0 is for quantizing a student as given, with a `quantize` section)".into());
+        }
+        if let Some(q) = &recipe.quantize {
+            problems.extend(check_quantize(&recipe, q));
         }
         if recipe.train.schedule.step.is_some() && recipe.train.schedule.cosine.is_some() {
             problems.push("train.schedule: give one of step or cosine".into());
@@ -103,6 +109,9 @@ impl Plan {
             }
             // References the run will not have would fail the gate after all the training.
             let baseline_run = recipe.train.baseline && recipe.distill.method != "none";
+            if (g.metric.starts_with("quantized_") || g.max_drop_vs.as_deref() == Some("float_student")) && recipe.quantize.is_none() {
+                problems.push(format!("validate.gates.{i}: `{}` needs a `quantize` section", g.metric));
+            }
             match g.max_drop_vs.as_deref() {
                 Some("baseline") if !baseline_run => problems.push(format!(
                     "validate.gates.{i}: max_drop_vs baseline needs train.baseline: true (and a distillation method), or the run has no baseline to compare with"
@@ -253,6 +262,18 @@ fn method_uses(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<MethodUse> {
 fn try_build_method(recipe: &Recipe, m: &MethodUse, teachers: &[&Teacher], student_taps: Vec<Vec<i64>>, classes: Option<usize>) -> anyhow::Result<()> {
     let setup = crate::distill::methods::Setup::for_models(teachers, student_taps, &m.needs, classes.unwrap_or(0) as i64, Device::Cpu, recipe.train.batch_size as i64)?;
     crate::distill::methods::build(&m.distill, &setup).map(|_| ())
+}
+
+/// Checks the `quantize` section against the student's layers (built on the CPU).
+fn check_quantize(recipe: &Recipe, q: &crate::recipe::schema::Quantize) -> Vec<String> {
+    let classes = class_count(recipe).unwrap_or(10) as i64;
+    let spec = crate::zoo::ArchSpec { num_classes: classes, width: recipe.student.width, image_size: recipe.data.image_size as i64 };
+    let names = match crate::distill::student_source::build(&recipe.student, &spec, Device::Cpu) {
+        Ok(g) => crate::quant::stage::layer_names(&g),
+        // The student's own problem is reported by check_student.
+        Err(_) => return vec![],
+    };
+    crate::quant::stage::check(q, &names)
 }
 
 /// Checks the student and returns the shapes of the taps the method needs from it.

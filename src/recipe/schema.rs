@@ -28,6 +28,94 @@ pub struct Recipe {
     /// For `compress compare`: the methods to train side by side on the same batches and seeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compare: Option<Compare>,
+    /// Quantization-aware training after the float stage, and the QDQ export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantize: Option<Quantize>,
+}
+
+/// `quantize`: fake-quantized fine-tuning of the float student under the same distillation
+/// method, then a QDQ export that ONNX Runtime runs on integer kernels.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantize {
+    /// Weight bits of every Conv and Gemm: 8, 4 or 2.
+    #[serde(default = "eight_bits")]
+    pub weights: u32,
+    /// Bits of every layer's data input: 8 or 4.
+    #[serde(default = "eight_bits")]
+    pub activations: u32,
+    /// Bits (weights and activations) of the first convolution and the classifier; `null`
+    /// quantizes them like the others.
+    #[serde(default = "some_eight")]
+    pub first_last: Option<u32>,
+    /// Per layer (Conv or Gemm node name), overriding the above.
+    #[serde(default)]
+    pub layers: std::collections::BTreeMap<String, LayerBitsEntry>,
+    /// Epochs of quantization-aware training.
+    #[serde(default = "default_qat_epochs")]
+    pub epochs: usize,
+    /// Learning rate of the QAT stage (cosine to 0); default a fiftieth of train.optimizer.sgd.lr.
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// Training images whose activations set the initial activation steps.
+    #[serde(default = "default_calibration")]
+    pub calibration_images: usize,
+    /// Also run the same QAT on labels only (no teachers), from the same float student.
+    #[serde(default)]
+    pub baseline: bool,
+    #[serde(default)]
+    pub latency: Latency,
+}
+
+/// Bits of one layer; what is left out follows the global setting.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerBitsEntry {
+    #[serde(default)]
+    pub weights: Option<u32>,
+    #[serde(default)]
+    pub activations: Option<u32>,
+}
+
+/// How the float and quantized files are timed in ONNX Runtime: interleaved rounds, medians.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Latency {
+    #[serde(default = "default_latency_batches")]
+    pub batches: Vec<usize>,
+    #[serde(default = "default_latency_rounds")]
+    pub rounds: usize,
+    /// ONNX Runtime intra-op threads.
+    #[serde(default = "default_latency_threads")]
+    pub threads: usize,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency { batches: default_latency_batches(), rounds: default_latency_rounds(), threads: default_latency_threads() }
+    }
+}
+
+fn eight_bits() -> u32 {
+    8
+}
+fn some_eight() -> Option<u32> {
+    Some(8)
+}
+fn default_qat_epochs() -> usize {
+    3
+}
+fn default_calibration() -> usize {
+    256
+}
+fn default_latency_batches() -> Vec<usize> {
+    vec![1, 32]
+}
+fn default_latency_rounds() -> usize {
+    7
+}
+fn default_latency_threads() -> usize {
+    2
 }
 
 /// `compress compare`: every method trains the same student (same initial weights per seed) on

@@ -7,9 +7,22 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Metrics a gate may name: the exported file's accuracy in ONNX Runtime (`top1`, `top5`),
-/// the tch accuracy (`top1_tch`) and the fidelity figures.
-pub const METRICS: &[&str] = &["top1", "top5", "top1_tch", "top1_agreement_tch_vs_ort", "max_rel_diff_tch_vs_ort"];
-pub const REFERENCES: &[&str] = &["best_teacher", "teacher_ensemble", "baseline"];
+/// the tch accuracy (`top1_tch`), the fidelity figures, and with `quantize` the quantized file's
+/// accuracy, agreement, compression, share of layers on integer kernels and smallest speedup.
+/// References: the teachers, the labels-only baseline, the float student's file (`float_student`).
+pub const METRICS: &[&str] = &[
+    "top1",
+    "top5",
+    "top1_tch",
+    "top1_agreement_tch_vs_ort",
+    "max_rel_diff_tch_vs_ort",
+    "quantized_top1",
+    "quantized_top1_agreement_tch_vs_ort",
+    "quantized_compression",
+    "quantized_integer_layer_share",
+    "quantized_min_speedup",
+];
+pub const REFERENCES: &[&str] = &["best_teacher", "teacher_ensemble", "baseline", "float_student"];
 
 #[derive(Debug, Serialize)]
 pub struct GateResult {

@@ -1,7 +1,7 @@
 //! `report.md`: the report as a page a person reads: verdict, teachers, student, fidelity,
-//! gates, per-epoch metrics and stage times.
+//! the quantized file, gates, per-epoch metrics and stage times.
 
-use super::{Report, TrainingRecord};
+use super::{QuantizationRecord, Report, TrainingRecord};
 use std::fmt::Write;
 
 fn pct(v: f64) -> String {
@@ -44,6 +44,9 @@ pub fn render(r: &Report) -> String {
     for e in &r.exported {
         let _ = writeln!(s, "- `{}`: {} bytes, opset {}, weights {}, sha256 `{}`", e.path, e.bytes, e.opset, e.weight_storage, e.sha256);
     }
+    if let Some(q) = &r.quantization {
+        quantization(&mut s, q);
+    }
     if !r.gates.is_empty() {
         let _ = writeln!(s, "\n## Gates\n\n| metric | rule | threshold | value | verdict |\n|---|---|---|---|---|");
         for g in &r.gates {
@@ -73,4 +76,41 @@ fn training_summary(s: &mut String, label: &str, t: &TrainingRecord) {
         pct(t.final_top1),
         t.seconds
     );
+}
+
+fn quantization(s: &mut String, q: &QuantizationRecord) {
+    let _ = writeln!(s, "\n## Quantized model (QDQ)\n");
+    training_summary(s, "quantization-aware training", &q.training);
+    if let Some(b) = &q.baseline {
+        training_summary(s, "the same QAT on labels only", b);
+    }
+    let _ = writeln!(
+        s,
+        "\n| | float | quantized |\n|---|---|---|\n| top-1 in tch | {} | {} (fake quantization) |\n| top-1 in ONNX Runtime | {} | {} |\n| file | {} bytes | {} bytes ({:.2}× smaller) |",
+        pct(q.top1_float_tch),
+        pct(q.top1_fake_quant_tch),
+        pct(q.top1_float_ort),
+        pct(q.top1_quantized_ort),
+        q.float_file_bytes,
+        q.file.bytes,
+        q.compression
+    );
+    for l in &q.latency {
+        let _ = writeln!(s, "| latency, batch {} | {:.3} ms | {:.3} ms ({:.2}× faster) |", l.batch, l.float_ms, l.quantized_ms, l.speedup);
+    }
+    let _ = writeln!(
+        s,
+        "\n{} test images; top-1 agreement fake-quant tch vs ONNX Runtime {}, float vs quantized file {}; logits max abs diff {:.3e}. Latency: ONNX Runtime on this CPU, {} threads, median of {} interleaved rounds.\n",
+        q.images,
+        pct(q.top1_agreement_fake_quant_vs_ort),
+        pct(q.top1_agreement_float_vs_quantized_ort),
+        q.max_abs_diff_fake_quant_vs_ort,
+        q.latency_threads,
+        q.latency_rounds
+    );
+    let _ = writeln!(s, "{} of {} quantized layers run on integer kernels.\n\n| layer | op | weight bits | activation bits | weights stored as | ONNX Runtime kernel |\n|---|---|---|---|---|---|", q.integer_layers, q.layers.len());
+    for l in &q.layers {
+        let kernel = if l.integer_kernel { format!("`{}`", l.kernel) } else { format!("`{}` (float)", l.kernel) };
+        let _ = writeln!(s, "| {} | {} | {} | {} | {} | {} |", l.node, l.op, l.weight_bits, l.activation_bits, l.weight_storage, kernel);
+    }
 }

@@ -58,7 +58,7 @@ pub struct TrainingRecord {
     pub seconds: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Clone)]
 pub struct ExportedFile {
     pub path: String,
     pub bytes: u64,
@@ -67,7 +67,65 @@ pub struct ExportedFile {
     pub weight_storage: String,
 }
 
+/// The quantization-aware stage: its training, the file, what each layer stores and runs, the
+/// accuracies of float and quantized students, and their latency side by side.
 #[derive(Debug, Serialize)]
+pub struct QuantizationRecord {
+    pub layers: Vec<crate::quant::export::LayerRecord>,
+    /// Layers that ONNX Runtime runs on integer kernels, of all quantized layers.
+    pub integer_layers: usize,
+    /// Every op ONNX Runtime runs for the quantized file, by type.
+    pub runtime_ops: BTreeMap<String, usize>,
+    /// QAT under the run's distillation method.
+    pub training: TrainingRecord,
+    /// The same QAT on labels only, from the same float student.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<TrainingRecord>,
+    pub file: ExportedFile,
+    pub float_file_bytes: u64,
+    /// Float file size over quantized file size.
+    pub compression: f64,
+    pub images: usize,
+    pub top1_float_tch: f64,
+    pub top1_float_ort: f64,
+    /// The fake-quantized student in tch (what was trained).
+    pub top1_fake_quant_tch: f64,
+    /// The quantized file in ONNX Runtime.
+    pub top1_quantized_ort: f64,
+    pub top1_agreement_fake_quant_vs_ort: f64,
+    pub top1_agreement_float_vs_quantized_ort: f64,
+    pub max_abs_diff_fake_quant_vs_ort: f64,
+    pub latency_threads: usize,
+    pub latency_rounds: usize,
+    pub latency: Vec<LatencyRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LatencyRecord {
+    pub batch: usize,
+    pub float_ms: f64,
+    pub quantized_ms: f64,
+    /// float_ms / quantized_ms.
+    pub speedup: f64,
+}
+
+impl QuantizationRecord {
+    /// The figures a gate may name.
+    pub fn gate_metrics(&self) -> Vec<(&'static str, f64)> {
+        let mut m = vec![
+            ("quantized_top1", self.top1_quantized_ort),
+            ("quantized_top1_agreement_tch_vs_ort", self.top1_agreement_fake_quant_vs_ort),
+            ("quantized_compression", self.compression),
+            ("quantized_integer_layer_share", self.integer_layers as f64 / self.layers.len().max(1) as f64),
+        ];
+        if let Some(min) = self.latency.iter().map(|l| l.speedup).reduce(f64::min) {
+            m.push(("quantized_min_speedup", min));
+        }
+        m
+    }
+}
+
+#[derive(Debug, Serialize, Clone)]
 pub struct Fidelity {
     pub images: usize,
     pub top1_tch: f64,
@@ -95,6 +153,9 @@ pub struct Report {
     pub training: TrainingRecord,
     /// The same student trained on labels only under the same budget and seed.
     pub baseline: Option<TrainingRecord>,
+    /// The quantization-aware stage and its QDQ file (recipes with `quantize`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<QuantizationRecord>,
     pub exported: Vec<ExportedFile>,
     pub fidelity: Fidelity,
     pub gates: Vec<gates::GateResult>,

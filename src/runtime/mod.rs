@@ -3,6 +3,7 @@
 //! model on tch tensors. ONNX Runtime is the oracle for imports and the deployment target.
 
 pub mod eval;
+pub mod latency;
 
 use crate::bad_input;
 use ort::session::builder::GraphOptimizationLevel;
@@ -92,24 +93,38 @@ impl OrtModel {
         Ok(OrtModel { session, fixed_batch_one })
     }
 
-    /// The kernels ONNX Runtime actually runs for `path` (CPU, all graph optimizations): the
-    /// optimized model it writes, read back and counted by (domain-qualified) op type. This is
-    /// how a silent fall-back of quantized layers to float kernels is caught.
-    pub fn optimized_ops(path: &Path) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
+    /// The kernels ONNX Runtime actually runs for `path` (CPU, all graph optimizations), as
+    /// (node name, domain-qualified op type) in its optimized model, which it writes and this
+    /// reads back. A fused node keeps the name of the node it replaced, sometimes with a
+    /// `_token_N` suffix. This is how a silent fall-back of quantized layers to float kernels is
+    /// caught.
+    pub fn optimized_nodes(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
         let env = environment()?;
-        let dir = std::env::temp_dir().join(format!("compress-optimized-{}-{}", std::process::id(), path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()));
-        std::fs::create_dir_all(&dir)?;
-        let optimized = dir.join("optimized.onnx");
+        let dir = tempfile::Builder::new().prefix("compress-optimized-").tempdir()?;
+        let optimized = dir.path().join("optimized.onnx");
         Session::builder(env)
             .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All).map_err(ort::Error::from))
             .and_then(|b| b.with_optimized_model_path(&optimized).map_err(ort::Error::from))
             .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| bad_input!("ONNX Runtime cannot load {}: {e}", path.display()))?;
         let model = crate::onnx::model_file::read(&optimized)?;
-        let _ = std::fs::remove_dir_all(&dir);
+        Ok(model
+            .graph
+            .as_ref()
+            .map(|g| g.node.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .map(|n| {
+                let op = if n.domain.is_empty() || n.domain == "ai.onnx" { n.op_type.clone() } else { format!("{}::{}", n.domain, n.op_type) };
+                (n.name.clone(), op)
+            })
+            .collect())
+    }
+
+    /// [`OrtModel::optimized_nodes`] counted by op type.
+    pub fn optimized_ops(path: &Path) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
         let mut counts = std::collections::BTreeMap::new();
-        for n in model.graph.as_ref().map(|g| g.node.as_slice()).unwrap_or(&[]) {
-            let op = if n.domain.is_empty() || n.domain == "ai.onnx" { n.op_type.clone() } else { format!("{}::{}", n.domain, n.op_type) };
+        for (_, op) in Self::optimized_nodes(path)? {
             *counts.entry(op).or_insert(0) += 1;
         }
         Ok(counts)
@@ -138,6 +153,19 @@ impl OrtModel {
             return Ok(per_output.iter().map(|v| Tensor::cat(v, 0)).collect());
         }
         self.run_once(x)
+    }
+
+    /// Seconds per run of `iters` back-to-back runs on `x` (converted once, outside the timing).
+    pub fn seconds_per_run(&mut self, x: &Tensor, iters: usize) -> anyhow::Result<f64> {
+        let x = x.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous();
+        let shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
+        let data = Vec::<f32>::try_from(&x.flatten(0, -1))?;
+        let started = std::time::Instant::now();
+        for _ in 0..iters.max(1) {
+            let input = TensorRef::from_array_view((shape.clone(), data.as_slice()))?;
+            drop(self.session.run(ort::inputs![input])?);
+        }
+        Ok(started.elapsed().as_secs_f64() / iters.max(1) as f64)
     }
 
     fn run_once(&mut self, x: &Tensor) -> anyhow::Result<Vec<Tensor>> {

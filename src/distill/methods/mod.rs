@@ -174,7 +174,7 @@ fn feature_weight(cfg: &Distill) -> f64 {
 }
 
 /// What a method needs from the models, known from the recipe alone.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Needs {
     pub student_taps: Vec<String>,
     pub teacher_taps: Vec<String>,

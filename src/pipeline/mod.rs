@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod quantize;
+
 pub struct RunOptions {
     pub recipe: PathBuf,
     pub sets: Vec<String>,
@@ -79,28 +81,42 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
         resume: opts.resume,
         identity,
     };
-    let (student, training) = train_student(&plan, &spec, &r.distill, &inputs)?;
+    let (distiller, training) = train_student(&plan, &spec, &r.distill, &inputs)?;
+    let student = &distiller.student;
     stages.lap("distill");
     let baseline = if r.train.baseline && r.distill.method != "none" {
         let labels_only = Distill { method: "none".into(), ..r.distill.clone() };
-        let inputs = TrainInputs { label: "baseline", checkpoints: Some(out.join("checkpoints/baseline")), ..inputs };
+        let inputs = TrainInputs { label: "baseline", checkpoints: Some(out.join("checkpoints/baseline")), identity: inputs.identity.clone(), ..inputs };
         let (_, record) = train_student(&plan, &spec, &labels_only, &inputs)?;
         stages.lap("baseline");
         Some(record)
     } else {
         None
     };
-    let exported = crate::export::export_student(&plan, &student, &train_set.class_names, &out)?;
+    let mut exported = crate::export::export_student(&plan, student, &train_set.class_names, &out)?;
     stages.lap("export");
-    let fidelity = crate::export::validate_export(&student, &out.join("student.onnx"), &test_set, &pre)?;
+    let fidelity = crate::export::validate_export(student, &out.join("student.onnx"), &test_set, &pre)?;
     stages.lap("validate");
-    let metric_values = BTreeMap::from([
+    let quantization = match &r.quantize {
+        Some(q) => {
+            let stage = quantize::Stage { plan: &plan, spec: &spec, q, float: &distiller, inputs: &inputs, out: &out, class_names: &train_set.class_names };
+            let record = stage.run()?;
+            exported.push(record.file.clone());
+            stages.lap("quantize");
+            Some(record)
+        }
+        None => None,
+    };
+    let mut metric_values = BTreeMap::from([
         ("top1", fidelity.top1_ort),
         ("top5", fidelity.top5_ort),
         ("top1_tch", fidelity.top1_tch),
         ("top1_agreement_tch_vs_ort", fidelity.top1_agreement_tch_vs_ort),
         ("max_rel_diff_tch_vs_ort", fidelity.max_rel_diff),
     ]);
+    if let Some(q) = &quantization {
+        metric_values.extend(q.gate_metrics());
+    }
     let mut references = BTreeMap::new();
     if let Some(best) = teachers.iter().map(|t| t.top1_tch).reduce(f64::max) {
         references.insert("best_teacher", best);
@@ -111,6 +127,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     if let Some(b) = &baseline {
         references.insert("baseline", b.final_top1);
     }
+    references.insert("float_student", fidelity.top1_ort);
     let gates = report::gates::evaluate(&r.validate.gates, &metric_values, &references)?;
     let passed = gates.iter().all(|g| g.passed);
     let report = Report {
@@ -129,6 +146,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
         ]),
         training,
         baseline,
+        quantization,
         exported,
         fidelity,
         gates,
@@ -244,23 +262,52 @@ fn data_summary(plan: &Plan, train: &ImageSet, test: &ImageSet) -> BTreeMap<Stri
     ])
 }
 
-fn train_student(plan: &Plan, spec: &ArchSpec, distill: &Distill, inputs: &TrainInputs) -> anyhow::Result<(Student, TrainingRecord)> {
+/// A student and the method of one `distill` section, ready to train.
+pub(crate) struct Distiller {
+    pub student: Student,
+    /// Shared with the QAT stage, which continues under the same method (connectors, state).
+    pub method: std::rc::Rc<dyn methods::Method>,
+    pub needs: methods::Needs,
+    /// The teachers this section uses (indices into the plan's teachers).
+    pub subset: Vec<usize>,
+}
+
+impl Distiller {
+    /// Builds the method of `distill` for the student `graph` (its taps resolved on it).
+    pub(crate) fn new(plan: &Plan, spec: &ArchSpec, distill: &Distill, graph: crate::graph::Graph) -> anyhow::Result<Distiller> {
+        let needs = methods::needs(distill)?;
+        let student = Student::with_taps(graph, plan.device, &needs.student_taps)?;
+        let names: Vec<String> = plan.teachers.iter().map(|t| t.name.clone()).collect();
+        let subset = crate::recipe::plan::teacher_subset(distill, &names).map_err(|e| bad_input!("distill.{e}"))?;
+        let chosen: Vec<&crate::teacher::Teacher> = subset.iter().map(|&i| &plan.teachers[i]).collect();
+        let shapes = student.taps().iter().map(|t| t.shape.clone()).collect();
+        let setup = methods::Setup::for_models(&chosen, shapes, &needs, spec.num_classes, plan.device, plan.recipe.train.batch_size as i64)?;
+        let method = std::rc::Rc::from(methods::build(distill, &setup)?);
+        Ok(Distiller { student, method, needs, subset })
+    }
+
+    /// Trains under `cfg`; with no epochs, only measures the student as it is.
+    pub(crate) fn train(&self, distill: &Distill, cfg: &crate::recipe::schema::Train, inputs: &TrainInputs) -> anyhow::Result<TrainingRecord> {
+        let started = Instant::now();
+        if cfg.epochs == 0 {
+            let top1 = crate::metrics::top_k(&self.student.logits(inputs.test, inputs.preprocess, 256)?, &inputs.test.labels, 1);
+            eprintln!("{}: no epochs; the student as given has test top-1 {:.2}%", inputs.label, 100.0 * top1);
+            let record = TrainingRecord { method: distill.method.clone(), method_summary: None, epochs: vec![], best_top1: top1, best_epoch: 0, final_top1: top1, seconds: 0.0 };
+            return Ok(record);
+        }
+        let TrainOutcome { method_summary, epochs, best_top1, best_epoch, final_top1 } =
+            trainer::train(&self.student, self.method.as_ref(), &self.needs.teacher_taps, self.subset.clone(), cfg, inputs)?;
+        Ok(TrainingRecord { method: distill.method.clone(), method_summary, epochs, best_top1, best_epoch, final_top1, seconds: started.elapsed().as_secs_f64() })
+    }
+}
+
+fn train_student(plan: &Plan, spec: &ArchSpec, distill: &Distill, inputs: &TrainInputs) -> anyhow::Result<(Distiller, TrainingRecord)> {
     // Re-seeding here gives the distilled student and the baseline the same initial weights.
     tch::manual_seed(plan.recipe.seed as i64);
     let graph = crate::distill::student_source::build(&plan.recipe.student, spec, plan.device)?;
-    let needs = methods::needs(distill)?;
-    let student = Student::with_taps(graph, plan.device, &needs.student_taps)?;
-    let names: Vec<String> = plan.teachers.iter().map(|t| t.name.clone()).collect();
-    let subset = crate::recipe::plan::teacher_subset(distill, &names).map_err(|e| bad_input!("distill.{e}"))?;
-    let chosen: Vec<&crate::teacher::Teacher> = subset.iter().map(|&i| &plan.teachers[i]).collect();
-    let shapes = student.taps().iter().map(|t| t.shape.clone()).collect();
-    let setup = methods::Setup::for_models(&chosen, shapes, &needs, spec.num_classes, plan.device, plan.recipe.train.batch_size as i64)?;
-    let method = methods::build(distill, &setup)?;
-    let started = Instant::now();
-    let TrainOutcome { method_summary, epochs, best_top1, best_epoch, final_top1 } =
-        trainer::train(&student, method.as_ref(), &needs.teacher_taps, subset, &plan.recipe.train, inputs)?;
-    let record = TrainingRecord { method: distill.method.clone(), method_summary, epochs, best_top1, best_epoch, final_top1, seconds: started.elapsed().as_secs_f64() };
-    Ok((student, record))
+    let distiller = Distiller::new(plan, spec, distill, graph)?;
+    let record = distiller.train(distill, &plan.recipe.train, inputs)?;
+    Ok((distiller, record))
 }
 
 fn write_report(out: &Path, plan: &Plan, report: &Report) -> anyhow::Result<()> {

@@ -1,0 +1,75 @@
+"""ONNX Runtime latency of each quantized student next to its float file, side by side.
+Usage: bench_quantized_latency.py [RUN_DIR...] [--rounds R]
+Each RUN_DIR is a `compress` output folder holding student.onnx and student.qdq.onnx (default:
+every out/quantize_*/ that has both). Both files
+run in ONNX Runtime (CPU, all graph optimizations, one session each, intra-op threads = CPU count)
+at batch 1 and 32 on the same random input. Rounds alternate the order of the two models so drift
+in machine load hits both; each round takes the median of several runs per model, and the table
+reports the median over rounds of each model's time and of the per-round ratio float / quantized.
+"""
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+# (batch, runs per model per round)
+BATCHES = [(1, 200), (32, 20)]
+
+
+def session(path, threads):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def timed_median(sess, feed, runs):
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        sess.run(None, feed)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("runs", nargs="*")
+    ap.add_argument("--rounds", type=int, default=9)
+    a = ap.parse_args()
+    threads = os.cpu_count()
+    runs = a.runs or sorted(str(p.parent) for p in Path("out").glob("quantize_*/student.qdq.onnx"))
+    print(f"ONNX Runtime {ort.__version__}, CPU, {threads} intra-op threads, {a.rounds} interleaved rounds\n")
+    print("| run | file bytes float → quantized | batch | float ms | quantized ms | speedup float/quantized, median (min–max) |")
+    print("|---|---|---|---|---|---|")
+    for run in runs:
+        run = Path(run)
+        files = {"float": run / "student.onnx", "quantized": run / "student.qdq.onnx"}
+        sessions = {k: session(p, threads) for k, p in files.items()}
+        shape = [d if isinstance(d, int) else 1 for d in sessions["float"].get_inputs()[0].shape]
+        sizes = f"{files['float'].stat().st_size:,} → {files['quantized'].stat().st_size:,}"
+        for batch, runs in BATCHES:
+            x = np.random.default_rng(0).standard_normal([batch] + shape[1:], dtype=np.float32)
+            feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
+            for k, s in sessions.items():  # warm-up
+                for _ in range(5):
+                    s.run(None, feeds[k])
+            per_round = {"float": [], "quantized": []}
+            ratios = []
+            for r in range(a.rounds):
+                order = ["float", "quantized"] if r % 2 == 0 else ["quantized", "float"]
+                for k in order:
+                    per_round[k].append(timed_median(sessions[k], feeds[k], runs))
+                ratios.append(per_round["float"][-1] / per_round["quantized"][-1])
+            f_ms, q_ms = 1e3 * statistics.median(per_round["float"]), 1e3 * statistics.median(per_round["quantized"])
+            print(f"| {run.name} | {sizes} | {batch} | {f_ms:.3f} | {q_ms:.3f} | "
+                  f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+//! The run's quantization-aware stage: the float student becomes a QDQ graph (BatchNorm
+//! folded, steps calibrated), fine-tunes under the same method and teachers (and, if asked,
+//! on labels only from the same start), is written as `student.qdq.onnx`, and is measured:
+//! accuracy in tch and ONNX Runtime, agreement, integer kernels per layer, size, latency.
+
+use super::Distiller;
+use crate::distill::trainer::TrainInputs;
+use crate::metrics;
+use crate::quant::{export::write_quantized, stage::quantized_graph};
+use crate::recipe::schema::{Distill, Quantize, Schedule, Train};
+use crate::recipe::Plan;
+use crate::report::{LatencyRecord, QuantizationRecord};
+use crate::runtime::{self, OrtModel};
+use crate::zoo::ArchSpec;
+use std::path::Path;
+use tch::Tensor;
+
+pub(super) struct Stage<'a> {
+    pub plan: &'a Plan,
+    pub spec: &'a ArchSpec,
+    pub q: &'a Quantize,
+    /// The trained float student and its method.
+    pub float: &'a Distiller,
+    pub inputs: &'a TrainInputs<'a>,
+    pub out: &'a Path,
+    pub class_names: &'a [String],
+}
+
+pub(super) const FILE: &str = "student.qdq.onnx";
+
+impl Stage<'_> {
+    /// The QAT stage's training settings: the run's, with the section's epochs and learning
+    /// rate and a cosine schedule. The default rate is a fiftieth of the float stage's: with
+    /// BatchNorm folded nothing normalizes the layers any more, and a tenth already undid
+    /// most of the float training in a first trial (ResNet-8, 37% → 26% in one epoch).
+    fn train_config(&self) -> Train {
+        let r = &self.plan.recipe;
+        let mut cfg = r.train.clone();
+        cfg.epochs = self.q.epochs;
+        cfg.baseline = false;
+        cfg.optimizer.sgd.lr = self.q.lr.unwrap_or(r.train.optimizer.sgd.lr / 50.0);
+        cfg.schedule = Schedule { cosine: Some(Default::default()), step: None };
+        cfg
+    }
+
+    /// The first `calibration_images` training images, preprocessed, on the student's device.
+    fn calibration(&self) -> Tensor {
+        let n = self.q.calibration_images.min(self.inputs.train.len()) as i64;
+        let idx = Tensor::arange(n, (tch::Kind::Int64, tch::Device::Cpu));
+        let (images, _) = crate::data::batches::gather(self.inputs.train, &idx);
+        self.inputs.preprocess.apply(&images, self.plan.device)
+    }
+
+    /// One QAT run from the float student under `distill`.
+    fn qat(&self, distill: &Distill, label: &str, calibration: &Tensor) -> anyhow::Result<(Distiller, Vec<crate::quant::qdq::QuantizedLayer>, crate::report::TrainingRecord)> {
+        let (graph, layers) = quantized_graph(&self.float.student.graph, self.q, calibration)?;
+        let distiller = if distill.method == self.plan.recipe.distill.method {
+            // The same method object: its connectors and state carry on from the float stage.
+            let f = self.float;
+            let student = crate::distill::student::Student::with_taps(graph, self.plan.device, &f.needs.student_taps)?;
+            Distiller { student, method: f.method.clone(), needs: f.needs.clone(), subset: f.subset.clone() }
+        } else {
+            Distiller::new(self.plan, self.spec, distill, graph)?
+        };
+        let inputs = TrainInputs { label, checkpoints: Some(self.out.join("checkpoints").join(label)), identity: self.inputs.identity.clone(), ..*self.inputs };
+        let record = distiller.train(distill, &self.train_config(), &inputs)?;
+        Ok((distiller, layers, record))
+    }
+
+    pub(super) fn run(&self) -> anyhow::Result<QuantizationRecord> {
+        let calibration = self.calibration();
+        let distill = &self.plan.recipe.distill;
+        let (quantized, layers, training) = self.qat(distill, "qat", &calibration)?;
+        let baseline = if self.q.baseline {
+            let labels_only = Distill { method: "none".into(), ..distill.clone() };
+            Some(self.qat(&labels_only, "qat_baseline", &calibration)?.2)
+        } else {
+            None
+        };
+        // The file.
+        let path = self.out.join(FILE);
+        let bits: Vec<_> = layers.iter().map(|l| (l.node.clone(), l.bits.weights, l.bits.activations)).collect();
+        let metadata = [
+            ("compress.recipe_sha256", self.plan.recipe_sha256.clone()),
+            ("compress.preprocess", serde_json::to_string(&self.plan.student_preprocess())?),
+            ("compress.class_names", serde_json::to_string(self.class_names)?),
+            ("compress.distill_method", distill.method.clone()),
+            ("compress.quantization", serde_json::to_string(&bits)?),
+        ];
+        let opset = self.plan.recipe.export.opset;
+        let exported = write_quantized(&quantized.student.graph, &layers, opset, &metadata, &path)?;
+        let file = crate::export::file_record(&path, exported.opset, &storage_summary(&exported.layers))?;
+        // Accuracy and agreement on the test set.
+        let (test, pre) = (self.inputs.test, self.inputs.preprocess);
+        let float_path = self.out.join("student.onnx");
+        let float_tch = self.float.student.logits(test, pre, 256)?;
+        let float_ort = runtime::eval::logits(&mut OrtModel::load(&float_path, 2)?, test, pre, 256, "ORT float student")?;
+        let fake_quant = quantized.student.logits(test, pre, 256)?;
+        let quant_ort = runtime::eval::logits(&mut OrtModel::load(&path, 2)?, test, pre, 256, "ORT quantized student")?;
+        let top1 = |l: &Tensor| metrics::top_k(l, &test.labels, 1);
+        // Latency of both files, side by side.
+        let size = self.plan.recipe.data.image_size as i64;
+        let lat = &self.q.latency;
+        eprintln!("quantize: timing {} and {FILE} in ONNX Runtime ({} threads, {} rounds)", float_path.display(), lat.threads, lat.rounds);
+        let rows = runtime::latency::measure(&[&float_path, &path], &[3, size, size], &lat.batches, lat.rounds, lat.threads)?;
+        let latency: Vec<LatencyRecord> = rows
+            .iter()
+            .map(|r| LatencyRecord { batch: r.batch, float_ms: r.median_ms[0], quantized_ms: r.median_ms[1], speedup: r.median_ms[0] / r.median_ms[1] })
+            .collect();
+        let float_file_bytes = std::fs::metadata(&float_path)?.len();
+        let record = QuantizationRecord {
+            integer_layers: exported.layers.iter().filter(|l| l.integer_kernel).count(),
+            layers: exported.layers,
+            runtime_ops: exported.runtime_ops,
+            training,
+            baseline,
+            compression: float_file_bytes as f64 / file.bytes as f64,
+            file,
+            float_file_bytes,
+            images: test.len(),
+            top1_float_tch: top1(&float_tch),
+            top1_float_ort: top1(&float_ort),
+            top1_fake_quant_tch: top1(&fake_quant),
+            top1_quantized_ort: top1(&quant_ort),
+            top1_agreement_fake_quant_vs_ort: metrics::agreement(&fake_quant, &quant_ort),
+            top1_agreement_float_vs_quantized_ort: metrics::agreement(&float_ort, &quant_ort),
+            max_abs_diff_fake_quant_vs_ort: metrics::max_abs_diff(&fake_quant, &quant_ort),
+            latency_threads: lat.threads,
+            latency_rounds: lat.rounds,
+            latency,
+        };
+        eprintln!("{}", summary(&record));
+        Ok(record)
+    }
+
+}
+
+/// What the file stores, e.g. `int8` or `int8 (int4 grid in 12 layers)`.
+fn storage_summary(layers: &[crate::quant::export::LayerRecord]) -> String {
+    let mut low: std::collections::BTreeMap<u32, usize> = Default::default();
+    for l in layers.iter().filter(|l| l.weight_bits < 8) {
+        *low.entry(l.weight_bits).or_default() += 1;
+    }
+    let parts: Vec<String> = low.iter().rev().map(|(b, n)| format!("int{b} values in {n} layers")).collect();
+    if parts.is_empty() {
+        "int8".into()
+    } else {
+        format!("int8 ({})", parts.join(", "))
+    }
+}
+
+fn summary(r: &QuantizationRecord) -> String {
+    let lat: Vec<String> = r.latency.iter().map(|l| format!("batch {} {:.3} vs {:.3} ms ({:.2}×)", l.batch, l.float_ms, l.quantized_ms, l.speedup)).collect();
+    format!(
+        "quantize: float {:.2}% → quantized {:.2}% in ONNX Runtime (fake-quant tch {:.2}%, agreement {:.2}%); {}/{} layers on integer kernels; {:.2}× smaller; {}",
+        100.0 * r.top1_float_ort,
+        100.0 * r.top1_quantized_ort,
+        100.0 * r.top1_fake_quant_tch,
+        100.0 * r.top1_agreement_fake_quant_vs_ort,
+        r.integer_layers,
+        r.layers.len(),
+        r.compression,
+        lat.join(", ")
+    )
+}

@@ -1,0 +1,121 @@
+//! The quantization-aware student of the recipe's `quantize` section: bit widths per layer
+//! (global, first and last, per node name), their checks by key, and the float student turned
+//! into a QDQ graph (BatchNorm folded, so what trains is exactly what is exported).
+
+use super::qdq::{insert_qdq, LayerBits, QuantizedLayer};
+use crate::graph::fold_bn::fold_batch_norm;
+use crate::graph::Graph;
+use crate::recipe::schema::Quantize;
+use tch::Tensor;
+
+pub const WEIGHT_BITS: &[u32] = &[8, 4, 2];
+pub const ACTIVATION_BITS: &[u32] = &[8, 4];
+
+/// The quantized layers of `graph`, in order: every Conv and Gemm node's name.
+pub fn layer_names(graph: &Graph) -> Vec<String> {
+    graph.nodes.iter().filter(|n| n.op_type == "Conv" || n.op_type == "Gemm").map(|n| n.name.clone()).collect()
+}
+
+/// Each layer's widths: `layers.<name>` over `first_last` (the first and last layer) over the
+/// global `weights`/`activations`.
+pub fn layer_bits(q: &Quantize, names: &[String]) -> Vec<LayerBits> {
+    let last = names.len().saturating_sub(1);
+    names
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let edge = q.first_last.filter(|_| k == 0 || k == last);
+            let mut b = LayerBits { weights: edge.unwrap_or(q.weights), activations: edge.unwrap_or(q.activations) };
+            if let Some(entry) = q.layers.get(name) {
+                b.weights = entry.weights.unwrap_or(b.weights);
+                b.activations = entry.activations.unwrap_or(b.activations);
+            }
+            b
+        })
+        .collect()
+}
+
+/// Problems with the section, each naming its key; `names` are the student's layers.
+pub fn check(q: &Quantize, names: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let list = |v: &[u32]| v.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ");
+    let mut bits = |key: String, value: u32, allowed: &[u32]| {
+        if !allowed.contains(&value) {
+            problems.push(format!("{key}: {value} bits is not supported ({})", list(allowed)));
+        }
+    };
+    bits("quantize.weights".into(), q.weights, WEIGHT_BITS);
+    bits("quantize.activations".into(), q.activations, ACTIVATION_BITS);
+    if let Some(b) = q.first_last {
+        bits("quantize.first_last".into(), b, ACTIVATION_BITS);
+    }
+    for (name, entry) in &q.layers {
+        if let Some(w) = entry.weights {
+            bits(format!("quantize.layers.{name}.weights"), w, WEIGHT_BITS);
+        }
+        if let Some(a) = entry.activations {
+            bits(format!("quantize.layers.{name}.activations"), a, ACTIVATION_BITS);
+        }
+    }
+    for name in q.layers.keys().filter(|n| !names.contains(n)) {
+        let shown: Vec<&str> = names.iter().take(12).map(String::as_str).collect();
+        let more = if names.len() > 12 { format!(", … ({} in all)", names.len()) } else { String::new() };
+        problems.push(format!("quantize.layers.{name}: the student has no Conv or Gemm named `{name}` (its layers: {}{more})", shown.join(", ")));
+    }
+    if q.epochs == 0 {
+        problems.push("quantize.epochs: must be positive".into());
+    }
+    if q.lr.is_some_and(|lr| !(lr > 0.0 && lr.is_finite())) {
+        problems.push("quantize.lr: must be a positive number".into());
+    }
+    if q.calibration_images == 0 {
+        problems.push("quantize.calibration_images: must be positive".into());
+    }
+    if q.latency.rounds == 0 || q.latency.threads == 0 || q.latency.batches.is_empty() || q.latency.batches.contains(&0) {
+        problems.push("quantize.latency: rounds, threads and every batch must be positive".into());
+    }
+    problems
+}
+
+/// The QAT student's graph: a detached copy of `float` with BatchNorm folded into the
+/// convolutions and QDQ pairs inserted at the widths of `q`, activation steps initialised on
+/// `calibration` (preprocessed images on the student's device).
+pub fn quantized_graph(float: &Graph, q: &Quantize, calibration: &Tensor) -> anyhow::Result<(Graph, Vec<QuantizedLayer>)> {
+    let mut graph = float.detached_copy();
+    fold_batch_norm(&mut graph)?;
+    let names = layer_names(&graph);
+    let bits = layer_bits(q, &names);
+    let layers = insert_qdq(&mut graph, calibration, &|k, _| bits[k])?;
+    graph.to_device(calibration.device());
+    Ok((graph, layers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(yaml: &str) -> Quantize {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn first_and_last_layers_default_to_eight_bits_and_layers_override() {
+        let names: Vec<String> = ["conv1", "b.conv", "c.conv", "fc"].iter().map(|s| s.to_string()).collect();
+        let q = section("{weights: 2, activations: 4, layers: {c.conv: {weights: 4}}}");
+        let bits: Vec<(u32, u32)> = layer_bits(&q, &names).iter().map(|b| (b.weights, b.activations)).collect();
+        assert_eq!(bits, vec![(8, 8), (2, 4), (4, 4), (8, 8)]);
+        let q = section("{weights: 4, first_last: null}");
+        assert!(layer_bits(&q, &names).iter().all(|b| b.weights == 4 && b.activations == 8));
+    }
+
+    #[test]
+    fn problems_name_their_keys() {
+        let names = vec!["conv1".to_string(), "fc".to_string()];
+        let q = section("{weights: 3, activations: 2, epochs: 0, layers: {conv9: {weights: 16}}}");
+        let problems = check(&q, &names).join("\n");
+        for key in ["quantize.weights: 3 bits", "quantize.activations: 2 bits", "quantize.epochs", "quantize.layers.conv9.weights: 16 bits", "quantize.layers.conv9: the student has no Conv or Gemm named `conv9`"] {
+            assert!(problems.contains(key), "{key} missing in:\n{problems}");
+        }
+        assert!(check(&section("{}"), &names).is_empty());
+    }
+}
