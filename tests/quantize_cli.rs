@@ -16,7 +16,7 @@ fn quantize_recipe(dir: &std::path::Path, quantize: &str) -> String {
 fn qat_after_distillation_writes_a_qdq_file_on_integer_kernels_and_reports_it() {
     let _one = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let recipe = quantize_recipe(dir.path(), "{weights: 4, activations: 8, epochs: 1, baseline: true, calibration_images: 64, latency: {rounds: 1, batches: [1, 4]}}")
+    let recipe = quantize_recipe(dir.path(), "{weights: 4, activations: 8, epochs: 1, baseline: true, calibration_images: 64, latency: {rounds: 1, batches: [1, 4], threads: [1, 2]}}")
         .replace("    - {metric: max_rel_diff_tch_vs_ort", "    - {metric: quantized_integer_layer_share, min: 1.0}\n    - {metric: max_rel_diff_tch_vs_ort");
     std::fs::write(dir.path().join("r.yaml"), recipe).unwrap();
     let r = run_in(dir.path(), &["--recipe", "r.yaml", "--out", "o"]);
@@ -39,7 +39,8 @@ fn qat_after_distillation_writes_a_qdq_file_on_integer_kernels_and_reports_it() 
     assert_eq!(q["baseline"]["method"], "none");
     assert_eq!(q["training"]["method"], "kd");
     let latency = q["latency"].as_array().unwrap();
-    assert_eq!(latency.len(), 2);
+    assert_eq!(latency.len(), 4, "each batch size at each thread count");
+    assert_eq!(latency.iter().map(|l| (l["threads"].as_u64().unwrap(), l["batch"].as_u64().unwrap())).collect::<Vec<_>>(), vec![(1, 1), (1, 4), (2, 1), (2, 4)]);
     assert!(latency.iter().all(|l| l["float_ms"].as_f64().unwrap() > 0.0 && l["quantized_ms"].as_f64().unwrap() > 0.0));
     let md = std::fs::read_to_string(dir.path().join("o/report.md")).unwrap();
     assert!(md.contains("## Quantized model (QDQ)") && md.contains("10 of 10 quantized layers run on integer kernels"), "{md}");

@@ -1,8 +1,9 @@
 """ONNX Runtime latency of each quantized student next to its float file, side by side.
-Usage: bench_quantized_latency.py [RUN_DIR...] [--rounds R]
+Usage: bench_quantized_latency.py [RUN_DIR...] [--rounds R] [--threads T]
 Each RUN_DIR is a `compress` output folder holding student.onnx and student.qdq.onnx (default:
 every out/quantize_*/ that has both). Both files
-run in ONNX Runtime (CPU, all graph optimizations, one session each, intra-op threads = CPU count)
+run in ONNX Runtime (CPU, all graph optimizations, one session each, intra-op threads: --threads,
+default the CPU count)
 at batch 1 and 32 on the same random input. Rounds alternate the order of the two models so drift
 in machine load hits both; each round takes the median of several runs per model, and the table
 reports the median over rounds of each model's time and of the per-round ratio float / quantized.
@@ -18,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 # (batch, runs per model per round)
-BATCHES = [(1, 200), (32, 20)]
+BATCHES = [(1, 1000), (32, 60)]
 
 
 def session(path, threads):
@@ -41,8 +42,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="*")
     ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
     a = ap.parse_args()
-    threads = os.cpu_count()
+    threads = a.threads
     runs = a.runs or sorted(str(p.parent) for p in Path("out").glob("quantize_*/student.qdq.onnx"))
     print(f"ONNX Runtime {ort.__version__}, CPU, {threads} intra-op threads, {a.rounds} interleaved rounds\n")
     print("| run | file bytes float → quantized | batch | float ms | quantized ms | speedup float/quantized, median (min–max) |")

@@ -64,6 +64,9 @@ impl Stage<'_> {
         };
         let inputs = TrainInputs { label, checkpoints: Some(self.out.join("checkpoints").join(label)), identity: self.inputs.identity.clone(), ..*self.inputs };
         let record = distiller.train(distill, &self.train_config(), &inputs)?;
+        // The biases on ONNX Runtime's int32 grid, so the student measured and exported here
+        // computes what the file computes.
+        crate::quant::qdq::snap_biases(&distiller.student.graph)?;
         Ok((distiller, layers, record))
     }
 
@@ -101,12 +104,18 @@ impl Stage<'_> {
         // Latency of both files, side by side.
         let size = self.plan.recipe.data.image_size as i64;
         let lat = &self.q.latency;
-        eprintln!("quantize: timing {} and {FILE} in ONNX Runtime ({} threads, {} rounds)", float_path.display(), lat.threads, lat.rounds);
-        let rows = runtime::latency::measure(&[&float_path, &path], &[3, size, size], &lat.batches, lat.rounds, lat.threads)?;
-        let latency: Vec<LatencyRecord> = rows
-            .iter()
-            .map(|r| LatencyRecord { batch: r.batch, float_ms: r.median_ms[0], quantized_ms: r.median_ms[1], speedup: r.median_ms[0] / r.median_ms[1] })
-            .collect();
+        eprintln!("quantize: timing {} and {FILE} in ONNX Runtime ({:?} threads, {} rounds)", float_path.display(), lat.threads, lat.rounds);
+        let mut latency = Vec::new();
+        for &threads in &lat.threads {
+            let rows = runtime::latency::measure(&[&float_path, &path], &[3, size, size], &lat.batches, lat.rounds, threads)?;
+            latency.extend(rows.iter().map(|r| LatencyRecord {
+                threads,
+                batch: r.batch,
+                float_ms: r.median_ms[0],
+                quantized_ms: r.median_ms[1],
+                speedup: r.median_ms[0] / r.median_ms[1],
+            }));
+        }
         let float_file_bytes = std::fs::metadata(&float_path)?.len();
         let record = QuantizationRecord {
             integer_layers: exported.layers.iter().filter(|l| l.integer_kernel).count(),
@@ -125,7 +134,6 @@ impl Stage<'_> {
             top1_agreement_fake_quant_vs_ort: metrics::agreement(&fake_quant, &quant_ort),
             top1_agreement_float_vs_quantized_ort: metrics::agreement(&float_ort, &quant_ort),
             max_abs_diff_fake_quant_vs_ort: metrics::max_abs_diff(&fake_quant, &quant_ort),
-            latency_threads: lat.threads,
             latency_rounds: lat.rounds,
             latency,
         };
@@ -150,7 +158,7 @@ fn storage_summary(layers: &[crate::quant::export::LayerRecord]) -> String {
 }
 
 fn summary(r: &QuantizationRecord) -> String {
-    let lat: Vec<String> = r.latency.iter().map(|l| format!("batch {} {:.3} vs {:.3} ms ({:.2}×)", l.batch, l.float_ms, l.quantized_ms, l.speedup)).collect();
+    let lat: Vec<String> = r.latency.iter().map(|l| format!("{} thread(s) batch {} {:.3} vs {:.3} ms ({:.2}×)", l.threads, l.batch, l.float_ms, l.quantized_ms, l.speedup)).collect();
     format!(
         "quantize: float {:.2}% → quantized {:.2}% in ONNX Runtime (fake-quant tch {:.2}%, agreement {:.2}%); {}/{} layers on integer kernels; {:.2}× smaller; {}",
         100.0 * r.top1_float_ort,

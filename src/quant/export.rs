@@ -4,7 +4,7 @@
 //! stores.
 
 use super::matmul_nbits;
-use super::qdq::{one_dequantize_per_reader, store_weights_as_int8, QuantizedLayer};
+use super::qdq::{compact_names, one_dequantize_per_reader, store_weights_as_int8, QuantizedLayer};
 use crate::graph::Graph;
 use crate::runtime::OrtModel;
 use serde::Serialize;
@@ -54,6 +54,7 @@ pub fn write_quantized(graph: &Graph, layers: &[QuantizedLayer], opset: i64, met
     graph.to_device(tch::Device::Cpu);
     store_weights_as_int8(&mut graph)?;
     one_dequantize_per_reader(&mut graph);
+    compact_names(&mut graph);
     // Linear layers below 8 bits store packed int4/int2 for MatMulNBits.
     let packed: Vec<&QuantizedLayer> = layers.iter().filter(|l| l.op == "Gemm" && l.bits.weights < 8).collect();
     let opset = packed.iter().map(|l| matmul_nbits::opset_for(l.bits.weights)).fold(opset, i64::max);

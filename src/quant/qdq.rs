@@ -291,9 +291,20 @@ pub fn store_weights_as_int8(graph: &mut Graph) -> anyhow::Result<usize> {
         let stored = format!("{w}.int8");
         graph.initializers.push((stored.clone(), ints.to_kind(Kind::Int8)));
         graph.nodes.retain(|n| n.name != q_name);
+        // A convolution's weight DequantizeLinear needs no zero point (0 is the default); ONNX
+        // Runtime fuses QGemm only with one, so a Gemm's keeps it.
+        let conv_readers: std::collections::HashSet<String> = graph.nodes.iter().filter(|n| n.op_type == "Conv").flat_map(|n| n.input.iter().cloned()).collect();
+        let other_readers: std::collections::HashSet<String> = graph.nodes.iter().filter(|n| n.op_type != "Conv").flat_map(|n| n.input.iter().cloned()).collect();
         for n in graph.nodes.iter_mut() {
+            if !n.input.iter().any(|i| *i == last) {
+                continue;
+            }
             for i in n.input.iter_mut().filter(|i| **i == last) {
                 *i = stored.clone();
+            }
+            let out = &n.output[0];
+            if n.op_type == "DequantizeLinear" && n.input.len() == 3 && conv_readers.contains(out) && !other_readers.contains(out) {
+                n.input.truncate(2);
             }
         }
         converted += 1;
@@ -302,6 +313,68 @@ pub fn store_weights_as_int8(graph: &mut Graph) -> anyhow::Result<usize> {
     let used: std::collections::HashSet<String> = graph.nodes.iter().flat_map(|n| n.input.iter().cloned()).collect();
     graph.initializers.retain(|(n, _)| used.contains(n));
     Ok(converted)
+}
+
+/// Rounds the float bias of every layer with quantized input and weights, in place, to the
+/// int32 grid ONNX Runtime stores it on: step s_x·s_w per output channel, the product taken in
+/// float32 as ONNX Runtime takes it. ONNX Runtime quantizes a float bias itself when it fuses
+/// the integer kernel; rounded here, the fake-quant student computes with the same bias. Left
+/// unrounded, the half-step differences moved enough values across a rounding boundary that a
+/// W4A4 ResNet-20's file agreed with its float simulation on 96.7% of 1,000 test images;
+/// rounded, on all of them. Returns the number of biases rounded.
+pub fn snap_biases(graph: &Graph) -> anyhow::Result<usize> {
+    let _guard = tch::no_grad_guard();
+    let producer = |value: &str| graph.nodes.iter().find(|n| n.output.first().is_some_and(|o| o == value));
+    let scale_of = |value: &str| -> Option<Tensor> {
+        let dq = producer(value).filter(|n| n.op_type == "DequantizeLinear")?;
+        graph.initializer(&dq.input[1]).map(|t| t.detach().to_kind(Kind::Float))
+    };
+    let mut snapped = 0;
+    for node in graph.nodes.iter().filter(|n| (n.op_type == "Conv" || n.op_type == "Gemm") && n.input.len() > 2) {
+        let (Some(sx), Some(sw), Some(bias)) = (scale_of(&node.input[0]), scale_of(&node.input[1]), graph.initializer(&node.input[2])) else {
+            continue;
+        };
+        let step = (sx.reshape([-1]) * sw.reshape([-1])).to_device(bias.device());
+        let rounded = (bias.detach().to_kind(Kind::Float) / &step).round() * &step;
+        bias.shallow_clone().f_copy_(&rounded.to_kind(bias.kind()))?;
+        snapped += 1;
+    }
+    Ok(snapped)
+}
+
+/// For export: short names for everything the quantization added (initializers, Q/DQ/Clip
+/// nodes and their outputs: `q0`, `q1`, …), which otherwise weigh several percent of a small
+/// model's file; the layers and every original tensor keep their names. Integer weights are
+/// named after the float weights they replace.
+pub fn compact_names(graph: &mut Graph) {
+    let mut map: HashMap<String, String> = HashMap::new();
+    let mut next = 0usize;
+    let mut short = |name: &str| -> String {
+        if let Some(w) = name.strip_suffix(".int8") {
+            return w.to_string();
+        }
+        if !name.contains(".quant.") {
+            return name.to_string();
+        }
+        map.entry(name.to_string())
+            .or_insert_with(|| {
+                next += 1;
+                format!("q{}", next - 1)
+            })
+            .clone()
+    };
+    for (name, _) in graph.initializers.iter_mut() {
+        *name = short(name);
+    }
+    for n in graph.nodes.iter_mut() {
+        for i in n.input.iter_mut().chain(n.output.iter_mut()) {
+            *i = short(i);
+        }
+        if matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear" | "Clip") && n.name.contains(".quant.") {
+            n.name = n.output[0].clone();
+        }
+    }
+    graph.metadata.retain(|(k, _)| k != GRAD_SCALES_KEY);
 }
 
 /// For export: a DequantizeLinear read by several nodes becomes one copy per reader, each with

@@ -71,7 +71,8 @@ pub fn check(q: &Quantize, names: &[String]) -> Vec<String> {
     if q.calibration_images == 0 {
         problems.push("quantize.calibration_images: must be positive".into());
     }
-    if q.latency.rounds == 0 || q.latency.threads == 0 || q.latency.batches.is_empty() || q.latency.batches.contains(&0) {
+    let l = &q.latency;
+    if l.rounds == 0 || l.threads.is_empty() || l.threads.contains(&0) || l.batches.is_empty() || l.batches.contains(&0) {
         problems.push("quantize.latency: rounds, threads and every batch must be positive".into());
     }
     problems

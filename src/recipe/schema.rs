@@ -85,9 +85,10 @@ pub struct Latency {
     pub batches: Vec<usize>,
     #[serde(default = "default_latency_rounds")]
     pub rounds: usize,
-    /// ONNX Runtime intra-op threads.
+    /// ONNX Runtime intra-op thread counts, each timed (a small int8 model can be fastest on
+    /// one thread).
     #[serde(default = "default_latency_threads")]
-    pub threads: usize,
+    pub threads: Vec<usize>,
 }
 
 impl Default for Latency {
@@ -114,8 +115,8 @@ fn default_latency_batches() -> Vec<usize> {
 fn default_latency_rounds() -> usize {
     7
 }
-fn default_latency_threads() -> usize {
-    2
+fn default_latency_threads() -> Vec<usize> {
+    vec![1, 2]
 }
 
 /// `compress compare`: every method trains the same student (same initial weights per seed) on

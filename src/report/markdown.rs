@@ -96,16 +96,15 @@ fn quantization(s: &mut String, q: &QuantizationRecord) {
         q.compression
     );
     for l in &q.latency {
-        let _ = writeln!(s, "| latency, batch {} | {:.3} ms | {:.3} ms ({:.2}× faster) |", l.batch, l.float_ms, l.quantized_ms, l.speedup);
+        let _ = writeln!(s, "| latency, batch {}, {} thread(s) | {:.3} ms | {:.3} ms ({:.2}× faster) |", l.batch, l.threads, l.float_ms, l.quantized_ms, l.speedup);
     }
     let _ = writeln!(
         s,
-        "\n{} test images; top-1 agreement fake-quant tch vs ONNX Runtime {}, float vs quantized file {}; logits max abs diff {:.3e}. Latency: ONNX Runtime on this CPU, {} threads, median of {} interleaved rounds.\n",
+        "\n{} test images; top-1 agreement fake-quant tch vs ONNX Runtime {}, float vs quantized file {}; logits max abs diff {:.3e}. Latency: ONNX Runtime on this CPU, median of {} interleaved rounds.\n",
         q.images,
         pct(q.top1_agreement_fake_quant_vs_ort),
         pct(q.top1_agreement_float_vs_quantized_ort),
         q.max_abs_diff_fake_quant_vs_ort,
-        q.latency_threads,
         q.latency_rounds
     );
     let _ = writeln!(s, "{} of {} quantized layers run on integer kernels.\n\n| layer | op | weight bits | activation bits | weights stored as | ONNX Runtime kernel |\n|---|---|---|---|---|---|", q.integer_layers, q.layers.len());

@@ -95,13 +95,14 @@ pub struct QuantizationRecord {
     pub top1_agreement_fake_quant_vs_ort: f64,
     pub top1_agreement_float_vs_quantized_ort: f64,
     pub max_abs_diff_fake_quant_vs_ort: f64,
-    pub latency_threads: usize,
     pub latency_rounds: usize,
     pub latency: Vec<LatencyRecord>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct LatencyRecord {
+    /// ONNX Runtime intra-op threads.
+    pub threads: usize,
     pub batch: usize,
     pub float_ms: f64,
     pub quantized_ms: f64,
