@@ -18,9 +18,15 @@ struct Quantized {
 }
 
 fn quantized_zoo_student(arch: &str, width: f64, bits: &dyn Fn(usize, usize) -> LayerBits) -> Quantized {
+    quantized_zoo_student_with(arch, width, bits, &|_| {})
+}
+
+/// The same, with `edit` applied to the float graph first.
+fn quantized_zoo_student_with(arch: &str, width: f64, bits: &dyn Fn(usize, usize) -> LayerBits, edit: &dyn Fn(&mut compress::graph::Graph)) -> Quantized {
     tch::manual_seed(5);
     let spec = compress::zoo::ArchSpec { num_classes: 10, width, image_size: 32 };
-    let graph = compress::zoo::build(arch, &spec, Device::Cpu).unwrap();
+    let mut graph = compress::zoo::build(arch, &spec, Device::Cpu).unwrap();
+    edit(&mut graph);
     // BatchNorm statistics of the data, as a trained student has them (with the initial ones,
     // activations shrink layer by layer to 1e-9 in a deep net).
     let float = Student::new(graph, Device::Cpu).unwrap();
@@ -156,5 +162,25 @@ fn w4a4_resnet8_keeps_integer_clips_and_integer_kernels() {
     assert_all_integer(&exported);
     assert!(exported.runtime_ops.get("Clip").copied().unwrap_or(0) >= clips(false), "{:?}", exported.runtime_ops);
     assert!(exported.layers[1..9].iter().all(|l| l.activation_bits == 4));
+    assert!(agreement >= 0.98, "{agreement}");
+}
+
+/// A linear layer written as Gemm with transB = 0 ([K, N] weights, steps along axis 1) is
+/// stored packed and runs as MatMulNBits too.
+#[test]
+fn low_bit_gemm_without_trans_b_runs_as_matmulnbits() {
+    let _one = common::one_training_at_a_time();
+    let q = quantized_zoo_student_with("resnet8", 0.5, &|k, n| LayerBits { weights: if k + 1 == n { 4 } else { 8 }, activations: 8 }, &|graph| {
+        let gemm = graph.nodes.iter().position(|n| n.op_type == "Gemm").unwrap();
+        graph.nodes[gemm].attribute.retain(|a| a.name != "transB");
+        let w = graph.nodes[gemm].input[1].clone();
+        for (_, t) in graph.initializers.iter_mut().filter(|(n, _)| *n == w) {
+            *t = t.detach().tr().contiguous();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (exported, agreement, _) = export_and_compare(&q, dir.path());
+    println!("transB = 0 int4 head: {:?}; agreement {agreement}", exported.runtime_ops);
+    assert_eq!(exported.layers.last().unwrap().kernel, "com.microsoft::MatMulNBits", "{:?}", exported.runtime_ops);
     assert!(agreement >= 0.98, "{agreement}");
 }

@@ -74,7 +74,8 @@ impl Stage<'_> {
         let calibration = self.calibration();
         let distill = &self.plan.recipe.distill;
         let (quantized, layers, training) = self.qat(distill, "qat", &calibration)?;
-        let baseline = if self.q.baseline {
+        // (A run without a distillation method has no teachers to compare against.)
+        let baseline = if self.q.baseline && distill.method != "none" {
             let labels_only = Distill { method: "none".into(), ..distill.clone() };
             Some(self.qat(&labels_only, "qat_baseline", &calibration)?.2)
         } else {
@@ -143,7 +144,7 @@ impl Stage<'_> {
 
 }
 
-/// What the file stores, e.g. `int8` or `int8 (int4 grid in 12 layers)`.
+/// What the file stores, e.g. `int8` or `int8 (int4 values in 12 layers)`.
 fn storage_summary(layers: &[crate::quant::export::LayerRecord]) -> String {
     let mut low: std::collections::BTreeMap<u32, usize> = Default::default();
     for l in layers.iter().filter(|l| l.weight_bits < 8) {

@@ -1,5 +1,5 @@
 //! The quantized file: the QAT graph with its weights stored as integers (int8, or packed int4
-//! and int2 for linear layers) and one DequantizeLinear per reader, then opened with ONNX
+//! for linear layers below 8 bits) and one DequantizeLinear per reader, then opened with ONNX
 //! Runtime's optimized-model dump to record, per layer, the kernel it really runs and what it
 //! stores.
 
@@ -39,8 +39,8 @@ pub struct LayerRecord {
 
 #[derive(Debug, Serialize)]
 pub struct QuantizedExport {
-    /// The file's opset: the recipe's, raised to 21 (int4) or 25 (int2) when a linear layer
-    /// stores packed low-bit weights.
+    /// The file's opset: the recipe's, raised to 21 when a linear layer stores packed int4
+    /// weights.
     pub opset: i64,
     pub layers: Vec<LayerRecord>,
     /// Every op ONNX Runtime runs, counted by type.
@@ -57,7 +57,7 @@ pub fn write_quantized(graph: &Graph, layers: &[QuantizedLayer], opset: i64, met
     compact_names(&mut graph);
     // Linear layers below 8 bits store packed int4/int2 for MatMulNBits.
     let packed: Vec<&QuantizedLayer> = layers.iter().filter(|l| l.op == "Gemm" && l.bits.weights < 8).collect();
-    let opset = packed.iter().map(|l| matmul_nbits::opset_for(l.bits.weights)).fold(opset, i64::max);
+    let opset = if packed.is_empty() { opset } else { opset.max(matmul_nbits::OPSET) };
     let (mut model, _) = crate::export::onnx_model(&graph, opset, false, metadata)?;
     for l in &packed {
         matmul_nbits::rewrite_gemm(&mut model, &l.node, l.bits.weights)?;

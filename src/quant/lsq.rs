@@ -1,5 +1,9 @@
 //! Learned step size quantization (LSQ, Esser et al. 2020), written with `detach` as
 //! runtime-notes §2.4 recommends: no custom autograd function, no host syncs, any precision.
+//! `fake_quant` is the reference formulation, checked here against libtorch's fused learnable
+//! fake-quant ops; a QAT graph applies the same rule through its QuantizeLinear →
+//! DequantizeLinear pairs (straight-through rounding in `graph/ops/quant.rs`, the gradient scale
+//! g in the optimizer, `distill/optim.rs`). The initial steps come from `mse_step`.
 //!
 //! With step s on the integer grid [lo, hi] (zero point 0, symmetric):
 //! y = round_ste(clamp(x / s_g, lo, hi)) · s_g, where round_ste rounds in the forward pass and

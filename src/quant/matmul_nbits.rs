@@ -1,5 +1,5 @@
 //! Low-bit storage for linear layers: a Gemm whose weights are on a 4- or 2-bit grid is written
-//! as DequantizeLinear(int4 or int2 weights, blocked along K) → Gemm (transB = 0), the pattern
+//! as DequantizeLinear(int4 weights, blocked along K) → Gemm (transB = 0), the pattern
 //! ONNX Runtime fuses into `com.microsoft::MatMulNBits` (runtime-notes §3.2). The file stores
 //! two weights per byte; the block scales repeat the per-output-channel steps that trained.
 //!
@@ -30,10 +30,8 @@ pub fn pack(values: &[i8], bits: u32) -> Vec<u8> {
     out
 }
 
-/// The opset the file needs for a linear layer of `bits`-bit weights (stored as int4).
-pub fn opset_for(_bits: u32) -> i64 {
-    21
-}
+/// The opset a file with int4 initializers needs.
+pub const OPSET: i64 = 21;
 
 /// What a linear layer with `bits`-bit weights stores.
 pub fn storage(bits: u32) -> String {
@@ -48,14 +46,15 @@ fn find_init<'a>(model: &'a ModelProto, name: &str) -> Option<&'a TensorProto> {
     model.graph.as_ref()?.initializer.iter().find(|t| t.name == name)
 }
 
-/// Rewrites Gemm `gemm` (transB = 1, its weight read through a per-channel int8
+/// Rewrites Gemm `gemm` (transA = 0, alpha = beta = 1, its weight read through a per-channel int8
 /// DequantizeLinear on axis 0, the values on the `bits`-bit grid) to read blocked int4 weights.
-/// The model's opset must already allow the type ([`opset_for`]).
+/// The model's opset must already allow the type ([`OPSET`]).
 pub fn rewrite_gemm(model: &mut ModelProto, gemm: &str, bits: u32) -> anyhow::Result<()> {
     let graph = model.graph.as_ref().ok_or_else(|| anyhow::anyhow!("the model has no graph"))?;
     let node = graph.node.iter().find(|n| n.name == gemm).ok_or_else(|| anyhow::anyhow!("no Gemm `{gemm}`"))?;
     let attr = |name: &str, default: i64| node.attribute.iter().find(|a| a.name == name).map_or(default, |a| a.i);
-    anyhow::ensure!(attr("transB", 0) == 1 && attr("transA", 0) == 0, "Gemm `{gemm}`: expected transA = 0, transB = 1");
+    anyhow::ensure!(attr("transA", 0) == 0, "Gemm `{gemm}`: expected transA = 0");
+    let trans_b = attr("transB", 0) == 1;
     let alpha_one = node.attribute.iter().find(|a| a.name == "alpha").is_none_or(|a| a.f == 1.0);
     let beta_one = node.attribute.iter().find(|a| a.name == "beta").is_none_or(|a| a.f == 1.0);
     anyhow::ensure!(alpha_one && beta_one, "Gemm `{gemm}`: expected alpha = beta = 1");
@@ -64,13 +63,14 @@ pub fn rewrite_gemm(model: &mut ModelProto, gemm: &str, bits: u32) -> anyhow::Re
     let (w_name, s_name) = (dq.input[0].clone(), dq.input[1].clone());
     let w = find_init(model, &w_name).ok_or_else(|| anyhow::anyhow!("`{w_name}` is not an initializer"))?;
     anyhow::ensure!(w.data_type == onnx_protobuf::tensor_proto::DataType::INT8 as i32 && w.dims.len() == 2, "`{w_name}`: expected a 2-D int8 initializer");
-    let (n, k) = (w.dims[0] as usize, w.dims[1] as usize);
+    // Stored [N, K] with transB, else [K, N]; the scales run along N either way.
+    let (n, k) = if trans_b { (w.dims[0] as usize, w.dims[1] as usize) } else { (w.dims[1] as usize, w.dims[0] as usize) };
     let ints: Vec<i8> = if !w.raw_data.is_empty() { w.raw_data.iter().map(|&b| b as i8).collect() } else { w.int32_data.iter().map(|&v| v as i8).collect() };
     anyhow::ensure!(ints.len() == n * k, "`{w_name}`: {} values for shape [{n}, {k}]", ints.len());
     let hi = (1i8 << (bits - 1)) - 1;
     anyhow::ensure!(ints.iter().all(|&v| v >= -hi && v <= hi), "`{w_name}`: values outside the {bits}-bit grid");
-    // [N, K] → [K, N], row-major.
-    let transposed: Vec<i8> = (0..k).flat_map(|kk| (0..n).map(move |nn| (kk, nn))).map(|(kk, nn)| ints[nn * k + kk]).collect();
+    // [K, N], row-major.
+    let transposed: Vec<i8> = if trans_b { (0..k).flat_map(|kk| (0..n).map(move |nn| (kk, nn))).map(|(kk, nn)| ints[nn * k + kk]).collect() } else { ints };
     let scale = find_init(model, &s_name).ok_or_else(|| anyhow::anyhow!("`{s_name}` is not an initializer"))?.clone();
     anyhow::ensure!(scale.dims == [n as i64], "`{s_name}`: expected {n} per-channel scales");
     let block = k.max(16).next_power_of_two().min(MAX_BLOCK);

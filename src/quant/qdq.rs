@@ -1,7 +1,7 @@
 //! The quantization-aware student: QuantizeLinear → (integer Clip below 8 bits) →
-//! DequantizeLinear pairs inserted on the weights (per output channel, narrow symmetric grid)
-//! and on the data inputs (per tensor) of every Conv and Gemm, with learned scales as float
-//! initializers. The executor runs such a pair as LSQ-style fake quantization in training, so
+//! DequantizeLinear pairs inserted on the weights (per output channel, symmetric: ±7 and ±1
+//! below 8 bits, the int8 range at 8) and on the activations (per tensor) of every Conv and
+//! Gemm, with learned scales as float initializers. The executor runs such a pair as LSQ-style fake quantization in training, so
 //! the graph trains as a QAT model and is exported as itself. BatchNorm must be folded first.
 
 use super::lsq::{mse_step, Grid};
@@ -43,12 +43,12 @@ fn qdq_node(op: &str, name: &str, inputs: &[&str], axis: Option<i64>) -> NodePro
 /// integers are stored in uint8 when `unsigned`, else int8.
 #[allow(clippy::too_many_arguments)]
 fn insert_pair(graph: &mut Graph, new_nodes: &mut Vec<NodeProto>, x: &str, base: &str, scale: Tensor, bits: u32, axis: Option<i64>, grid: Grid, unsigned: bool) {
-    // LSQ's gradient scale for this step: N elements share it (per sample for activations).
-    let per_step = match axis {
-        Some(a) => graph.initializer(x).map_or(1, |w| w.numel() as i64 / w.size()[a as usize]),
-        None => graph.initializer(x).map_or(0, |w| w.numel() as i64),
-    };
-    add_grad_scale(graph, &format!("{base}.scale"), per_step, grid);
+    // LSQ's gradient scale of a weight step: the elements of its channel share it. (An
+    // activation's is recorded by the caller, which knows the per-sample size.)
+    if let (Some(a), Some(w)) = (axis, graph.initializer(x)) {
+        let per_step = w.numel() as i64 / w.size()[a as usize];
+        add_grad_scale(graph, &format!("{base}.scale"), per_step, grid);
+    }
     // Weights: int8, zero point 0. Activations: uint8, with zero point 0 on the unsigned grid
     // and 128 on the signed one (the same values as int8 with zero point 0; ONNX Runtime's x86
     // kernels take uint8 activations, and its own int8 → uint8 rewrite skips a quantized tensor
@@ -106,12 +106,14 @@ fn result_of(graph: &Graph, conv_output: &str) -> (String, bool) {
 /// count)` gives each layer's widths.
 ///
 /// - Weights: a Q→(Clip)→DQ pair per channel (axis 0 for Conv and Gemm with transB, 1 for plain
-///   Gemm), int8 storage on the narrow symmetric grid.
+///   Gemm), int8 storage, zero point 0; an integer Clip narrows the grid to ±7 or ±1 below 8
+///   bits (at 8 bits QuantizeLinear saturates to the int8 range).
 /// - Activations, quantized once per tensor (every reader takes the dequantized value): the
 ///   data input of every layer (but a linear layer below 8 bits: weight-only, see
 ///   [`weight_only`]) at that layer's activation width (the widest when several layers
-///   read it), and the result of every conv (after its ReLU) at 8 bits when no layer reads it
-///   directly, so ONNX Runtime sees DQ → Conv → Q everywhere and runs integer kernels.
+///   read it), and the result of every Conv and Add (after its ReLU) at 8 bits when no layer
+///   reads it directly, so ONNX Runtime sees DQ → Conv/Add → Q everywhere and runs integer
+///   kernels.
 ///   Non-negative tensors (ReLU outputs) use the unsigned grid (uint8, zero point 0), others the
 ///   signed grid (uint8, zero point 128). An 8-bit classifier's logits are quantized too.
 ///
@@ -142,7 +144,8 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
     }
     for node in graph.nodes.iter().filter(|n| n.op_type == "Conv" || n.op_type == "Add") {
         let (result, unsigned) = result_of(graph, &node.output[0]);
-        if !is_output(&result) {
+        let read_weight_only = layers.iter().enumerate().any(|(k, &i)| graph.nodes[i].input[0] == result && weight_only(&graph.nodes[i], layer_bits[k]));
+        if !is_output(&result) && !read_weight_only {
             add(result, Activation { bits: 8, unsigned }, false);
         }
     }
@@ -180,19 +183,26 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
     }
     let mut report = Vec::new();
     let mut rewritten = Vec::new();
+    let mut quantized_weights = std::collections::HashSet::new();
     for input in graph.inputs.clone() {
         rewritten.extend(pairs.remove(&input.name).unwrap_or_default());
     }
     for (pos, mut node) in std::mem::take(&mut graph.nodes).into_iter().enumerate() {
         if let Some(k) = layers.iter().position(|&i| i == pos) {
-            let b = layer_bits[k];
+            let mut b = layer_bits[k];
+            if let Some((_, a)) = activations.iter().find(|(t, _)| *t == node.input[0]) {
+                b.activations = a.bits; // the width its input is quantized at (the widest reader's)
+            }
             let w = node.input[1].clone();
-            let weight = graph.initializer(&w).ok_or_else(|| anyhow::anyhow!("`{}`'s weight `{w}` is not an initializer", node.name))?.detach().to_device(tch::Device::Cpu);
-            let trans_b = node.op_type == "Gemm" && node.attribute.iter().any(|a| a.name == "transB" && a.i == 1);
-            let axis = if node.op_type == "Conv" || trans_b { 0 } else { 1 };
-            let grid = Grid::weights(b.weights);
-            let step = mse_step(&weight, grid, Some(axis)).to_kind(Kind::Float);
-            insert_pair(graph, &mut rewritten, &w, &format!("{w}.quant"), step, b.weights, Some(axis), grid, false);
+            // A weight shared with an earlier layer keeps that layer's quantization.
+            if quantized_weights.insert(w.clone()) {
+                let weight = graph.initializer(&w).ok_or_else(|| anyhow::anyhow!("`{}`'s weight `{w}` is not an initializer", node.name))?.detach().to_device(tch::Device::Cpu);
+                let trans_b = node.op_type == "Gemm" && node.attribute.iter().any(|a| a.name == "transB" && a.i == 1);
+                let axis = if node.op_type == "Conv" || trans_b { 0 } else { 1 };
+                let grid = Grid::weights(b.weights);
+                let step = mse_step(&weight, grid, Some(axis)).to_kind(Kind::Float);
+                insert_pair(graph, &mut rewritten, &w, &format!("{w}.quant"), step, b.weights, Some(axis), grid, false);
+            }
             node.input[1] = format!("{w}.quant.dq");
             let bits = if weight_only(&node, b) { LayerBits { weights: b.weights, activations: FLOAT_BITS } } else { b };
             report.push(QuantizedLayer { node: node.name.clone(), op: node.op_type.clone(), bits });
@@ -296,7 +306,7 @@ pub fn store_weights_as_int8(graph: &mut Graph) -> anyhow::Result<usize> {
         let conv_readers: std::collections::HashSet<String> = graph.nodes.iter().filter(|n| n.op_type == "Conv").flat_map(|n| n.input.iter().cloned()).collect();
         let other_readers: std::collections::HashSet<String> = graph.nodes.iter().filter(|n| n.op_type != "Conv").flat_map(|n| n.input.iter().cloned()).collect();
         for n in graph.nodes.iter_mut() {
-            if !n.input.iter().any(|i| *i == last) {
+            if !n.input.contains(&last) {
                 continue;
             }
             for i in n.input.iter_mut().filter(|i| **i == last) {
@@ -330,11 +340,16 @@ pub fn snap_biases(graph: &Graph) -> anyhow::Result<usize> {
         graph.initializer(&dq.input[1]).map(|t| t.detach().to_kind(Kind::Float))
     };
     let mut snapped = 0;
+    let mut seen = std::collections::HashSet::new();
     for node in graph.nodes.iter().filter(|n| (n.op_type == "Conv" || n.op_type == "Gemm") && n.input.len() > 2) {
         let (Some(sx), Some(sw), Some(bias)) = (scale_of(&node.input[0]), scale_of(&node.input[1]), graph.initializer(&node.input[2])) else {
             continue;
         };
         let step = (sx.reshape([-1]) * sw.reshape([-1])).to_device(bias.device());
+        // A broadcast bias, or one shared with an earlier layer, keeps its float value.
+        if bias.numel() != step.numel() || !seen.insert(node.input[2].clone()) {
+            continue;
+        }
         let rounded = (bias.detach().to_kind(Kind::Float) / &step).round() * &step;
         bias.shallow_clone().f_copy_(&rounded.to_kind(bias.kind()))?;
         snapped += 1;
@@ -347,19 +362,29 @@ pub fn snap_biases(graph: &Graph) -> anyhow::Result<usize> {
 /// model's file; the layers and every original tensor keep their names. Integer weights are
 /// named after the float weights they replace.
 pub fn compact_names(graph: &mut Graph) {
+    let taken: std::collections::HashSet<String> = graph
+        .initializers
+        .iter()
+        .map(|(n, _)| n.clone())
+        .chain(graph.nodes.iter().flat_map(|n| n.input.iter().chain(n.output.iter()).cloned()))
+        .chain(graph.inputs.iter().chain(graph.outputs.iter()).map(|v| v.name.clone()))
+        .collect();
     let mut map: HashMap<String, String> = HashMap::new();
     let mut next = 0usize;
     let mut short = |name: &str| -> String {
-        if let Some(w) = name.strip_suffix(".int8") {
+        if let Some(w) = name.strip_suffix(".int8").filter(|w| !taken.contains(*w)) {
             return w.to_string();
         }
         if !name.contains(".quant.") {
             return name.to_string();
         }
         map.entry(name.to_string())
-            .or_insert_with(|| {
+            .or_insert_with(|| loop {
                 next += 1;
-                format!("q{}", next - 1)
+                let candidate = format!("q{}", next - 1);
+                if !taken.contains(&candidate) {
+                    break candidate;
+                }
             })
             .clone()
     };

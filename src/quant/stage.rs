@@ -1,6 +1,8 @@
 //! The quantization-aware student of the recipe's `quantize` section: bit widths per layer
 //! (global, first and last, per node name), their checks by key, and the float student turned
-//! into a QDQ graph (BatchNorm folded, so what trains is exactly what is exported).
+//! into a QDQ graph (every BatchNorm that follows a convolution folded into it, so the trained
+//! convolutions are the exported ones; a BatchNorm after no convolution, as in pre-activation
+//! Wide ResNets, stays and is exported with its running statistics).
 
 use super::qdq::{insert_qdq, LayerBits, QuantizedLayer};
 use crate::graph::fold_bn::fold_batch_norm;
@@ -76,6 +78,24 @@ pub fn check(q: &Quantize, names: &[String]) -> Vec<String> {
         problems.push("quantize.latency: rounds, threads and every batch must be positive".into());
     }
     problems
+}
+
+/// Problems with `graph`'s linear layers that `q` stores below 8 bits: ONNX Runtime's
+/// MatMulNBits takes a Gemm with transA = 0 and alpha = beta = 1 only.
+pub fn check_linear_layers(q: &Quantize, graph: &Graph) -> Vec<String> {
+    let names = layer_names(graph);
+    let bits = layer_bits(q, &names);
+    graph
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Gemm")
+        .filter(|n| names.iter().position(|x| *x == n.name).is_some_and(|k| bits[k].weights < 8))
+        .filter(|n| {
+            let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
+            attr("transA").is_some_and(|a| a.i != 0) || attr("alpha").is_some_and(|a| a.f != 1.0) || attr("beta").is_some_and(|a| a.f != 1.0)
+        })
+        .map(|n| format!("quantize: Gemm `{}` below 8 bits needs transA = 0 and alpha = beta = 1 (MatMulNBits); give it `quantize.layers.{}.weights: 8`", n.name, n.name))
+        .collect()
 }
 
 /// The QAT student's graph: a detached copy of `float` with BatchNorm folded into the

@@ -268,12 +268,16 @@ fn try_build_method(recipe: &Recipe, m: &MethodUse, teachers: &[&Teacher], stude
 fn check_quantize(recipe: &Recipe, q: &crate::recipe::schema::Quantize) -> Vec<String> {
     let classes = class_count(recipe).unwrap_or(10) as i64;
     let spec = crate::zoo::ArchSpec { num_classes: classes, width: recipe.student.width, image_size: recipe.data.image_size as i64 };
-    let names = match crate::distill::student_source::build(&recipe.student, &spec, Device::Cpu) {
-        Ok(g) => crate::quant::stage::layer_names(&g),
+    let graph = match crate::distill::student_source::build(&recipe.student, &spec, Device::Cpu) {
+        Ok(g) => g,
         // The student's own problem is reported by check_student.
         Err(_) => return vec![],
     };
-    crate::quant::stage::check(q, &names)
+    let mut problems = crate::quant::stage::check(q, &crate::quant::stage::layer_names(&graph));
+    if problems.is_empty() {
+        problems.extend(crate::quant::stage::check_linear_layers(q, &graph));
+    }
+    problems
 }
 
 /// Checks the student and returns the shapes of the taps the method needs from it.
