@@ -57,6 +57,14 @@ fn qat_after_distillation_writes_a_qdq_file_on_integer_kernels_and_reports_it() 
     let report2: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("again/report.json")).unwrap()).unwrap();
     assert_eq!(report2["training"]["final_top1"], report["fidelity"]["top1_tch"], "the same float student");
     assert_eq!(report2["quantization"]["integer_layers"], 10);
+
+    // Replacing the run with one that does not quantize leaves no quantized file behind that
+    // would pass for this run's.
+    let plain = std::fs::read_to_string(dir.path().join("again.yaml")).unwrap().replace("quantize:", "# quantize:").replace("train: {epochs: 0,", "train: {epochs: 1,");
+    std::fs::write(dir.path().join("plain.yaml"), plain.lines().filter(|l| !l.contains("quantized_")).collect::<Vec<_>>().join("\n")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "plain.yaml", "--out", "again", "--overwrite"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!dir.path().join("again/student.qdq.onnx").exists());
 }
 
 #[test]

@@ -16,7 +16,6 @@ import json
 import os
 import statistics
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import onnxruntime as ort
 import torch
 import torchvision
 import torchvision.models as tvm
+from ort_timing import compare, session
 
 PAIRS = [("mobilenetv2_imagenet", "mobilenet_v2", tvm.mobilenet_v2), ("resnet18", "resnet18", tvm.resnet18)]
 OPSET = 13
@@ -53,22 +53,6 @@ def op_histogram(path):
     return dict(sorted(counts.items()))
 
 
-def session(path, threads):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def timed_median(sess, feed, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        sess.run(None, feed)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
@@ -88,21 +72,11 @@ def main():
         sessions = {"ours": session(ours_path, threads), "torchvision": session(tv_path, threads)}
         for batch, runs in BATCHES:
             x = np.random.default_rng(0).standard_normal((batch, 3, SIZE, SIZE), dtype=np.float32)
-            feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
-            for k, s in sessions.items():  # warm-up
-                for _ in range(3 if batch == 1 else 1):
-                    s.run(None, feeds[k])
-            per_round = {"ours": [], "torchvision": []}
-            ratios = []
-            for r in range(a.rounds):
-                order = ["ours", "torchvision"] if r % 2 == 0 else ["torchvision", "ours"]
-                for k in order:
-                    per_round[k].append(timed_median(sessions[k], feeds[k], runs))
-                ratios.append(per_round["ours"][-1] / per_round["torchvision"][-1])
+            medians, ratios = compare(sessions, x, a.rounds, runs, warmup=3 if batch == 1 else 1)
             row = {
                 "arch": ours_arch, "torchvision": tv_name, "batch": batch, "rounds": a.rounds, "runs_per_round": runs,
-                "ours_ms": 1e3 * statistics.median(per_round["ours"]),
-                "torchvision_ms": 1e3 * statistics.median(per_round["torchvision"]),
+                "ours_ms": 1e3 * medians["ours"],
+                "torchvision_ms": 1e3 * medians["torchvision"],
                 "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
             }
             rows.append(row)

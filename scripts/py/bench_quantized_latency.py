@@ -9,33 +9,16 @@ in machine load hits both; each round takes the median of several runs per model
 reports the median over rounds of each model's time and of the per-round ratio float / quantized.
 """
 import argparse
-import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from ort_timing import compare, session
 
 # (batch, runs per model per round)
 BATCHES = [(1, 1000), (32, 60)]
-
-
-def session(path, threads):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def timed_median(sess, feed, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        sess.run(None, feed)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
@@ -57,18 +40,8 @@ def main():
         sizes = f"{files['float'].stat().st_size:,} → {files['quantized'].stat().st_size:,}"
         for batch, runs in BATCHES:
             x = np.random.default_rng(0).standard_normal([batch] + shape[1:], dtype=np.float32)
-            feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
-            for k, s in sessions.items():  # warm-up
-                for _ in range(5):
-                    s.run(None, feeds[k])
-            per_round = {"float": [], "quantized": []}
-            ratios = []
-            for r in range(a.rounds):
-                order = ["float", "quantized"] if r % 2 == 0 else ["quantized", "float"]
-                for k in order:
-                    per_round[k].append(timed_median(sessions[k], feeds[k], runs))
-                ratios.append(per_round["float"][-1] / per_round["quantized"][-1])
-            f_ms, q_ms = 1e3 * statistics.median(per_round["float"]), 1e3 * statistics.median(per_round["quantized"])
+            medians, ratios = compare(sessions, x, a.rounds, runs, warmup=5)
+            f_ms, q_ms = 1e3 * medians["float"], 1e3 * medians["quantized"]
             print(f"| {run.name} | {sizes} | {batch} | {f_ms:.3f} | {q_ms:.3f} | "
                   f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) |", flush=True)
 

@@ -99,7 +99,16 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     stages.lap("validate");
     let quantization = match &r.quantize {
         Some(q) => {
-            let stage = quantize::Stage { plan: &plan, spec: &spec, q, float: &distiller, inputs: &inputs, out: &out, class_names: &train_set.class_names };
+            let stage = quantize::Stage {
+                plan: &plan,
+                spec: &spec,
+                q,
+                float: &distiller,
+                float_fidelity: &fidelity,
+                inputs: &inputs,
+                out: &out,
+                class_names: &train_set.class_names,
+            };
             let record = stage.run()?;
             exported.push(record.file.clone());
             stages.lap("quantize");
@@ -185,6 +194,11 @@ fn prepare_output(out: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         }
         if checkpoints.exists() {
             std::fs::remove_dir_all(&checkpoints)?;
+        }
+        // A quantized file of the replaced run must not pass for one of this run.
+        let quantized = out.join(quantize::FILE);
+        if quantized.exists() {
+            std::fs::remove_file(&quantized)?;
         }
     }
     std::fs::create_dir_all(out).map_err(|e| bad_input!("cannot create output folder {}: {e}", out.display()))?;

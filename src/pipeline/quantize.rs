@@ -21,6 +21,8 @@ pub(super) struct Stage<'a> {
     pub q: &'a Quantize,
     /// The trained float student and its method.
     pub float: &'a Distiller,
+    /// The float file's validation (its top-1 in tch and ONNX Runtime).
+    pub float_fidelity: &'a crate::report::Fidelity,
     pub inputs: &'a TrainInputs<'a>,
     pub out: &'a Path,
     pub class_names: &'a [String],
@@ -97,7 +99,7 @@ impl Stage<'_> {
         // Accuracy and agreement on the test set.
         let (test, pre) = (self.inputs.test, self.inputs.preprocess);
         let float_path = self.out.join("student.onnx");
-        let float_tch = self.float.student.logits(test, pre, 256)?;
+        // The float file's logits again, for its agreement with the quantized file.
         let float_ort = runtime::eval::logits(&mut OrtModel::load(&float_path, 2)?, test, pre, 256, "ORT float student")?;
         let fake_quant = quantized.student.logits(test, pre, 256)?;
         let quant_ort = runtime::eval::logits(&mut OrtModel::load(&path, 2)?, test, pre, 256, "ORT quantized student")?;
@@ -128,8 +130,8 @@ impl Stage<'_> {
             file,
             float_file_bytes,
             images: test.len(),
-            top1_float_tch: top1(&float_tch),
-            top1_float_ort: top1(&float_ort),
+            top1_float_tch: self.float_fidelity.top1_tch,
+            top1_float_ort: self.float_fidelity.top1_ort,
             top1_fake_quant_tch: top1(&fake_quant),
             top1_quantized_ort: top1(&quant_ort),
             top1_agreement_fake_quant_vs_ort: metrics::agreement(&fake_quant, &quant_ort),
@@ -141,7 +143,6 @@ impl Stage<'_> {
         eprintln!("{}", summary(&record));
         Ok(record)
     }
-
 }
 
 /// What the file stores, e.g. `int8` or `int8 (int4 values in 12 layers)`.

@@ -55,7 +55,7 @@ pub fn write_quantized(graph: &Graph, layers: &[QuantizedLayer], opset: i64, met
     store_weights_as_int8(&mut graph)?;
     one_dequantize_per_reader(&mut graph);
     compact_names(&mut graph);
-    // Linear layers below 8 bits store packed int4/int2 for MatMulNBits.
+    // Linear layers below 8 bits store packed int4 for MatMulNBits.
     let packed: Vec<&QuantizedLayer> = layers.iter().filter(|l| l.op == "Gemm" && l.bits.weights < 8).collect();
     let opset = if packed.is_empty() { opset } else { opset.max(matmul_nbits::OPSET) };
     let (mut model, _) = crate::export::onnx_model(&graph, opset, false, metadata)?;

@@ -80,12 +80,18 @@ pub fn check(q: &Quantize, names: &[String]) -> Vec<String> {
     problems
 }
 
-/// Problems with `graph`'s linear layers that `q` stores below 8 bits: ONNX Runtime's
-/// MatMulNBits takes a Gemm with transA = 0 and alpha = beta = 1 only.
-pub fn check_linear_layers(q: &Quantize, graph: &Graph) -> Vec<String> {
+/// Problems with `graph`'s layers, by node name: every Conv and Gemm weight must be an
+/// initializer (the quantizer's steps are per channel of a stored weight), and a Gemm stored
+/// below 8 bits needs transA = 0 and alpha = beta = 1 (ONNX Runtime's MatMulNBits).
+pub fn check_layers(q: &Quantize, graph: &Graph) -> Vec<String> {
     let names = layer_names(graph);
     let bits = layer_bits(q, &names);
-    graph
+    let computed = graph
+        .nodes
+        .iter()
+        .filter(|n| (n.op_type == "Conv" || n.op_type == "Gemm") && n.input.get(1).is_none_or(|w| graph.initializer(w).is_none()))
+        .map(|n| format!("quantize: {} `{}` reads a computed weight, not a stored one; only stored weights can be quantized", n.op_type, n.name));
+    let linear = graph
         .nodes
         .iter()
         .filter(|n| n.op_type == "Gemm")
@@ -94,8 +100,8 @@ pub fn check_linear_layers(q: &Quantize, graph: &Graph) -> Vec<String> {
             let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
             attr("transA").is_some_and(|a| a.i != 0) || attr("alpha").is_some_and(|a| a.f != 1.0) || attr("beta").is_some_and(|a| a.f != 1.0)
         })
-        .map(|n| format!("quantize: Gemm `{}` below 8 bits needs transA = 0 and alpha = beta = 1 (MatMulNBits); give it `quantize.layers.{}.weights: 8`", n.name, n.name))
-        .collect()
+        .map(|n| format!("quantize: Gemm `{}` below 8 bits needs transA = 0 and alpha = beta = 1 (MatMulNBits); give it `quantize.layers.{}.weights: 8`", n.name, n.name));
+    computed.chain(linear).collect()
 }
 
 /// The QAT student's graph: a detached copy of `float` with BatchNorm folded into the
@@ -127,6 +133,24 @@ mod tests {
         assert_eq!(bits, vec![(8, 8), (2, 4), (4, 4), (8, 8)]);
         let q = section("{weights: 4, first_last: null}");
         assert!(layer_bits(&q, &names).iter().all(|b| b.weights == 4 && b.activations == 8));
+    }
+
+    /// A low-bit Gemm MatMulNBits cannot take, and a computed weight, are refused by node name.
+    #[test]
+    fn layers_the_export_cannot_handle_are_named() {
+        let spec = crate::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
+        let mut graph = crate::zoo::build("resnet8", &spec, tch::Device::Cpu).unwrap();
+        let q = section("{weights: 4, first_last: null}");
+        assert!(check_layers(&q, &graph).is_empty());
+        let gemm = graph.nodes.iter().position(|n| n.op_type == "Gemm").unwrap();
+        graph.nodes[gemm].attribute.push(crate::onnx::attr::float("alpha", 2.0));
+        let conv = graph.nodes.iter().position(|n| n.op_type == "Conv").unwrap();
+        graph.nodes[conv].input[1] = "computed".into();
+        let problems = check_layers(&q, &graph).join("\n");
+        assert!(problems.contains(&format!("Gemm `{}` below 8 bits needs transA = 0 and alpha = beta = 1", graph.nodes[gemm].name)), "{problems}");
+        assert!(problems.contains(&format!("Conv `{}` reads a computed weight", graph.nodes[conv].name)), "{problems}");
+        // At 8 bits the Gemm is a QGemm, which takes alpha.
+        assert!(!check_layers(&section("{}"), &graph).join("\n").contains("Gemm"));
     }
 
     #[test]

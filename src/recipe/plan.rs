@@ -275,7 +275,7 @@ fn check_quantize(recipe: &Recipe, q: &crate::recipe::schema::Quantize) -> Vec<S
     };
     let mut problems = crate::quant::stage::check(q, &crate::quant::stage::layer_names(&graph));
     if problems.is_empty() {
-        problems.extend(crate::quant::stage::check_linear_layers(q, &graph));
+        problems.extend(crate::quant::stage::check_layers(q, &graph));
     }
     problems
 }
