@@ -102,6 +102,8 @@ fn w4a8_resnet8_trains_and_runs_on_integer_kernels() {
     assert_eq!(ops.get("com.microsoft::QLinearAdd"), Some(&3), "the residual additions too: {ops:?}");
     assert_eq!(ops.get("com.microsoft::QGemm"), Some(&1), "{ops:?}");
     assert!(!ops.contains_key("Relu"), "ReLUs fold into the integer kernels: {ops:?}");
+    assert_eq!(ops.get("com.microsoft::QLinearGlobalAveragePool"), Some(&1), "the pool before the 8-bit classifier: {ops:?}");
+    assert!(exported.padded_depthwise.is_empty(), "no depthwise layers");
     assert_eq!(exported.layers[1].weight_storage, "int4 grid in int8");
     // The file stores integers: storing them changes nothing ONNX Runtime computes.
     let x = Tensor::ones([2, 3, 32, 32], (Kind::Float, Device::Cpu));
@@ -120,11 +122,30 @@ fn w8a8_mobilenetv2_runs_every_conv_as_qlinearconv() {
     let convs = q.layers.iter().filter(|l| l.op == "Conv").count();
     assert!(convs > 40, "{convs}");
     let dir = tempfile::tempdir().unwrap();
-    let (exported, agreement, _) = export_and_compare(&q, dir.path());
+    let (exported, agreement, path) = export_and_compare(&q, dir.path());
+    let plain = dir.path().join("plain_layout.onnx");
+    compress::export::write_onnx(&q.student.graph, 13, false, &[], &plain).unwrap();
     println!("ONNX Runtime runs {:?}; agreement {agreement}", exported.runtime_ops);
     assert_all_integer(&exported);
     assert_eq!(exported.runtime_ops.get("com.microsoft::QLinearConv"), Some(&convs));
     assert!(agreement >= 0.98, "{agreement}");
+    // Width 0.5 has two 72-channel depthwise layers; the kernel wants multiples of 16.
+    let padded: Vec<(String, i64, i64)> = exported.padded_depthwise.iter().map(|p| (p.node.clone(), p.channels, p.padded_to)).collect();
+    assert_eq!(padded, [("blocks.1.1.conv.3".to_string(), 72, 80), ("blocks.2.0.conv.3".to_string(), 72, 80)]);
+    assert_eq!(exported.padded_depthwise[0].producer, "blocks.1.1.conv.0");
+    assert_eq!(exported.padded_depthwise[0].readers, ["blocks.1.1.conv.6"]);
+    // The pool runs on integers, in the channels-last layout of the convolutions.
+    assert_eq!(exported.integer_pools, ["avgpool.gap"]);
+    assert_eq!(exported.runtime_ops.get("com.microsoft::QLinearGlobalAveragePool"), Some(&1), "{:?}", exported.runtime_ops);
+    assert!(!exported.runtime_ops.contains_key("GlobalAveragePool"), "{:?}", exported.runtime_ops);
+    // Both layout changes leave what ONNX Runtime computes as it was: the same graph written
+    // plainly (float weights, unpadded, float pool) gives the same logits, to the bit. (The
+    // integer pool could round a mean within float error of a half step the other way; these
+    // inputs have none.)
+    let x = Tensor::randn([64, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let a = OrtModel::load(&plain, 1).unwrap().run(&x).unwrap().remove(0);
+    let b = OrtModel::load(&path, 1).unwrap().run(&x).unwrap().remove(0);
+    assert_eq!((&a - &b).abs().max().double_value(&[]), 0.0);
 }
 
 #[test]
@@ -183,4 +204,27 @@ fn low_bit_gemm_without_trans_b_runs_as_matmulnbits() {
     println!("transB = 0 int4 head: {:?}; agreement {agreement}", exported.runtime_ops);
     assert_eq!(exported.layers.last().unwrap().kernel, "com.microsoft::MatMulNBits", "{:?}", exported.runtime_ops);
     assert!(agreement >= 0.98, "{agreement}");
+}
+
+#[test]
+fn layout_rewrites_leave_graph_outputs_alone() {
+    let _one = common::one_training_at_a_time();
+    let mut q = quantized_zoo_student("mobilenetv2", 0.5, &|_, _| LayerBits { weights: 8, activations: 8 });
+    // Declare as graph outputs the activation after the first 72-channel depthwise layer and the
+    // flattened features: a user of the file would see them change shape or rounding.
+    let g = &q.student.graph;
+    let depthwise_out = g.nodes.iter().find(|n| n.name == "blocks.1.1.conv.3").unwrap().output[0].clone();
+    let activation = g.nodes.iter().find(|n| n.input.first() == Some(&depthwise_out)).unwrap().output[0].clone();
+    let flattened = g.nodes.iter().find(|n| n.op_type == "Flatten").unwrap().output[0].clone();
+    for (name, rank) in [(activation, 4), (flattened, 2)] {
+        let dims = (0..rank).map(|i| compress::graph::Dim::Symbolic(format!("d{i}"))).collect();
+        q.student.graph.outputs.push(compress::graph::ValueDecl { name, elem_type: 1, dims });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (exported, agreement, _) = export_and_compare(&q, dir.path());
+    assert!(agreement >= 0.98, "{agreement}");
+    let padded: Vec<&str> = exported.padded_depthwise.iter().map(|p| p.node.as_str()).collect();
+    assert_eq!(padded, ["blocks.2.0.conv.3"], "the other 72-channel layer is still padded");
+    assert!(exported.integer_pools.is_empty(), "{:?}", exported.integer_pools);
+    assert_eq!(exported.runtime_ops.get("GlobalAveragePool"), Some(&1), "{:?}", exported.runtime_ops);
 }

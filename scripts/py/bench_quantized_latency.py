@@ -1,9 +1,10 @@
 """ONNX Runtime latency of each quantized student next to its float file, side by side.
-Usage: bench_quantized_latency.py [RUN_DIR...] [--rounds R] [--threads T]
+Usage: bench_quantized_latency.py [RUN_DIR...] [--rounds R] [--threads T] [--spinning]
 Each RUN_DIR is a `compress` output folder holding student.onnx and student.qdq.onnx (default:
 every out/quantize_*/ that has both). Both files
 run in ONNX Runtime (CPU, all graph optimizations, one session each, intra-op threads: --threads,
-default the CPU count)
+default the CPU count; worker threads sleep between runs as in `compress`'s own timing unless
+--spinning)
 at batch 1 and 32 on the same random input. Rounds alternate the order of the two models so drift
 in machine load hits both; each round takes the median of several runs per model, and the table
 reports the median over rounds of each model's time and of the per-round ratio float / quantized.
@@ -26,16 +27,18 @@ def main():
     ap.add_argument("runs", nargs="*")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--spinning", action="store_true", help="let idle worker threads spin (ONNX Runtime's default)")
     a = ap.parse_args()
     threads = a.threads
     runs = a.runs or sorted(str(p.parent) for p in Path("out").glob("quantize_*/student.qdq.onnx"))
-    print(f"ONNX Runtime {ort.__version__}, CPU, {threads} intra-op threads, {a.rounds} interleaved rounds\n")
+    spin = "spinning" if a.spinning else "no spinning"
+    print(f"ONNX Runtime {ort.__version__}, CPU, {threads} intra-op threads ({spin}), {a.rounds} interleaved rounds\n")
     print("| run | file bytes float → quantized | batch | float ms | quantized ms | speedup float/quantized, median (min–max) |")
     print("|---|---|---|---|---|---|")
     for run in runs:
         run = Path(run)
         files = {"float": run / "student.onnx", "quantized": run / "student.qdq.onnx"}
-        sessions = {k: session(p, threads) for k, p in files.items()}
+        sessions = {k: session(p, threads, a.spinning) for k, p in files.items()}
         shape = [d if isinstance(d, int) else 1 for d in sessions["float"].get_inputs()[0].shape]
         sizes = f"{files['float'].stat().st_size:,} → {files['quantized'].stat().st_size:,}"
         for batch, runs in BATCHES:

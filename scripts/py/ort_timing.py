@@ -1,6 +1,10 @@
 """Side-by-side ONNX Runtime timing shared by the benchmark scripts: one session per model (CPU,
 all graph optimizations), a warm-up, then rounds that alternate the order of the two models so
 drift in machine load hits both; each round takes the median of `runs` runs per model.
+
+With spinning (ONNX Runtime's default) an idle session's worker threads keep spinning for a while
+after its run, and on a 2-core machine they take a core from the other session of the round;
+`spinning=False` (what `compress` itself times with) makes the threads sleep between runs.
 """
 import statistics
 import time
@@ -8,9 +12,10 @@ import time
 import onnxruntime as ort
 
 
-def session(path, threads):
+def session(path, threads, spinning=True):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 

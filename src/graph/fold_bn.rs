@@ -65,8 +65,8 @@ pub fn fold_batch_norm(graph: &mut Graph) -> anyhow::Result<usize> {
             Some(b) => b.clone(),
             None => format!("{}.bias", conv.name),
         };
-        set_initializer(graph, &w_name, new_w);
-        set_initializer(graph, &b_name, new_b);
+        graph.set_initializer(&w_name, new_w);
+        graph.set_initializer(&b_name, new_b);
         let c = &mut graph.nodes[conv_idx];
         c.input.truncate(2);
         c.input.push(b_name);
@@ -81,11 +81,4 @@ pub fn fold_batch_norm(graph: &mut Graph) -> anyhow::Result<usize> {
         folded += 1;
     }
     Ok(folded)
-}
-
-fn set_initializer(graph: &mut Graph, name: &str, t: Tensor) {
-    match graph.initializers.iter_mut().find(|(n, _)| n == name) {
-        Some((_, old)) => *old = t,
-        None => graph.initializers.push((name.to_string(), t)),
-    }
 }

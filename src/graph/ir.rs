@@ -145,6 +145,29 @@ impl Graph {
         self.initializers.iter().find(|(n, _)| n == name).map(|(_, t)| t)
     }
 
+    /// Replaces the initializer `name` (or adds it).
+    pub fn set_initializer(&mut self, name: &str, t: Tensor) {
+        match self.initializers.iter_mut().find(|(n, _)| n == name) {
+            Some((_, old)) => *old = t,
+            None => self.initializers.push((name.to_string(), t)),
+        }
+    }
+
+    /// The index of the node that computes `value`, if a node does.
+    pub fn producer(&self, value: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.output.iter().any(|o| o == value))
+    }
+
+    /// The indices of the nodes that read `value`, once each.
+    pub fn readers(&self, value: &str) -> Vec<usize> {
+        self.nodes.iter().enumerate().filter(|(_, n)| n.input.iter().any(|i| i == value)).map(|(i, _)| i).collect()
+    }
+
+    /// Whether `value` is a declared graph output.
+    pub fn is_output(&self, value: &str) -> bool {
+        self.outputs.iter().any(|o| o.name == value)
+    }
+
     /// Moves floating-point initializers to `device`; integer ones (shapes, indices) stay on the
     /// host so shape arithmetic never waits on the device.
     pub fn to_device(&mut self, device: Device) {

@@ -124,6 +124,8 @@ impl Stage<'_> {
             integer_layers: exported.layers.iter().filter(|l| l.integer_kernel).count(),
             layers: exported.layers,
             runtime_ops: exported.runtime_ops,
+            padded_depthwise: exported.padded_depthwise,
+            integer_pools: exported.integer_pools,
             training,
             baseline,
             compression: float_file_bytes as f64 / file.bytes as f64,

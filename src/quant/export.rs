@@ -1,9 +1,12 @@
 //! The quantized file: the QAT graph with its weights stored as integers (int8, or packed int4
-//! for linear layers below 8 bits) and one DequantizeLinear per reader, then opened with ONNX
-//! Runtime's optimized-model dump to record, per layer, the kernel it really runs and what it
-//! stores.
+//! for linear layers below 8 bits), laid out for ONNX Runtime's integer kernels (depthwise
+//! channels padded, the final pooling quantized) and with one DequantizeLinear per reader, then
+//! opened with ONNX Runtime's optimized-model dump to record, per layer, the kernel it really
+//! runs and what it stores.
 
+use super::integer_pool::quantize_pool_outputs;
 use super::matmul_nbits;
+use super::pad_depthwise::{pad_depthwise_channels, PaddedDepthwise};
 use super::qdq::{compact_names, one_dequantize_per_reader, store_weights_as_int8, QuantizedLayer};
 use crate::graph::Graph;
 use crate::runtime::OrtModel;
@@ -45,6 +48,11 @@ pub struct QuantizedExport {
     pub layers: Vec<LayerRecord>,
     /// Every op ONNX Runtime runs, counted by type.
     pub runtime_ops: BTreeMap<String, usize>,
+    /// Depthwise convolutions given zero channels for ONNX Runtime's int8 kernel.
+    pub padded_depthwise: Vec<PaddedDepthwise>,
+    /// Global average pools whose output the file quantizes so that they can run on integers
+    /// (`runtime_ops` says whether ONNX Runtime does).
+    pub integer_pools: Vec<String>,
 }
 
 /// Writes `graph` (a QAT graph from `stage::quantized_graph`) to `path` in QDQ form and checks
@@ -53,6 +61,8 @@ pub fn write_quantized(graph: &Graph, layers: &[QuantizedLayer], opset: i64, met
     let mut graph = graph.detached_copy();
     graph.to_device(tch::Device::Cpu);
     store_weights_as_int8(&mut graph)?;
+    let padded_depthwise = pad_depthwise_channels(&mut graph)?;
+    let integer_pools = quantize_pool_outputs(&mut graph);
     one_dequantize_per_reader(&mut graph);
     compact_names(&mut graph);
     // Linear layers below 8 bits store packed int4 for MatMulNBits.
@@ -88,5 +98,5 @@ pub fn write_quantized(graph: &Graph, layers: &[QuantizedLayer], opset: i64, met
             }
         })
         .collect();
-    Ok(QuantizedExport { opset, layers: records, runtime_ops })
+    Ok(QuantizedExport { opset, layers: records, runtime_ops, padded_depthwise, integer_pools })
 }

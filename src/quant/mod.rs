@@ -3,7 +3,9 @@
 //! checked against the kernels ONNX Runtime really runs.
 
 pub mod export;
+pub mod integer_pool;
 pub mod lsq;
 pub mod matmul_nbits;
+pub mod pad_depthwise;
 pub mod qdq;
 pub mod stage;

@@ -26,7 +26,7 @@ pub struct QuantizedLayer {
     pub bits: LayerBits,
 }
 
-fn qdq_node(op: &str, name: &str, inputs: &[&str], axis: Option<i64>) -> NodeProto {
+pub(super) fn qdq_node(op: &str, name: &str, inputs: &[&str], axis: Option<i64>) -> NodeProto {
     let mut n = NodeProto::new();
     n.op_type = op.into();
     n.name = name.into();

@@ -107,6 +107,14 @@ fn quantization(s: &mut String, q: &QuantizationRecord) {
         q.max_abs_diff_fake_quant_vs_ort,
         q.latency_rounds
     );
+    if !q.padded_depthwise.is_empty() {
+        let padded: Vec<String> = q.padded_depthwise.iter().map(|p| format!("{} {}→{}", p.node, p.channels, p.padded_to)).collect();
+        let _ = writeln!(s, "Depthwise layers padded with zero channels to a multiple of {} for ONNX Runtime's int8 kernel (the file computes the same): {}.\n", crate::quant::pad_depthwise::CHANNEL_BLOCK, padded.join(", "));
+    }
+    if !q.integer_pools.is_empty() {
+        let runs = q.runtime_ops.get("com.microsoft::QLinearGlobalAveragePool").copied().unwrap_or(0);
+        let _ = writeln!(s, "Average pools quantized at their output: {}; ONNX Runtime runs {runs} as `QLinearGlobalAveragePool`.\n", q.integer_pools.join(", "));
+    }
     let _ = writeln!(s, "{} of {} quantized layers run on integer kernels.\n\n| layer | op | weight bits | activation bits | weights stored as | ONNX Runtime kernel |\n|---|---|---|---|---|---|", q.integer_layers, q.layers.len());
     for l in &q.layers {
         let kernel = if l.integer_kernel { format!("`{}`", l.kernel) } else { format!("`{}` (float)", l.kernel) };

@@ -76,6 +76,11 @@ pub struct QuantizationRecord {
     pub integer_layers: usize,
     /// Every op ONNX Runtime runs for the quantized file, by type.
     pub runtime_ops: BTreeMap<String, usize>,
+    /// Depthwise convolutions the file pads with zero channels for ONNX Runtime's int8 kernel.
+    pub padded_depthwise: Vec<crate::quant::pad_depthwise::PaddedDepthwise>,
+    /// Global average pools the file quantizes at their output (for ONNX Runtime's integer
+    /// pool; `runtime_ops` says whether it runs).
+    pub integer_pools: Vec<String>,
     /// QAT under the run's distillation method.
     pub training: TrainingRecord,
     /// The same QAT on labels only, from the same float student.
