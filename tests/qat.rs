@@ -64,7 +64,7 @@ fn train_a_little(student: &Student) -> (usize, usize) {
 
 /// Exports, then compares ONNX Runtime with tch on 64 random inputs: top-1 agreement.
 fn export_and_compare(q: &Quantized, dir: &std::path::Path) -> (QuantizedExport, f64, std::path::PathBuf) {
-    let path = dir.join("student.qdq.onnx");
+    let path = dir.join("student.w8a8.onnx");
     assert_eq!(compress::quant::qdq::snap_biases(&q.student.graph).unwrap(), q.layers.iter().filter(|l| l.bits.activations != compress::quant::qdq::FLOAT_BITS).count());
     let exported = write_quantized(&q.student.graph, &q.layers, 13, &[], &path).unwrap();
     let x = Tensor::randn([64, 3, 32, 32], (Kind::Float, Device::Cpu));

@@ -32,7 +32,9 @@ fn qat_after_distillation_writes_a_qdq_file_on_integer_kernels_and_reports_it() 
     assert!(layers[1..9].iter().all(|l| l["weight_bits"] == 4 && l["activation_bits"] == 8 && l["weight_storage"] == "int4 grid in int8"));
     assert_eq!(layers[1]["kernel"], "com.microsoft::QLinearConv");
     assert_eq!(layers[9]["kernel"], "com.microsoft::QGemm");
-    assert!(dir.path().join("o/student.qdq.onnx").is_file());
+    // Named after its widths (the design's `student.<bits>.onnx`).
+    assert!(dir.path().join("o/student.w4a8.onnx").is_file());
+    assert!(q["file"]["path"].as_str().unwrap().ends_with("student.w4a8.onnx"), "{}", q["file"]["path"]);
     assert_eq!(report["exported"].as_array().unwrap().len(), 2, "the float file and the quantized one");
     assert!(q["compression"].as_f64().unwrap() > 2.0, "{}", q["compression"]);
     assert!(q["top1_agreement_fake_quant_vs_ort"].as_f64().unwrap() >= 0.9, "{}", q["top1_agreement_fake_quant_vs_ort"]);
@@ -64,7 +66,7 @@ fn qat_after_distillation_writes_a_qdq_file_on_integer_kernels_and_reports_it() 
     std::fs::write(dir.path().join("plain.yaml"), plain.lines().filter(|l| !l.contains("quantized_")).collect::<Vec<_>>().join("\n")).unwrap();
     let r = run_in(dir.path(), &["--recipe", "plain.yaml", "--out", "again", "--overwrite"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(!dir.path().join("again/student.qdq.onnx").exists());
+    assert!(!dir.path().join("again/student.w4a8.onnx").exists());
 }
 
 #[test]
@@ -96,4 +98,11 @@ fn bad_quantize_sections_are_named_before_training() {
     let r = run_in(dir.path(), &["--recipe", "z.yaml", "--out", "o"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("train.epochs must be positive"), "{}", r.stderr);
+    // The QAT rate defaults to a fiftieth of the float one, and calibration needs images.
+    std::fs::write(dir.path().join("r.yaml"), quantize_recipe(dir.path(), "{}")).unwrap();
+    for (set, expected) in [("train.optimizer.sgd.lr=-1", "train.optimizer.sgd.lr must be a positive number"), ("data.train_subset=0", "data.train_subset must be positive")] {
+        let r = run_in(dir.path(), &["--recipe", "r.yaml", "--out", "o", "--set", set]);
+        assert_eq!(r.code, 2, "{set}: {}", r.stderr);
+        assert!(r.stderr.contains(expected), "{set}: expected `{expected}` in {}", r.stderr);
+    }
 }

@@ -54,3 +54,18 @@ fn every_zoo_model_exports_exactly() {
         assert!(rel_folded <= 1e-4, "{arch}: folded {rel_folded}");
     }
 }
+
+/// A file that declares a fixed batch of 1 is timed at larger batches one sample at a time (as
+/// it is run), not refused by ONNX Runtime.
+#[test]
+fn fixed_batch_files_are_timed_per_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
+    let mut graph = compress::zoo::build("resnet8", &spec, Device::Cpu).unwrap();
+    graph.inputs[0].dims[0] = compress::graph::Dim::Fixed(1);
+    let path = dir.path().join("fixed.onnx");
+    compress::onnx::model_file::write(&graph.to_model(Graph::ir_version_for(graph.opset)).unwrap(), &path).unwrap();
+    let rows = compress::runtime::latency::measure(&[&path], &[3, 32, 32], &[1, 4], 1, 1).unwrap();
+    assert_eq!(rows.iter().map(|r| r.batch).collect::<Vec<_>>(), [1, 4]);
+    assert!(rows.iter().all(|r| r.median_ms[0] > 0.0));
+}

@@ -1,7 +1,7 @@
 """ONNX Runtime latency of each quantized student next to its float file, side by side.
 Usage: bench_quantized_latency.py [RUN_DIR...] [--rounds R] [--threads T] [--spinning]
-Each RUN_DIR is a `compress` output folder holding student.onnx and student.qdq.onnx (default:
-every out/quantize_*/ that has both). Both files
+Each RUN_DIR is a `compress` output folder holding student.onnx and one quantized file
+student.w<W>a<A>.onnx (default: every out/quantize_*/ that has both). Both files
 run in ONNX Runtime (CPU, all graph optimizations, one session each, intra-op threads: --threads,
 default the CPU count; worker threads sleep between runs as in `compress`'s own timing unless
 --spinning)
@@ -30,14 +30,17 @@ def main():
     ap.add_argument("--spinning", action="store_true", help="let idle worker threads spin (ONNX Runtime's default)")
     a = ap.parse_args()
     threads = a.threads
-    runs = a.runs or sorted(str(p.parent) for p in Path("out").glob("quantize_*/student.qdq.onnx"))
+    runs = a.runs or sorted({str(p.parent) for p in Path("out").glob("quantize_*/student.w*a*.onnx")})
     spin = "spinning" if a.spinning else "no spinning"
     print(f"ONNX Runtime {ort.__version__}, CPU, {threads} intra-op threads ({spin}), {a.rounds} interleaved rounds\n")
     print("| run | file bytes float → quantized | batch | float ms | quantized ms | speedup float/quantized, median (min–max) |")
     print("|---|---|---|---|---|---|")
     for run in runs:
         run = Path(run)
-        files = {"float": run / "student.onnx", "quantized": run / "student.qdq.onnx"}
+        quantized = sorted(run.glob("student.w*a*.onnx"))
+        if len(quantized) != 1 or not (run / "student.onnx").is_file():
+            raise SystemExit(f"{run}: expected student.onnx and one student.w<W>a<A>.onnx, found {[p.name for p in quantized]}")
+        files = {"float": run / "student.onnx", "quantized": quantized[0]}
         sessions = {k: session(p, threads, a.spinning) for k, p in files.items()}
         shape = [d if isinstance(d, int) else 1 for d in sessions["float"].get_inputs()[0].shape]
         sizes = f"{files['float'].stat().st_size:,} → {files['quantized'].stat().st_size:,}"

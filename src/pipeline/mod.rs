@@ -195,10 +195,14 @@ fn prepare_output(out: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         if checkpoints.exists() {
             std::fs::remove_dir_all(&checkpoints)?;
         }
-        // A quantized file of the replaced run must not pass for one of this run.
-        let quantized = out.join(quantize::FILE);
-        if quantized.exists() {
-            std::fs::remove_file(&quantized)?;
+        // A quantized file of the replaced run (whatever its widths) must not pass for one of
+        // this run.
+        if let Ok(entries) = std::fs::read_dir(out) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_str().is_some_and(quantize::is_quantized_file) && entry.path().is_file() {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
         }
     }
     std::fs::create_dir_all(out).map_err(|e| bad_input!("cannot create output folder {}: {e}", out.display()))?;

@@ -1,6 +1,7 @@
 //! The run's quantization-aware stage: the float student becomes a QDQ graph (BatchNorm
 //! folded, steps calibrated), fine-tunes under the same method and teachers (and, if asked,
-//! on labels only from the same start), is written as `student.qdq.onnx`, and is measured:
+//! on labels only from the same start), is written as `student.w<W>a<A>.onnx` (the shared
+//! design's `student.<bits>.onnx`), and is measured:
 //! accuracy in tch and ONNX Runtime, agreement, integer kernels per layer, size, latency.
 
 use super::Distiller;
@@ -28,7 +29,18 @@ pub(super) struct Stage<'a> {
     pub class_names: &'a [String],
 }
 
-pub(super) const FILE: &str = "student.qdq.onnx";
+/// The quantized file's name, after the section's global widths: `student.w8a8.onnx`,
+/// `student.w4a8.onnx`, … (per-layer widths and the 8-bit first and last layers are in the
+/// report and the file's metadata).
+pub(super) fn file_name(q: &Quantize) -> String {
+    format!("student.w{}a{}.onnx", q.weights, q.activations)
+}
+
+/// Whether `name` has the form of [`file_name`].
+pub(super) fn is_quantized_file(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix("student.w").and_then(|r| r.strip_suffix(".onnx")).and_then(|r| r.split_once('a')).is_some_and(|(w, a)| digits(w) && digits(a))
+}
 
 impl Stage<'_> {
     /// The QAT stage's training settings: the run's, with the section's epochs and learning
@@ -84,7 +96,8 @@ impl Stage<'_> {
             None
         };
         // The file.
-        let path = self.out.join(FILE);
+        let file_name = file_name(self.q);
+        let path = self.out.join(&file_name);
         let bits: Vec<_> = layers.iter().map(|l| (l.node.clone(), l.bits.weights, l.bits.activations)).collect();
         let metadata = [
             ("compress.recipe_sha256", self.plan.recipe_sha256.clone()),
@@ -107,7 +120,7 @@ impl Stage<'_> {
         // Latency of both files, side by side.
         let size = self.plan.recipe.data.image_size as i64;
         let lat = &self.q.latency;
-        eprintln!("quantize: timing {} and {FILE} in ONNX Runtime ({:?} threads, {} rounds)", float_path.display(), lat.threads, lat.rounds);
+        eprintln!("quantize: timing {} and {file_name} in ONNX Runtime ({:?} threads, {} rounds)", float_path.display(), lat.threads, lat.rounds);
         let mut latency = Vec::new();
         for &threads in &lat.threads {
             let rows = runtime::latency::measure(&[&float_path, &path], &[3, size, size], &lat.batches, lat.rounds, threads)?;
@@ -174,4 +187,16 @@ fn summary(r: &QuantizationRecord) -> String {
         r.compression,
         lat.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quantized_file_names() {
+        let q: crate::recipe::schema::Quantize = serde_yaml::from_str("{weights: 4}").unwrap();
+        assert_eq!(super::file_name(&q), "student.w4a8.onnx");
+        for (name, ours) in [("student.w4a8.onnx", true), ("student.w8a8.onnx", true), ("student.onnx", false), ("student.wa8.onnx", false), ("student.w4a8.onnx.bak", false), ("student.wxa8.onnx", false)] {
+            assert_eq!(super::is_quantized_file(name), ours, "{name}");
+        }
+    }
 }

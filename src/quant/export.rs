@@ -72,8 +72,19 @@ pub fn write_quantized(graph: &Graph, layers: &[QuantizedLayer], opset: i64, met
     for l in &packed {
         matmul_nbits::rewrite_gemm(&mut model, &l.node, l.bits.weights)?;
     }
-    crate::onnx::model_file::write(&model, path)?;
-    let nodes = OrtModel::optimized_nodes(path)?;
+    // Checked under a temporary name first: a file that ONNX Runtime cannot load never takes the
+    // final name, and the failure is ours, not the recipe's (so not a bad-input error).
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let checking = path.with_file_name(format!(".{name}.checking.onnx"));
+    crate::onnx::model_file::write(&model, &checking)?;
+    let nodes = match OrtModel::optimized_nodes(&checking) {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            let _ = std::fs::remove_file(&checking);
+            return Err(anyhow::anyhow!("the quantized export of {} does not load in ONNX Runtime (an export bug, please report it): {e:#}", path.display()));
+        }
+    };
+    std::fs::rename(&checking, path)?;
     let mut runtime_ops = BTreeMap::new();
     for (_, op) in &nodes {
         *runtime_ops.entry(op.clone()).or_insert(0) += 1;

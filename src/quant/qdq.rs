@@ -95,9 +95,8 @@ struct Activation {
 /// that alone reads it (ONNX Runtime folds such a ReLU into the integer kernel when the
 /// quantizer after it is unsigned).
 fn result_of(graph: &Graph, conv_output: &str) -> (String, bool) {
-    let readers: Vec<&NodeProto> = graph.nodes.iter().filter(|n| n.input.iter().any(|i| i == conv_output)).collect();
-    match readers.as_slice() {
-        [r] if r.op_type == "Relu" && !graph.outputs.iter().any(|o| o.name == conv_output) => (r.output[0].clone(), true),
+    match graph.readers(conv_output)[..] {
+        [r] if graph.nodes[r].op_type == "Relu" && !graph.is_output(conv_output) => (graph.nodes[r].output[0].clone(), true),
         _ => (conv_output.to_string(), false),
     }
 }
@@ -124,7 +123,6 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
     let count = layers.len();
     let layer_bits: Vec<LayerBits> = (0..count).map(|k| bits(k, count)).collect();
     let produced_by_relu = |t: &str| graph.nodes.iter().any(|n| n.op_type == "Relu" && n.output[0] == t);
-    let is_output = |t: &str| graph.outputs.iter().any(|o| o.name == t);
     // Tensors to quantize, in a deterministic order.
     let mut activations: Vec<(String, Activation)> = Vec::new();
     // A tensor read by several layers takes the widest of their widths; the 8-bit quantizers
@@ -145,7 +143,7 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
     for node in graph.nodes.iter().filter(|n| n.op_type == "Conv" || n.op_type == "Add") {
         let (result, unsigned) = result_of(graph, &node.output[0]);
         let read_weight_only = layers.iter().enumerate().any(|(k, &i)| graph.nodes[i].input[0] == result && weight_only(&graph.nodes[i], layer_bits[k]));
-        if !is_output(&result) && !read_weight_only {
+        if !graph.is_output(&result) && !read_weight_only {
             add(result, Activation { bits: 8, unsigned }, false);
         }
     }
@@ -158,7 +156,7 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
         if graph.nodes[i].op_type != "Gemm" || layer_bits[k].weights != 8 {
             continue;
         }
-        if is_output(&y) {
+        if graph.is_output(&y) {
             graph.nodes[i].output[0] = format!("{y}.gemm");
             add(format!("{y}.gemm"), Activation { bits: 8, unsigned: false }, false);
             logits.push(y);
@@ -334,9 +332,8 @@ pub fn store_weights_as_int8(graph: &mut Graph) -> anyhow::Result<usize> {
 /// rounded, on all of them. Returns the number of biases rounded.
 pub fn snap_biases(graph: &Graph) -> anyhow::Result<usize> {
     let _guard = tch::no_grad_guard();
-    let producer = |value: &str| graph.nodes.iter().find(|n| n.output.first().is_some_and(|o| o == value));
     let scale_of = |value: &str| -> Option<Tensor> {
-        let dq = producer(value).filter(|n| n.op_type == "DequantizeLinear")?;
+        let dq = Some(&graph.nodes[graph.producer(value)?]).filter(|n| n.op_type == "DequantizeLinear")?;
         graph.initializer(&dq.input[1]).map(|t| t.detach().to_kind(Kind::Float))
     };
     let mut snapped = 0;
@@ -411,8 +408,8 @@ pub fn one_dequantize_per_reader(graph: &mut Graph) -> usize {
     let dqs: Vec<NodeProto> = graph.nodes.iter().filter(|n| n.op_type == "DequantizeLinear").cloned().collect();
     for dq in dqs {
         let out = &dq.output[0];
-        let readers: Vec<usize> = graph.nodes.iter().enumerate().filter(|(_, n)| n.input.iter().any(|i| i == out)).map(|(i, _)| i).collect();
-        if readers.len() < 2 || graph.outputs.iter().any(|o| o.name == *out) {
+        let readers = graph.readers(out);
+        if readers.len() < 2 || graph.is_output(out) {
             continue;
         }
         let mut copies = Vec::new();

@@ -37,8 +37,9 @@ pub fn layer_bits(q: &Quantize, names: &[String]) -> Vec<LayerBits> {
         .collect()
 }
 
-/// Problems with the section, each naming its key; `names` are the student's layers.
-pub fn check(q: &Quantize, names: &[String]) -> Vec<String> {
+/// Problems with the section, each naming its key; `names` are the student's layers (`None`
+/// when the student could not be built, which is reported on its own).
+pub fn check(q: &Quantize, names: Option<&[String]>) -> Vec<String> {
     let mut problems = Vec::new();
     let list = |v: &[u32]| v.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ");
     let mut bits = |key: String, value: u32, allowed: &[u32]| {
@@ -59,7 +60,8 @@ pub fn check(q: &Quantize, names: &[String]) -> Vec<String> {
             bits(format!("quantize.layers.{name}.activations"), a, ACTIVATION_BITS);
         }
     }
-    for name in q.layers.keys().filter(|n| !names.contains(n)) {
+    let names = names.unwrap_or_default();
+    for name in q.layers.keys().filter(|n| !names.is_empty() && !names.contains(n)) {
         let shown: Vec<&str> = names.iter().take(12).map(String::as_str).collect();
         let more = if names.len() > 12 { format!(", … ({} in all)", names.len()) } else { String::new() };
         problems.push(format!("quantize.layers.{name}: the student has no Conv or Gemm named `{name}` (its layers: {}{more})", shown.join(", ")));
@@ -80,11 +82,26 @@ pub fn check(q: &Quantize, names: &[String]) -> Vec<String> {
     problems
 }
 
-/// Problems with `graph`'s layers, by node name: every Conv and Gemm weight must be an
-/// initializer (the quantizer's steps are per channel of a stored weight), and a Gemm stored
-/// below 8 bits needs transA = 0 and alpha = beta = 1 (ONNX Runtime's MatMulNBits).
+/// Problems with `graph`'s layers, by node name: there must be some, each with a name of its
+/// own (the export and the report find layers by name); every Conv and Gemm weight must be an
+/// initializer (the quantizer's steps are per channel of a stored weight); and a Gemm stored
+/// below 8 bits needs transA = 0, alpha = beta = 1 (ONNX Runtime's MatMulNBits) and a weight no
+/// other layer reads (it is rewritten as packed int4).
 pub fn check_layers(q: &Quantize, graph: &Graph) -> Vec<String> {
     let names = layer_names(graph);
+    if names.is_empty() {
+        return vec!["quantize: the student has no Conv or Gemm layer to quantize".into()];
+    }
+    let mut unnamed = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        if name.is_empty() || names[..k].contains(name) {
+            let what = if name.is_empty() { "has no name".to_string() } else { format!("shares the name `{name}` with an earlier one") };
+            unnamed.push(format!("quantize: Conv/Gemm layer #{k} of the student {what}; the quantized export needs a distinct name per layer"));
+        }
+    }
+    if !unnamed.is_empty() {
+        return unnamed;
+    }
     let bits = layer_bits(q, &names);
     let computed = graph
         .nodes
@@ -101,7 +118,14 @@ pub fn check_layers(q: &Quantize, graph: &Graph) -> Vec<String> {
             attr("transA").is_some_and(|a| a.i != 0) || attr("alpha").is_some_and(|a| a.f != 1.0) || attr("beta").is_some_and(|a| a.f != 1.0)
         })
         .map(|n| format!("quantize: Gemm `{}` below 8 bits needs transA = 0 and alpha = beta = 1 (MatMulNBits); give it `quantize.layers.{}.weights: 8`", n.name, n.name));
-    computed.chain(linear).collect()
+    let shared = graph
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Gemm")
+        .filter(|n| names.iter().position(|x| *x == n.name).is_some_and(|k| bits[k].weights < 8))
+        .filter(|n| n.input.get(1).is_some_and(|w| graph.nodes.iter().filter(|m| (m.op_type == "Conv" || m.op_type == "Gemm") && m.input.get(1) == Some(w)).count() > 1))
+        .map(|n| format!("quantize: Gemm `{}` below 8 bits shares its weight with another layer; packed int4 storage needs its own (give it `quantize.layers.{}.weights: 8`)", n.name, n.name));
+    computed.chain(linear).chain(shared).collect()
 }
 
 /// The QAT student's graph: a detached copy of `float` with BatchNorm folded into the
@@ -153,14 +177,45 @@ mod tests {
         assert!(!check_layers(&section("{}"), &graph).join("\n").contains("Gemm"));
     }
 
+    /// Layers the export could not tell apart, a low-bit Gemm weight read by another layer, and
+    /// a student with nothing to quantize are refused.
+    #[test]
+    fn layers_need_names_and_own_low_bit_weights() {
+        let spec = crate::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
+        let fresh = || crate::zoo::build("resnet8", &spec, tch::Device::Cpu).unwrap();
+        let q = section("{weights: 4, first_last: null}");
+        let mut graph = fresh();
+        let convs: Vec<usize> = graph.nodes.iter().enumerate().filter(|(_, n)| n.op_type == "Conv").map(|(i, _)| i).collect();
+        graph.nodes[convs[1]].name = graph.nodes[convs[0]].name.clone();
+        graph.nodes[convs[2]].name.clear();
+        let problems = check_layers(&q, &graph).join("\n");
+        assert!(problems.contains("layer #1 of the student shares the name"), "{problems}");
+        assert!(problems.contains("layer #2 of the student has no name"), "{problems}");
+
+        let mut graph = fresh();
+        let gemm = graph.nodes.iter().position(|n| n.op_type == "Gemm").unwrap();
+        let mut twin = graph.nodes[gemm].clone();
+        twin.name = "twin".into();
+        twin.output = vec!["twin_out".into()];
+        graph.nodes.push(twin);
+        let problems = check_layers(&q, &graph).join("\n");
+        assert!(problems.contains("below 8 bits shares its weight with another layer"), "{problems}");
+
+        let mut graph = fresh();
+        graph.nodes.retain(|n| n.op_type != "Conv" && n.op_type != "Gemm");
+        assert_eq!(check_layers(&q, &graph), ["quantize: the student has no Conv or Gemm layer to quantize"]);
+    }
+
     #[test]
     fn problems_name_their_keys() {
         let names = vec!["conv1".to_string(), "fc".to_string()];
         let q = section("{weights: 3, activations: 2, epochs: 0, layers: {conv9: {weights: 16}}}");
-        let problems = check(&q, &names).join("\n");
+        let problems = check(&q, Some(&names)).join("\n");
         for key in ["quantize.weights: 3 bits", "quantize.activations: 2 bits", "quantize.epochs", "quantize.layers.conv9.weights: 16 bits", "quantize.layers.conv9: the student has no Conv or Gemm named `conv9`"] {
             assert!(problems.contains(key), "{key} missing in:\n{problems}");
         }
-        assert!(check(&section("{}"), &names).is_empty());
+        assert!(check(&section("{}"), Some(&names)).is_empty());
+        // Without the student's layers, the section's own problems are still named.
+        assert!(check(&q, None).join("\n").contains("quantize.weights: 3 bits"));
     }
 }

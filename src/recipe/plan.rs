@@ -91,6 +91,15 @@ impl Plan {
         if recipe.train.batch_size == 0 {
             problems.push("train.batch_size must be positive".into());
         }
+        let lr = recipe.train.optimizer.sgd.lr;
+        if !(lr > 0.0 && lr.is_finite()) {
+            problems.push(format!("train.optimizer.sgd.lr must be a positive number, got {lr}"));
+        }
+        for (key, n) in [("data.train_subset", recipe.data.train_subset), ("data.test_subset", recipe.data.test_subset)] {
+            if n == Some(0) {
+                problems.push(format!("{key} must be positive (leave it out to use every image)"));
+            }
+        }
         if recipe.train.epochs == 0 && recipe.quantize.is_none() {
             problems.push("train.epochs must be positive (0 is for quantizing a student as given, with a `quantize` section)".into());
         }
@@ -109,8 +118,12 @@ impl Plan {
             }
             // References the run will not have would fail the gate after all the training.
             let baseline_run = recipe.train.baseline && recipe.distill.method != "none";
-            if (g.metric.starts_with("quantized_") || g.max_drop_vs.as_deref() == Some("float_student")) && recipe.quantize.is_none() {
-                problems.push(format!("validate.gates.{i}: `{}` needs a `quantize` section", g.metric));
+            if recipe.quantize.is_none() {
+                if g.metric.starts_with("quantized_") {
+                    problems.push(format!("validate.gates.{i}: `{}` needs a `quantize` section", g.metric));
+                } else if g.max_drop_vs.as_deref() == Some("float_student") {
+                    problems.push(format!("validate.gates.{i}: max_drop_vs float_student needs a `quantize` section"));
+                }
             }
             match g.max_drop_vs.as_deref() {
                 Some("baseline") if !baseline_run => problems.push(format!(
@@ -271,9 +284,9 @@ fn check_quantize(recipe: &Recipe, q: &crate::recipe::schema::Quantize) -> Vec<S
     let graph = match crate::distill::student_source::build(&recipe.student, &spec, Device::Cpu) {
         Ok(g) => g,
         // The student's own problem is reported by check_student.
-        Err(_) => return vec![],
+        Err(_) => return crate::quant::stage::check(q, None),
     };
-    let mut problems = crate::quant::stage::check(q, &crate::quant::stage::layer_names(&graph));
+    let mut problems = crate::quant::stage::check(q, Some(&crate::quant::stage::layer_names(&graph)));
     if problems.is_empty() {
         problems.extend(crate::quant::stage::check_layers(q, &graph));
     }

@@ -155,15 +155,21 @@ impl OrtModel {
         self.run_once(x)
     }
 
-    /// Seconds per run of `iters` back-to-back runs on `x` (converted once, outside the timing).
+    /// Seconds per run of `iters` back-to-back runs on the batch `x` (converted once, outside
+    /// the timing). A model with a fixed batch of 1 runs the batch one sample at a time, as
+    /// [`OrtModel::run`] does.
     pub fn seconds_per_run(&mut self, x: &Tensor, iters: usize) -> anyhow::Result<f64> {
         let x = x.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous();
-        let shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
+        let mut shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
         let data = Vec::<f32>::try_from(&x.flatten(0, -1))?;
+        let pieces = if self.fixed_batch_one { std::mem::replace(&mut shape[0], 1) } else { 1 };
+        let piece = data.len() / pieces.max(1);
         let started = std::time::Instant::now();
         for _ in 0..iters.max(1) {
-            let input = TensorRef::from_array_view((shape.clone(), data.as_slice()))?;
-            drop(self.session.run(ort::inputs![input])?);
+            for chunk in data.chunks(piece.max(1)) {
+                let input = TensorRef::from_array_view((shape.clone(), chunk))?;
+                drop(self.session.run(ort::inputs![input])?);
+            }
         }
         Ok(started.elapsed().as_secs_f64() / iters.max(1) as f64)
     }
