@@ -2,10 +2,10 @@
 //! and, exported, run in ONNX Runtime on integer kernels with the predictions they have in tch.
 //! Each test fails if a change makes a quantized layer fall back to a float kernel.
 
-use compress::distill::student::Student;
+use compress::student::Student;
 use compress::graph::fold_bn::fold_batch_norm;
 use compress::graph::RunMode;
-use compress::quant::export::{write_quantized, QuantizedExport};
+use compress::export::quantized::{write_quantized, QuantizedExport};
 use compress::quant::qdq::{insert_qdq, LayerBits, QuantizedLayer};
 use compress::runtime::OrtModel;
 use tch::{Device, Kind, Tensor};
@@ -158,7 +158,7 @@ fn low_bit_classifier_is_stored_packed_and_runs_as_matmulnbits() {
         println!("int{bits} classifier: ONNX Runtime runs {:?}; agreement {agreement}", exported.runtime_ops);
         let fc = exported.layers.last().unwrap();
         assert_eq!(fc.kernel, "com.microsoft::MatMulNBits", "{:?}", exported.runtime_ops);
-        assert_eq!(fc.weight_storage, compress::quant::matmul_nbits::storage(bits));
+        assert_eq!(fc.weight_storage, compress::export::matmul_nbits::storage(bits));
         assert!(fc.weight_storage.contains("int4, packed 2 per byte"), "{}", fc.weight_storage);
         assert_eq!(fc.activation_bits, compress::quant::qdq::FLOAT_BITS, "weight-only");
         assert_eq!(exported.opset, 21);

@@ -78,7 +78,7 @@ fn every_architecture_lists_its_named_taps() {
 
 #[test]
 fn student_forward_returns_the_requested_taps() {
-    use compress::distill::student::Student;
+    use compress::student::Student;
     use compress::graph::RunMode;
     use tch::{Device, Kind, Tensor};
     let spec = compress::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };

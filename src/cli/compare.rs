@@ -1,7 +1,7 @@
 //! `compress compare --recipe R.yaml [--set k=v]… [--out DIR] [--overwrite] [--device D]`:
-//! trains the recipe's `compare.methods` side by side (see `crate::compare`).
+//! trains the recipe's `compare.methods` side by side (see `crate::pipeline::compare`).
 
-use crate::compare::{self, CompareOptions};
+use crate::pipeline::compare::{self, CompareOptions};
 use clap::Args;
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 //! output max_abs_diff and max_rel_diff.
 
 use crate::bad_input;
-use crate::graph::exec::unsupported_nodes;
+use crate::graph::ops::unsupported_nodes;
 use crate::graph::batching::BatchRunner;
 use crate::graph::taps::candidate_taps;
 use crate::graph::{Dim, Executor, Graph};

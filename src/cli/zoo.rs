@@ -3,7 +3,7 @@
 //! taps (`stage1` … `stageN`, `pooled`, `logits`) with their shapes, and `--export FILE` writes
 //! the freshly initialised model as ONNX exactly as a trained student would be exported.
 
-use crate::distill::student::student_taps;
+use crate::student::student_taps;
 use crate::zoo::{self, ArchSpec};
 use clap::Args;
 use serde_json::json;
@@ -97,7 +97,7 @@ fn describe(a: &ZooArgs, name: &str) -> anyhow::Result<i32> {
         "image_size": spec.image_size, "parameters": graph.parameter_count(), "taps": taps,
     });
     if let Some(path) = &a.export {
-        let folded = crate::export::write_onnx(&graph, a.opset, !a.no_fold, &[("compress.zoo_arch", name.to_string())], path)?;
+        let folded = crate::export::write_onnx(&graph, a.opset, !a.no_fold, &[(crate::export::metadata::ZOO_ARCH, name.to_string())], path)?;
         info["export"] = json!({"path": path, "opset": a.opset, "batch_norm_folded": folded});
     }
     if a.json {

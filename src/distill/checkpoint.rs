@@ -4,7 +4,7 @@
 //! it, so a kill at any moment leaves the previous checkpoint intact. `--resume` refuses a
 //! checkpoint made with another recipe or other teachers.
 
-use super::trainer::EpochMetrics;
+use super::record::EpochMetrics;
 use crate::bad_input;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -50,7 +50,7 @@ pub fn save(dir: &Path, meta: &Meta, model: &[(String, Tensor)], momentum: &[(St
     let tmp = dir.join(format!(".{}.tmp", meta.state_file));
     Tensor::write_safetensors(&named, &tmp)?;
     std::fs::rename(&tmp, dir.join(&meta.state_file))?;
-    crate::report::write_atomic(&dir.join("last.json"), serde_json::to_string_pretty(meta)?.as_bytes())?;
+    crate::fsio::write_atomic(&dir.join("last.json"), serde_json::to_string_pretty(meta)?.as_bytes())?;
     // Older state files are no longer referenced.
     for entry in std::fs::read_dir(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();

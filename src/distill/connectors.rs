@@ -9,18 +9,10 @@
 //!
 //! The spatial alignment rules that go in front of `Embed` are here too.
 
+pub use crate::recipe::schema::ConnectorKind;
 use crate::bad_input;
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
-
-/// Which connector a feature pair uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectorKind {
-    Embed,
-    Embed3,
-    ConvReg,
-}
 
 enum Layer {
     Conv(nn::Conv2D),

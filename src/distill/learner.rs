@@ -1,11 +1,11 @@
 //! One student learning under one method: its optimizer, one step on a prepared batch, and the
-//! epoch's figures. The trainer drives one learner; `compress compare` drives several in lockstep
-//! on the same batches and the same teacher outputs.
+//! epoch's figures. The trainer drives one learner for a run and several in lockstep (the same
+//! batches and teacher outputs) for `compress compare`.
 
 use super::methods::{BatchOutputs, Method, PrepareContext, StepContext};
 use super::optim::Sgd;
-use super::student::Student;
-use super::trainer::EpochMetrics;
+use crate::student::Student;
+use super::record::EpochMetrics;
 use crate::data::preprocess::Preprocess;
 use crate::data::ImageSet;
 use crate::graph::RunMode;
@@ -129,9 +129,9 @@ impl<'a> Learner<'a> {
         Ok(())
     }
 
-    /// The epoch's figures (test accuracy on `test`), resetting the running sums. `seconds` is
-    /// the epoch's wall time as the caller counts it; this learner's own step time is `busy`.
-    pub fn finish_epoch(&mut self, epoch: usize, lr: f64, test: &ImageSet, pre: &Preprocess, seconds: Option<f64>) -> anyhow::Result<EpochMetrics> {
+    /// The epoch's figures (test accuracy on `test`), resetting the running sums; `seconds` is
+    /// this learner's own time: its steps and the evaluation.
+    pub fn finish_epoch(&mut self, epoch: usize, lr: f64, test: &ImageSet, pre: &Preprocess) -> anyhow::Result<EpochMetrics> {
         let started = Instant::now();
         let batches = self.steps.max(1) as f64;
         let losses = std::mem::take(&mut self.sums).iter().map(|(k, v)| (k.to_string(), v.double_value(&[]) / batches)).collect();
@@ -149,7 +149,7 @@ impl<'a> Learner<'a> {
             teacher_weights: weight_mean,
             teacher_weight_std: weight_std,
             teacher_top_share: weight_top,
-            seconds: seconds.unwrap_or(own),
+            seconds: own,
         };
         (self.seen, self.steps, self.busy) = (0, 0, 0.0);
         Ok(m)

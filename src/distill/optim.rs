@@ -148,7 +148,7 @@ mod tests {
     /// are 2×2, already diverges in the second step on random data), hence two steps.
     #[test]
     fn agrees_with_libtorch_sgd_on_a_zoo_student() {
-        use crate::distill::student::Student;
+        use crate::student::Student;
         use crate::graph::RunMode;
         let spec = crate::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
         let build = || {

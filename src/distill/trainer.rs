@@ -1,12 +1,13 @@
-//! The training loop: seeded batches with augmentation, teacher logits under no-grad, the
-//! method's named loss terms summed and backpropagated, SGD with the schedule, and per-epoch
-//! evaluation. Loss sums stay on the device and are read once per epoch (no per-step sync).
+//! The one epoch loop: N learners trained in lockstep on seeded batches with augmentation, every
+//! teacher run once per batch (no grad) for all of them, per-epoch evaluation, checkpoints after
+//! every epoch and resuming from them. A normal run is the one-learner case; `compress compare`
+//! the N-learner case. Loss sums stay on the device and are read once per epoch.
 
-use super::checkpoint::{self, Identity, Meta};
+use super::checkpoint::{self, Checkpoint, Identity, Meta};
 use super::learner::{teacher_outputs, Learner};
 use super::methods::Method;
+use super::record::EpochMetrics;
 use super::schedule::lr_at;
-use super::student::Student;
 use crate::data::augment::{augment_batch, Augment};
 use crate::data::batches::{gather, EpochBatches};
 use crate::data::preprocess::Preprocess;
@@ -14,41 +15,14 @@ use crate::data::rng::Rng;
 use crate::data::ImageSet;
 use crate::progress::Progress;
 use crate::recipe::schema::Train;
+use crate::student::Student;
 use crate::teacher::Teacher;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Instant;
 use tch::Tensor;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EpochMetrics {
-    pub epoch: usize,
-    pub lr: f64,
-    /// Mean of each named loss term over the epoch's batches.
-    pub losses: BTreeMap<String, f64>,
-    pub train_top1: f64,
-    pub test_top1: f64,
-    /// Mean weight per teacher over the epoch (methods with weights only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub teacher_weights: Option<Vec<f64>>,
-    /// Spread of each teacher's weight over the epoch's samples (per-sample rules) or batches
-    /// (per-batch rules): standard deviation, and the share of them where it was the largest.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub teacher_weight_std: Option<Vec<f64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub teacher_top_share: Option<Vec<f64>>,
-    pub seconds: f64,
-}
-
-pub struct TrainOutcome {
-    /// What the method reports besides the epochs (MGD's self-analyzing accuracies).
-    pub method_summary: Option<serde_json::Value>,
-    pub epochs: Vec<EpochMetrics>,
-    pub best_top1: f64,
-    pub best_epoch: usize,
-    pub final_top1: f64,
-}
-
+/// What every learner of one training shares.
 pub struct TrainInputs<'a> {
     pub train: &'a ImageSet,
     pub test: &'a ImageSet,
@@ -57,11 +31,202 @@ pub struct TrainInputs<'a> {
     pub teachers: &'a [Teacher],
     pub seed: u64,
     pub label: &'a str,
-    /// Where this training's checkpoints go (one folder per training in a run).
-    pub checkpoints: Option<std::path::PathBuf>,
-    /// Continue from the checkpoint in `checkpoints`, if any.
+    /// Where this training's checkpoints go (one folder per training in a run); with several
+    /// learners, each gets the subfolder named after its label.
+    pub checkpoints: Option<PathBuf>,
+    /// Continue from the checkpoints in `checkpoints`, if any.
     pub resume: bool,
     pub identity: Identity,
+}
+
+/// One learner's training.
+pub struct TrainOutcome {
+    /// What the method reports besides the epochs (MGD's self-analyzing accuracies).
+    pub method_summary: Option<serde_json::Value>,
+    pub epochs: Vec<EpochMetrics>,
+    pub best_top1: f64,
+    pub best_epoch: usize,
+    pub final_top1: f64,
+    /// A copy of the student's state at its best epoch, when asked for ([`Lockstep::keep_best`]).
+    pub best_state: Option<HashMap<String, Tensor>>,
+}
+
+/// The learners of one training and what the loop keeps for each.
+pub struct Lockstep<'a> {
+    pub learners: Vec<Learner<'a>>,
+    /// Keep a copy of each student's state at its best epoch.
+    pub keep_best: bool,
+}
+
+/// The outcome of a lockstep training: one per learner, in order, and the mean seconds per
+/// epoch spent running the teachers (once per batch for all learners).
+pub struct Trained {
+    pub outcomes: Vec<TrainOutcome>,
+    pub teacher_seconds_per_epoch: f64,
+}
+
+/// Where the loop stands: the generator, the step count, each learner's history.
+struct Progression {
+    rng: Rng,
+    step: usize,
+    first_epoch: usize,
+    tracks: Vec<TrainOutcome>,
+}
+
+/// Trains `lockstep.learners` under `cfg` (a single learner is the plain case).
+pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow::Result<Trained> {
+    let learners = &mut lockstep.learners;
+    // Incomplete last batches are dropped, as in the reference code (methods.md §1.4).
+    let steps_per_epoch = inp.train.len() / cfg.batch_size;
+    if steps_per_epoch == 0 {
+        return Err(crate::bad_input!("train.batch_size {} exceeds the {} training images", cfg.batch_size, inp.train.len()));
+    }
+    let dirs = checkpoint_dirs(learners, inp);
+    let mut at = resume(learners, &dirs, inp)?;
+    if at.first_epoch == 1 {
+        for l in learners.iter() {
+            l.prepare(inp.train, inp.test, inp.teachers, cfg.batch_size as i64, inp.seed)?;
+        }
+    }
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let mut progress = Progress::new(inp.label, total_steps as u64);
+    progress.inc(at.step as u64, "");
+    let mut teacher_seconds = 0.0;
+    for epoch in at.first_epoch..=cfg.epochs {
+        let started = Instant::now();
+        let lr = run_epoch(learners, cfg, inp, epoch, total_steps, &mut at, &mut progress, &mut teacher_seconds)?;
+        let single = learners.len() == 1;
+        for (k, l) in learners.iter_mut().enumerate() {
+            let m = l.finish_epoch(epoch, lr, inp.test, inp.preprocess)?;
+            // With one learner the epoch's wall time is its own; with several, each counts its
+            // own steps and evaluation (the teachers' share is reported apart).
+            let m = if single { EpochMetrics { seconds: started.elapsed().as_secs_f64(), ..m } } else { m };
+            eprintln!("{}", m.line(&l.label, cfg.epochs));
+            record_epoch(&mut at.tracks[k], l.student, m, lockstep.keep_best);
+        }
+        for (k, dir) in dirs.iter().enumerate() {
+            if let Some(dir) = dir {
+                save(dir, &learners[k], &at, k, epoch, inp.identity.clone())?;
+            }
+        }
+    }
+    progress.finish();
+    let epochs_run = (cfg.epochs + 1 - at.first_epoch.min(cfg.epochs + 1)).max(1);
+    for (t, l) in at.tracks.iter_mut().zip(learners.iter()) {
+        t.final_top1 = t.epochs.last().map_or(0.0, |e| e.test_top1);
+        t.method_summary = l.method.summary();
+    }
+    Ok(Trained { outcomes: at.tracks, teacher_seconds_per_epoch: teacher_seconds / epochs_run as f64 })
+}
+
+/// One epoch of steps for every learner; returns the last learning rate.
+#[allow(clippy::too_many_arguments)]
+fn run_epoch(
+    learners: &mut [Learner],
+    cfg: &Train,
+    inp: &TrainInputs,
+    epoch: usize,
+    total_steps: usize,
+    at: &mut Progression,
+    progress: &mut Progress,
+    teacher_seconds: &mut f64,
+) -> anyhow::Result<f64> {
+    let sgd = &cfg.optimizer.sgd;
+    let device = learners[0].student.device();
+    let mut union: Vec<usize> = learners.iter().flat_map(|l| l.teachers.iter().copied()).collect();
+    union.sort_unstable();
+    union.dedup();
+    let batches: Vec<Tensor> = EpochBatches::new(inp.train.len(), cfg.batch_size, true, true, &mut at.rng).collect();
+    let steps = batches.len();
+    let mut lr = sgd.lr;
+    for (i, idx) in batches.into_iter().enumerate() {
+        lr = lr_at(&cfg.schedule, sgd.lr, epoch, at.step, total_steps);
+        let (images, labels) = gather(inp.train, &idx);
+        let images = augment_batch(&images, inp.augment, &mut at.rng);
+        let labels = labels.to_device(device);
+        let started = Instant::now();
+        let outputs = teacher_outputs(inp.teachers, &union, &images, device)?;
+        *teacher_seconds += started.elapsed().as_secs_f64();
+        let x = inp.preprocess.apply(&images, device);
+        for l in learners.iter_mut() {
+            l.step(&x, &labels, &outputs, epoch, i, i + 1 == steps, lr, inp.seed)?;
+        }
+        at.step += 1;
+        progress.inc(1, &format!("epoch {epoch}/{}", cfg.epochs));
+    }
+    Ok(lr)
+}
+
+/// Appends an epoch to a learner's history and keeps its best.
+fn record_epoch(track: &mut TrainOutcome, student: &Student, m: EpochMetrics, keep_best: bool) {
+    if m.test_top1 > track.best_top1 {
+        track.best_top1 = m.test_top1;
+        track.best_epoch = m.epoch;
+        if keep_best {
+            track.best_state = Some(student.state().into_iter().map(|(n, t)| (n, t.detach().copy())).collect());
+        }
+    }
+    track.epochs.push(m);
+}
+
+/// Each learner's checkpoint folder: the training's own for one learner, a subfolder per label
+/// for several.
+fn checkpoint_dirs(learners: &[Learner], inp: &TrainInputs) -> Vec<Option<PathBuf>> {
+    learners
+        .iter()
+        .map(|l| inp.checkpoints.as_ref().map(|d| if learners.len() == 1 { d.clone() } else { d.join(&l.label) }))
+        .collect()
+}
+
+/// A fresh start, or (with `inp.resume`) every learner restored from its checkpoint; all of
+/// them must stand at the same epoch, step and generator state.
+fn resume(learners: &mut [Learner], dirs: &[Option<PathBuf>], inp: &TrainInputs) -> anyhow::Result<Progression> {
+    let fresh = || TrainOutcome { method_summary: None, epochs: vec![], best_top1: -1.0, best_epoch: 0, final_top1: 0.0, best_state: None };
+    let mut at = Progression { rng: Rng::new(inp.seed), step: 0, first_epoch: 1, tracks: learners.iter().map(|_| fresh()).collect() };
+    if !inp.resume {
+        return Ok(at);
+    }
+    let mut found: Option<(usize, usize, [u64; 4])> = None;
+    for (k, dir) in dirs.iter().enumerate() {
+        let Some(dir) = dir else { continue };
+        let Some(ck) = checkpoint::load(dir, &inp.identity)? else { continue };
+        let here = (ck.meta.epoch, ck.meta.step, ck.meta.rng);
+        if found.is_some_and(|f| f != here) {
+            return Err(crate::bad_input!("cannot resume: the checkpoints under {} stand at different epochs", dir.display()));
+        }
+        found = Some(here);
+        restore(&mut learners[k], &ck)?;
+        at.tracks[k] = TrainOutcome { epochs: ck.meta.epochs, best_top1: ck.meta.best_top1, best_epoch: ck.meta.best_epoch, ..fresh() };
+        eprintln!("{}: resuming after epoch {} from {}", learners[k].label, ck.meta.epoch, dir.display());
+    }
+    if let Some((epoch, step, rng)) = found {
+        (at.rng, at.step, at.first_epoch) = (Rng::from_state(rng), step, epoch + 1);
+    }
+    Ok(at)
+}
+
+/// Writes learner `k`'s checkpoint after `epoch`.
+fn save(dir: &std::path::Path, learner: &Learner, at: &Progression, k: usize, epoch: usize, identity: Identity) -> anyhow::Result<()> {
+    let track = &at.tracks[k];
+    let meta = Meta {
+        identity,
+        epoch,
+        step: at.step,
+        rng: at.rng.state(),
+        epochs: track.epochs.clone(),
+        best_top1: track.best_top1,
+        best_epoch: track.best_epoch,
+        state_file: format!("state-{epoch}.safetensors"),
+    };
+    checkpoint::save(dir, &meta, &model_state(learner.student, learner.method), &learner.opt.buffers())
+}
+
+/// Copies a checkpoint into the learner's student, method and optimizer.
+fn restore(learner: &mut Learner, ck: &Checkpoint) -> anyhow::Result<()> {
+    learner.student.load_state(&ck.model)?;
+    load_method_state(learner.method, &ck.model)?;
+    learner.opt.load_buffers(&ck.momentum);
+    Ok(())
 }
 
 /// Everything a checkpoint holds of the model: the student's initializers and the method's
@@ -77,7 +242,7 @@ fn model_state(student: &Student, method: &dyn Method) -> Vec<(String, Tensor)> 
     state
 }
 
-fn load_method_state(method: &dyn Method, saved: &std::collections::HashMap<String, Tensor>) -> anyhow::Result<()> {
+fn load_method_state(method: &dyn Method, saved: &HashMap<String, Tensor>) -> anyhow::Result<()> {
     let _guard = tch::no_grad_guard();
     let modules = method.modules().map(|vs| vs.variables().into_iter().map(|(n, t)| (format!("method.{n}"), t)).collect::<Vec<_>>()).unwrap_or_default();
     let state = method.state().into_iter().map(|(n, t)| (format!("method_state.{n}"), t));
@@ -86,93 +251,4 @@ fn load_method_state(method: &dyn Method, saved: &std::collections::HashMap<Stri
         t.f_copy_(src)?;
     }
     Ok(())
-}
-
-/// Trains `student` with `method` on the teachers `teachers` (indices into `inp.teachers`);
-/// `teacher_taps` are the method's teacher taps (`methods::Needs::teacher_taps`), by alias.
-pub fn train(student: &Student, method: &dyn Method, teacher_taps: &[String], teachers: Vec<usize>, cfg: &Train, inp: &TrainInputs) -> anyhow::Result<TrainOutcome> {
-    let sgd = &cfg.optimizer.sgd;
-    let mut learner = Learner::new(inp.label, student, method, teacher_taps, teachers, inp.teachers, sgd)?;
-    let mut rng = Rng::new(inp.seed);
-    let bs = cfg.batch_size;
-    // Incomplete last batches are dropped, as in the reference code (methods.md §1.4).
-    let steps_per_epoch = inp.train.len() / bs;
-    if steps_per_epoch == 0 {
-        return Err(crate::bad_input!("train.batch_size {bs} exceeds the {} training images", inp.train.len()));
-    }
-    let total_steps = steps_per_epoch * cfg.epochs;
-    let mut epochs = Vec::new();
-    let (mut best_top1, mut best_epoch) = (0.0, 0);
-    let mut step = 0;
-    let mut first_epoch = 1;
-    if let (true, Some(dir)) = (inp.resume, &inp.checkpoints) {
-        if let Some(ck) = checkpoint::load(dir, &inp.identity)? {
-            student.load_state(&ck.model)?;
-            load_method_state(method, &ck.model)?;
-            learner.opt.load_buffers(&ck.momentum);
-            rng = Rng::from_state(ck.meta.rng);
-            (epochs, best_top1, best_epoch, step) = (ck.meta.epochs, ck.meta.best_top1, ck.meta.best_epoch, ck.meta.step);
-            first_epoch = ck.meta.epoch + 1;
-            eprintln!("{}: resuming after epoch {} from {}", inp.label, ck.meta.epoch, dir.display());
-        }
-    }
-    if first_epoch == 1 {
-        learner.prepare(inp.train, inp.test, inp.teachers, bs as i64, inp.seed)?;
-    }
-    let mut progress = Progress::new(inp.label, total_steps as u64);
-    progress.inc(step as u64, "");
-    for epoch in first_epoch..=cfg.epochs {
-        let started = Instant::now();
-        let mut lr = sgd.lr;
-        let batches: Vec<Tensor> = EpochBatches::new(inp.train.len(), bs, true, true, &mut rng).collect();
-        for (i, idx) in batches.into_iter().enumerate() {
-            lr = lr_at(&cfg.schedule, sgd.lr, epoch, step, total_steps);
-            let (images, labels) = gather(inp.train, &idx);
-            let images = augment_batch(&images, inp.augment, &mut rng);
-            let labels = labels.to_device(student.device());
-            let outputs = teacher_outputs(inp.teachers, &learner.teachers, &images, student.device())?;
-            let x = inp.preprocess.apply(&images, student.device());
-            learner.step(&x, &labels, &outputs, epoch, i, i + 1 == steps_per_epoch, lr, inp.seed)?;
-            step += 1;
-            progress.inc(1, &format!("epoch {epoch}/{}", cfg.epochs));
-        }
-        let m = learner.finish_epoch(epoch, lr, inp.test, inp.preprocess, None)?;
-        let m = EpochMetrics { seconds: started.elapsed().as_secs_f64(), ..m };
-        if m.test_top1 > best_top1 {
-            best_top1 = m.test_top1;
-            best_epoch = epoch;
-        }
-        eprintln!("{}", m.line(inp.label, cfg.epochs));
-        epochs.push(m);
-        if let Some(dir) = &inp.checkpoints {
-            let meta = Meta {
-                identity: inp.identity.clone(),
-                epoch,
-                step,
-                rng: rng.state(),
-                epochs: epochs.clone(),
-                best_top1,
-                best_epoch,
-                state_file: format!("state-{epoch}.safetensors"),
-            };
-            checkpoint::save(dir, &meta, &model_state(student, method), &learner.opt.buffers())?;
-        }
-    }
-    progress.finish();
-    let final_top1 = epochs.last().map_or(0.0, |e| e.test_top1);
-    Ok(TrainOutcome { method_summary: method.summary(), epochs, best_top1, best_epoch, final_top1 })
-}
-
-impl EpochMetrics {
-    /// The progress line of one epoch.
-    pub fn line(&self, label: &str, epochs: usize) -> String {
-        format!(
-            "{label}: epoch {}/{epochs} loss {} train {:.2}% test {:.2}% ({:.1}s)",
-            self.epoch,
-            self.losses.iter().map(|(k, v)| format!("{k}={v:.4}")).collect::<Vec<_>>().join(" "),
-            100.0 * self.train_top1,
-            100.0 * self.test_top1,
-            self.seconds
-        )
-    }
 }

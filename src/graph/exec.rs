@@ -3,7 +3,8 @@
 //!
 //! All unsupported nodes are reported together, each by name, before anything runs.
 
-use super::ir::{is_float, Graph};
+use super::ir::Graph;
+use super::ops::{is_float, unsupported_nodes};
 use super::ops::{self, Inputs, Kernel, NodeCtx, RunCtx};
 use crate::bad_input;
 use onnx_protobuf::NodeProto;
@@ -36,20 +37,6 @@ pub struct Executor {
     fetch: Vec<usize>,
     steps: Vec<Step>,
     slots: usize,
-}
-
-/// Every node the registry cannot run, as `node `name` (Op)` strings. Control flow (If, Loop,
-/// Scan) and other domains are among them.
-pub fn unsupported_nodes(nodes: &[NodeProto]) -> Vec<String> {
-    let reg = ops::registry();
-    nodes
-        .iter()
-        .filter(|n| !ops::is_default_domain(n) || reg.get(&n.op_type).is_none())
-        .map(|n| {
-            let domain = if ops::is_default_domain(n) { String::new() } else { format!("{}::", n.domain) };
-            format!("node `{}` ({domain}{})", n.name, n.op_type)
-        })
-        .collect()
 }
 
 impl Executor {
@@ -222,5 +209,54 @@ impl Executor {
             }
         }
         self.fetch.iter().map(|s| slots[*s].as_ref().map(|t| t.shallow_clone()).ok_or_else(|| anyhow::anyhow!("a fetched value was not produced"))).collect()
+    }
+}
+
+#[cfg(test)]
+mod qdq_tests {
+    //! The QuantizeLinear/DequantizeLinear kernels (ops/quant.rs) run through the executor.
+    use super::{Executor, RunMode};
+    use crate::graph::ir::{Dim, Graph, ValueDecl};
+    use onnx_protobuf::NodeProto;
+    use tch::{Device, Kind, Tensor};
+
+    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        let mut n = NodeProto::new();
+        n.op_type = op.into();
+        n.name = output.into();
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.output = vec![output.into()];
+        n
+    }
+
+    /// In training mode a Q → DQ pair is fake quantization: the values lie on the grid, x gets a
+    /// straight-through gradient inside the range and none outside, and the scale gets LSQ's.
+    #[test]
+    fn qdq_trains_as_fake_quantization() {
+        let scale = Tensor::from(0.5f32).set_requires_grad(true);
+        let graph = Graph {
+            name: "qdq".into(),
+            opset: 13,
+            producer: "test".into(),
+            inputs: vec![ValueDecl { name: "x".into(), elem_type: 1, dims: vec![Dim::Fixed(4)] }],
+            outputs: vec![ValueDecl { name: "y".into(), elem_type: 1, dims: vec![Dim::Fixed(4)] }],
+            initializers: vec![("s".into(), scale.shallow_clone()), ("z".into(), Tensor::from(0i8))],
+            nodes: vec![node("QuantizeLinear", &["x", "s", "z"], "q"), node("DequantizeLinear", &["q", "s", "z"], "y")],
+            metadata: vec![],
+        };
+        let exec = Executor::compile(&graph, &["y".to_string()], Device::Cpu).unwrap();
+        let x = Tensor::from_slice(&[0.3f32, -1.1, 70.0, -80.0]).set_requires_grad(true);
+        let y = exec.run(&[&x], RunMode::Train).unwrap().remove(0);
+        let got: Vec<f32> = Vec::try_from(&y.detach()).unwrap();
+        assert_eq!(got, vec![0.5, -1.0, 63.5, -64.0]); // round(0.6)=1, round(-2.2)=-2, saturated at 127 and -128
+        y.sum(Kind::Float).backward();
+        let gx: Vec<f32> = Vec::try_from(&x.grad()).unwrap();
+        assert_eq!(gx, vec![1.0, 1.0, 0.0, 0.0]);
+        // d/ds Σ y: in range round(x/s) − x/s (0.4 and 0.2), saturated q (127 and −128).
+        let gs = scale.grad().double_value(&[]);
+        assert!((gs - (0.4 + 0.2 + 127.0 - 128.0)).abs() < 1e-5, "{gs}");
+        // In eval mode QuantizeLinear yields int8, as ONNX says.
+        let q = Executor::compile(&graph, &["q".to_string()], Device::Cpu).unwrap().run(&[&x.detach()], RunMode::Eval).unwrap().remove(0);
+        assert_eq!(q.kind(), Kind::Int8);
     }
 }

@@ -2,6 +2,7 @@
 //! nodes in topological order. Conversion from and to `ModelProto` lives here.
 
 use crate::bad_input;
+use super::ops::is_float;
 use crate::onnx::tensor;
 use onnx_protobuf::type_proto::Value as TypeValue;
 use onnx_protobuf::{
@@ -9,7 +10,7 @@ use onnx_protobuf::{
     TypeProto, ValueInfoProto,
 };
 use std::collections::HashSet;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// One dimension of a declared input or output shape.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,7 +66,7 @@ impl Graph {
         }
         if !problems.is_empty() {
             // Unsupported nodes alone are reported by the executor; here they join the list.
-            problems.extend(super::exec::unsupported_nodes(&g.node));
+            problems.extend(super::ops::unsupported_nodes(&g.node));
             return Err(bad_input!("{origin}: cannot run this graph: {}", problems.join("; ")));
         }
         let init_names: HashSet<&str> = g.initializer.iter().map(|i| i.name.as_str()).collect();
@@ -198,10 +199,6 @@ impl Graph {
             .map(|(_, t)| t.numel() as i64)
             .sum()
     }
-}
-
-pub fn is_float(kind: Kind) -> bool {
-    matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16)
 }
 
 fn decl_of(v: &ValueInfoProto) -> ValueDecl {

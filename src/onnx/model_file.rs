@@ -25,7 +25,7 @@ pub fn read(path: &Path) -> anyhow::Result<ModelProto> {
 /// leaves a half-written file that looks finished.
 pub fn write(model: &ModelProto, path: &Path) -> anyhow::Result<()> {
     let bytes = model.write_to_bytes()?;
-    crate::report::write_atomic(path, &bytes)
+    crate::fsio::write_atomic(path, &bytes)
 }
 
 fn inline_external(t: &mut TensorProto, dir: &Path, model: &Path) -> anyhow::Result<()> {

@@ -7,16 +7,20 @@ use crate::data::augment::Augment;
 use crate::data::ImageSet;
 use crate::distill::checkpoint::Identity;
 use crate::distill::methods;
-use crate::distill::student::Student;
-use crate::distill::trainer::{self, TrainInputs, TrainOutcome};
+use crate::student::Student;
+use crate::distill::learner::Learner;
+use crate::distill::trainer::{self, Lockstep, TrainInputs, TrainOutcome};
+use crate::export::metadata::StudentMetadata;
 use crate::recipe::schema::{DataFormat, Distill};
-use crate::recipe::Plan;
+use plan::Plan;
 use crate::report::{self, Report, TrainingRecord, Versions};
 use crate::zoo::ArchSpec;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub mod compare;
+pub mod plan;
 mod quantize;
 
 pub struct RunOptions {
@@ -62,7 +66,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     }
     let (train_set, test_set) = load_data(&plan)?;
     stages.lap("data");
-    let evaluation = crate::teacher::evaluate::evaluate_teachers(&plan, &test_set)?;
+    let evaluation = crate::teacher::evaluate::evaluate_teachers(&plan.teachers, &test_set)?;
     let (teachers, ensemble, vote) = (evaluation.records, evaluation.ensemble_mean, evaluation.ensemble_vote);
     stages.lap("teachers");
     let spec = ArchSpec { num_classes: train_set.num_classes() as i64, width: r.student.width, image_size: r.data.image_size as i64 };
@@ -93,7 +97,13 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     } else {
         None
     };
-    let mut exported = crate::export::export_student(&plan, student, &train_set.class_names, &out)?;
+    let metadata = StudentMetadata {
+        recipe_sha256: plan.recipe_sha256.clone(),
+        preprocess: pre.clone(),
+        class_names: train_set.class_names.clone(),
+        distill_method: r.distill.method.clone(),
+    };
+    let mut exported = crate::export::export_student(student, &r.export, &metadata, &out)?;
     stages.lap("export");
     let fidelity = crate::export::validate_export(student, &out.join("student.onnx"), &test_set, &pre)?;
     stages.lap("validate");
@@ -107,7 +117,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
                 float_fidelity: &fidelity,
                 inputs: &inputs,
                 out: &out,
-                class_names: &train_set.class_names,
+                metadata: &metadata,
             };
             let record = stage.run()?;
             exported.push(record.file.clone());
@@ -143,7 +153,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
         recipe: r.name.clone(),
         recipe_sha256: plan.recipe_sha256.clone(),
         versions: Versions::current(),
-        device: report::device_name(plan.device),
+        device: crate::device::name(plan.device),
         seed: r.seed,
         data: data_summary(&plan, &train_set, &test_set),
         teachers,
@@ -214,7 +224,7 @@ fn print_plan(plan: &Plan, out: &Path) {
     eprintln!("recipe `{}` → {}", r.name, out.display());
     eprintln!(
         "device {}; student {}; method {}; {} epochs, batch {}",
-        report::device_name(plan.device),
+        crate::device::name(plan.device),
         r.student.label(),
         r.distill.method,
         r.train.epochs,
@@ -296,7 +306,7 @@ impl Distiller {
         let needs = methods::needs(distill)?;
         let student = Student::with_taps(graph, plan.device, &needs.student_taps)?;
         let names: Vec<String> = plan.teachers.iter().map(|t| t.name.clone()).collect();
-        let subset = crate::recipe::plan::teacher_subset(distill, &names).map_err(|e| bad_input!("distill.{e}"))?;
+        let subset = distill.teacher_indices(&names).map_err(|e| bad_input!("distill.{e}"))?;
         let chosen: Vec<&crate::teacher::Teacher> = subset.iter().map(|&i| &plan.teachers[i]).collect();
         let shapes = student.taps().iter().map(|t| t.shape.clone()).collect();
         let setup = methods::Setup::for_models(&chosen, shapes, &needs, spec.num_classes, plan.device, plan.recipe.train.batch_size as i64)?;
@@ -313,8 +323,10 @@ impl Distiller {
             let record = TrainingRecord { method: distill.method.clone(), method_summary: None, epochs: vec![], best_top1: top1, best_epoch: 0, final_top1: top1, seconds: 0.0 };
             return Ok(record);
         }
-        let TrainOutcome { method_summary, epochs, best_top1, best_epoch, final_top1 } =
-            trainer::train(&self.student, self.method.as_ref(), &self.needs.teacher_taps, self.subset.clone(), cfg, inputs)?;
+        let learner = Learner::new(inputs.label, &self.student, self.method.as_ref(), &self.needs.teacher_taps, self.subset.clone(), inputs.teachers, &cfg.optimizer.sgd)?;
+        let mut lockstep = Lockstep { learners: vec![learner], keep_best: false };
+        let trained = trainer::train(&mut lockstep, cfg, inputs)?;
+        let TrainOutcome { method_summary, epochs, best_top1, best_epoch, final_top1, .. } = trained.outcomes.into_iter().next().expect("one learner, one outcome");
         Ok(TrainingRecord { method: distill.method.clone(), method_summary, epochs, best_top1, best_epoch, final_top1, seconds: started.elapsed().as_secs_f64() })
     }
 }
@@ -322,17 +334,17 @@ impl Distiller {
 fn train_student(plan: &Plan, spec: &ArchSpec, distill: &Distill, inputs: &TrainInputs) -> anyhow::Result<(Distiller, TrainingRecord)> {
     // Re-seeding here gives the distilled student and the baseline the same initial weights.
     tch::manual_seed(plan.recipe.seed as i64);
-    let graph = crate::distill::student_source::build(&plan.recipe.student, spec, plan.device)?;
+    let graph = crate::student::source::build(&plan.recipe.student, spec, plan.device)?;
     let distiller = Distiller::new(plan, spec, distill, graph)?;
     let record = distiller.train(distill, &plan.recipe.train, inputs)?;
     Ok((distiller, record))
 }
 
 fn write_report(out: &Path, plan: &Plan, report: &Report) -> anyhow::Result<()> {
-    report::write_atomic(&out.join("recipe.resolved.yaml"), plan.resolved_yaml.as_bytes())?;
-    report::write_atomic(&out.join("report.md"), report::markdown::render(report).as_bytes())?;
+    crate::fsio::write_atomic(&out.join("recipe.resolved.yaml"), plan.resolved_yaml.as_bytes())?;
+    crate::fsio::write_atomic(&out.join("report.md"), report::markdown::render(report).as_bytes())?;
     // report.json last: its presence marks a finished run.
-    report::write_atomic(&out.join("report.json"), serde_json::to_string_pretty(report)?.as_bytes())
+    crate::fsio::write_atomic(&out.join("report.json"), serde_json::to_string_pretty(report)?.as_bytes())
 }
 
 fn summary_line(r: &Report, out: &Path) -> String {

@@ -7,9 +7,10 @@
 use super::Distiller;
 use crate::distill::trainer::TrainInputs;
 use crate::metrics;
-use crate::quant::{export::write_quantized, stage::quantized_graph};
+use crate::export::quantized::write_quantized;
+use crate::quant::stage::quantized_graph;
 use crate::recipe::schema::{Distill, Quantize, Schedule, Train};
-use crate::recipe::Plan;
+use super::plan::Plan;
 use crate::report::{LatencyRecord, QuantizationRecord};
 use crate::runtime::{self, OrtModel};
 use crate::zoo::ArchSpec;
@@ -26,7 +27,7 @@ pub(super) struct Stage<'a> {
     pub float_fidelity: &'a crate::report::Fidelity,
     pub inputs: &'a TrainInputs<'a>,
     pub out: &'a Path,
-    pub class_names: &'a [String],
+    pub metadata: &'a crate::export::metadata::StudentMetadata,
 }
 
 /// The quantized file's name, after the section's global widths: `student.w8a8.onnx`,
@@ -71,7 +72,7 @@ impl Stage<'_> {
         let distiller = if distill.method == self.plan.recipe.distill.method {
             // The same method object: its connectors and state carry on from the float stage.
             let f = self.float;
-            let student = crate::distill::student::Student::with_taps(graph, self.plan.device, &f.needs.student_taps)?;
+            let student = crate::student::Student::with_taps(graph, self.plan.device, &f.needs.student_taps)?;
             Distiller { student, method: f.method.clone(), needs: f.needs.clone(), subset: f.subset.clone() }
         } else {
             Distiller::new(self.plan, self.spec, distill, graph)?
@@ -99,13 +100,8 @@ impl Stage<'_> {
         let file_name = file_name(self.q);
         let path = self.out.join(&file_name);
         let bits: Vec<_> = layers.iter().map(|l| (l.node.clone(), l.bits.weights, l.bits.activations)).collect();
-        let metadata = [
-            ("compress.recipe_sha256", self.plan.recipe_sha256.clone()),
-            ("compress.preprocess", serde_json::to_string(&self.plan.student_preprocess())?),
-            ("compress.class_names", serde_json::to_string(self.class_names)?),
-            ("compress.distill_method", distill.method.clone()),
-            ("compress.quantization", serde_json::to_string(&bits)?),
-        ];
+        let mut metadata = self.metadata.entries()?;
+        metadata.push((crate::export::metadata::QUANTIZATION, serde_json::to_string(&bits)?));
         let opset = self.plan.recipe.export.opset;
         let exported = write_quantized(&quantized.student.graph, &layers, opset, &metadata, &path)?;
         let file = crate::export::file_record(&path, exported.opset, &storage_summary(&exported.layers))?;
@@ -161,7 +157,7 @@ impl Stage<'_> {
 }
 
 /// What the file stores, e.g. `int8` or `int8 (int4 values in 12 layers)`.
-fn storage_summary(layers: &[crate::quant::export::LayerRecord]) -> String {
+fn storage_summary(layers: &[crate::export::quantized::LayerRecord]) -> String {
     let mut low: std::collections::BTreeMap<u32, usize> = Default::default();
     for l in layers.iter().filter(|l| l.weight_bits < 8) {
         *low.entry(l.weight_bits).or_default() += 1;

@@ -109,7 +109,7 @@ fn quantization(s: &mut String, q: &QuantizationRecord) {
     );
     if !q.padded_depthwise.is_empty() {
         let padded: Vec<String> = q.padded_depthwise.iter().map(|p| format!("{} {}→{}", p.node, p.channels, p.padded_to)).collect();
-        let _ = writeln!(s, "Depthwise layers padded with zero channels to a multiple of {} for ONNX Runtime's int8 kernel (the file computes the same): {}.\n", crate::quant::pad_depthwise::CHANNEL_BLOCK, padded.join(", "));
+        let _ = writeln!(s, "Depthwise layers padded with zero channels to a multiple of {} for ONNX Runtime's int8 kernel (the file computes the same): {}.\n", crate::export::pad_depthwise::CHANNEL_BLOCK, padded.join(", "));
     }
     if !q.integer_pools.is_empty() {
         let runs = q.runtime_ops.get("com.microsoft::QLinearGlobalAveragePool").copied().unwrap_or(0);

@@ -4,10 +4,11 @@
 pub mod gates;
 pub mod markdown;
 
-use crate::distill::trainer::EpochMetrics;
+pub use crate::distill::record::{EpochMetrics, TrainingRecord};
+pub use crate::export::{ExportedFile, Fidelity};
+pub use crate::teacher::evaluate::TeacherRecord;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 #[derive(Debug, Serialize)]
 pub struct Versions {
@@ -33,51 +34,17 @@ impl Versions {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct TeacherRecord {
-    pub name: String,
-    pub path: String,
-    pub sha256: String,
-    pub opset: i64,
-    pub parameters: i64,
-    pub execution: String,
-    pub top1_tch: f64,
-    pub top1_ort: f64,
-    pub top1_agreement_tch_vs_ort: f64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct TrainingRecord {
-    pub method: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub method_summary: Option<serde_json::Value>,
-    pub epochs: Vec<EpochMetrics>,
-    pub best_top1: f64,
-    pub best_epoch: usize,
-    pub final_top1: f64,
-    pub seconds: f64,
-}
-
-#[derive(Debug, Serialize, Clone)]
-pub struct ExportedFile {
-    pub path: String,
-    pub bytes: u64,
-    pub sha256: String,
-    pub opset: i64,
-    pub weight_storage: String,
-}
-
 /// The quantization-aware stage: its training, the file, what each layer stores and runs, the
 /// accuracies of float and quantized students, and their latency side by side.
 #[derive(Debug, Serialize)]
 pub struct QuantizationRecord {
-    pub layers: Vec<crate::quant::export::LayerRecord>,
+    pub layers: Vec<crate::export::quantized::LayerRecord>,
     /// Layers that ONNX Runtime runs on integer kernels, of all quantized layers.
     pub integer_layers: usize,
     /// Every op ONNX Runtime runs for the quantized file, by type.
     pub runtime_ops: BTreeMap<String, usize>,
     /// Depthwise convolutions the file pads with zero channels for ONNX Runtime's int8 kernel.
-    pub padded_depthwise: Vec<crate::quant::pad_depthwise::PaddedDepthwise>,
+    pub padded_depthwise: Vec<crate::export::pad_depthwise::PaddedDepthwise>,
     /// Global average pools the file quantizes at their output (for ONNX Runtime's integer
     /// pool; `runtime_ops` says whether it runs).
     pub integer_pools: Vec<String>,
@@ -131,17 +98,6 @@ impl QuantizationRecord {
     }
 }
 
-#[derive(Debug, Serialize, Clone)]
-pub struct Fidelity {
-    pub images: usize,
-    pub top1_tch: f64,
-    pub top1_ort: f64,
-    pub top5_ort: f64,
-    pub top1_agreement_tch_vs_ort: f64,
-    pub max_abs_diff: f64,
-    pub max_rel_diff: f64,
-}
-
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub recipe: String,
@@ -168,23 +124,4 @@ pub struct Report {
     pub passed: bool,
     /// Wall time per stage, seconds.
     pub stages: Vec<(String, f64)>,
-}
-
-/// A device as users write it in recipes: `cpu`, `cuda:0`.
-pub fn device_name(d: tch::Device) -> String {
-    match d {
-        tch::Device::Cpu => "cpu".into(),
-        tch::Device::Cuda(i) => format!("cuda:{i}"),
-        other => format!("{other:?}").to_lowercase(),
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")));
-    std::fs::write(&tmp, bytes).map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("renaming {} to {}: {e}", tmp.display(), path.display()))?;
-    Ok(())
 }

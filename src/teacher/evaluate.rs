@@ -3,10 +3,23 @@
 
 use crate::data::ImageSet;
 use crate::metrics;
-use crate::recipe::Plan;
-use crate::report::TeacherRecord;
+use serde::Serialize;
 use crate::runtime::{self, OrtModel};
 use tch::{Kind, Tensor};
+
+/// One teacher and what it scores on the test set.
+#[derive(Debug, Serialize)]
+pub struct TeacherRecord {
+    pub name: String,
+    pub path: String,
+    pub sha256: String,
+    pub opset: i64,
+    pub parameters: i64,
+    pub execution: String,
+    pub top1_tch: f64,
+    pub top1_ort: f64,
+    pub top1_agreement_tch_vs_ort: f64,
+}
 
 /// What the teachers score on the test set.
 pub struct TeacherEvaluation {
@@ -38,11 +51,11 @@ pub fn majority_vote(preds: &Tensor, classes: i64) -> Tensor {
 
 /// Each teacher's accuracy through our import and through ONNX Runtime, their agreement, and
 /// the ensemble's accuracy.
-pub fn evaluate_teachers(plan: &Plan, test: &ImageSet) -> anyhow::Result<TeacherEvaluation> {
+pub fn evaluate_teachers(teachers: &[super::Teacher], test: &ImageSet) -> anyhow::Result<TeacherEvaluation> {
     let mut records = Vec::new();
     let mut probs: Option<Tensor> = None;
     let mut preds = Vec::new();
-    for t in &plan.teachers {
+    for t in teachers {
         let mut ours = Vec::new();
         let mut start = 0;
         while start < test.len() as i64 {

@@ -9,10 +9,18 @@ use crate::data::preprocess::{Layout, Preprocess};
 use crate::graph::batching::BatchRunner;
 use crate::graph::Graph;
 use crate::recipe::schema::{Precision, TeacherOutput};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
+
+/// A teacher's classifier as a linear map from its pooled features: logits = x·Wᵀ + b.
+#[derive(Debug)]
+pub struct Head {
+    /// [C, d]
+    pub weight: Tensor,
+    /// [C]
+    pub bias: Tensor,
+}
 
 pub struct Teacher {
     pub name: String,
@@ -32,7 +40,7 @@ pub struct Teacher {
     /// Each tap's shape for one image (batch axis included).
     pub tap_shapes: Vec<Vec<i64>>,
     /// The linear classifier that produces the logits, when the method asks for it.
-    pub head: Option<crate::distill::methods::Head>,
+    pub head: Option<Head>,
     runner: BatchRunner,
     device: Device,
     precision: Precision,
@@ -46,7 +54,7 @@ impl Teacher {
         }
         let (name, path, preprocess, output) = (name.as_str(), path.as_path(), preprocess.clone(), *output);
         let bytes = std::fs::read(path).map_err(|e| bad_input!("teacher `{name}`: cannot read {}: {e}", path.display()))?;
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = crate::fsio::sha256_hex(&bytes);
         let model = crate::onnx::model_file::read(path)?;
         let origin = format!("teacher `{name}` ({})", path.display());
         let mut graph = Graph::from_model(&model, &origin)?;
@@ -60,7 +68,7 @@ impl Teacher {
         let ResolvedTaps { aliases: tap_names, values: tap_values, shapes: tap_shapes } =
             resolve_taps(&graph, &sample, taps, method_taps).map_err(|e| e.context(origin.clone()))?;
         let head = if *head {
-            crate::graph::taps::linear_head(&graph).map(|(weight, bias)| crate::distill::methods::Head { weight, bias })
+            crate::graph::taps::linear_head(&graph).map(|(weight, bias)| Head { weight, bias })
         } else {
             None
         };
@@ -175,8 +183,4 @@ struct ResolvedTaps {
     aliases: Vec<String>,
     values: Vec<String>,
     shapes: Vec<Vec<i64>>,
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

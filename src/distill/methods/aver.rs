@@ -23,9 +23,6 @@ pub fn aver_kd(student: &Tensor, teachers: &[Tensor], t: f64) -> Tensor {
 }
 
 impl Method for Aver {
-    fn name(&self) -> &'static str {
-        "aver"
-    }
 
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let kd = aver_kd(batch.student, batch.teachers, self.temperature);

@@ -9,7 +9,8 @@
 //!
 //! L = γ·CE + α·L_div + β·L_kd.
 
-use super::features::{FeatureLevel, Head};
+use super::features::FeatureLevel;
+use crate::teacher::Head;
 use super::{ce_term, feature_weight, BatchOutputs, LossTerm, Method, Setup};
 use crate::bad_input;
 use crate::distill::losses::{ce_per_sample, kd_per_sample, mse_per_sample};
@@ -100,9 +101,6 @@ pub fn feature_term(h: &[Tensor], f: &[Tensor], heads: &[Head], labels: &Tensor,
 }
 
 impl Method for CaMkd {
-    fn name(&self) -> &'static str {
-        "ca_mkd"
-    }
 
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let kd = ca_mkd_kd(batch.student, batch.teachers, batch.labels, self.temperature);

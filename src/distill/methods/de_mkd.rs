@@ -85,9 +85,6 @@ impl DeMkd {
 }
 
 impl Method for DeMkd {
-    fn name(&self) -> &'static str {
-        "de_mkd"
-    }
 
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let ramp = warmup(batch.epoch, self.o.warmup_epochs) * self.kd;

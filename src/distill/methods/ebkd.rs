@@ -13,6 +13,14 @@ pub struct Ebkd {
     temperature: f64,
 }
 
+/// EBKD weighs teachers against each other: with one teacher its weight would be 0.
+pub fn check(_: &Distill, teachers: usize) -> Vec<String> {
+    if teachers == 1 {
+        return vec!["distill.method: ebkd weighs teachers against each other (1 − H_k/ΣH); with one teacher its weight is 0, use kd".into()];
+    }
+    Vec::new()
+}
+
 pub fn build(cfg: &Distill, _: &Setup) -> anyhow::Result<Box<dyn Method>> {
     Ok(Box::new(Ebkd { ce: cfg.loss_weights.ce, kd: cfg.loss_weights.kd, temperature: cfg.temperature }))
 }
@@ -24,9 +32,6 @@ pub fn entropy_weights(teachers: &[Tensor]) -> Tensor {
 }
 
 impl Method for Ebkd {
-    fn name(&self) -> &'static str {
-        "ebkd"
-    }
 
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let w = entropy_weights(batch.teachers);

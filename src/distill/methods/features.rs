@@ -8,15 +8,6 @@ use crate::distill::connectors::{align_ca_mkd, Connector, ConnectorKind};
 use crate::recipe::schema::Distill;
 use tch::{nn, Tensor};
 
-/// A teacher's classifier as a linear map from its pooled features: logits = x·Wᵀ + b.
-#[derive(Debug)]
-pub struct Head {
-    /// [C, d]
-    pub weight: Tensor,
-    /// [C]
-    pub bias: Tensor,
-}
-
 struct Pair {
     student: usize,
     teacher: usize,

@@ -32,9 +32,6 @@ pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {
 }
 
 impl Method for FitnetMkd {
-    fn name(&self) -> &'static str {
-        "fitnet_mkd"
-    }
 
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let kd = aver_kd(batch.student, batch.teachers, self.temperature);

@@ -17,9 +17,6 @@ pub fn build(cfg: &Distill, _: &Setup) -> anyhow::Result<Box<dyn Method>> {
 }
 
 impl Method for Kd {
-    fn name(&self) -> &'static str {
-        "kd"
-    }
 
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let kd = kd_per_sample(batch.student, &batch.teachers[0], self.temperature).mean(Kind::Float);

@@ -13,9 +13,6 @@ pub fn build(cfg: &Distill, _: &Setup) -> anyhow::Result<Box<dyn Method>> {
 }
 
 impl Method for LabelsOnly {
-    fn name(&self) -> &'static str {
-        "none"
-    }
 
     fn needs_teachers(&self) -> bool {
         false

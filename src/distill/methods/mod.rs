@@ -17,7 +17,7 @@ mod labels_only;
 mod mgd;
 mod mmkd;
 
-pub use features::Head;
+pub use crate::teacher::Head;
 
 use crate::bad_input;
 use crate::distill::connectors::ConnectorKind;
@@ -47,7 +47,6 @@ pub struct LossTerm {
 }
 
 pub trait Method {
-    fn name(&self) -> &'static str;
     /// Whether the method reads teacher outputs (a labels-only baseline does not).
     fn needs_teachers(&self) -> bool {
         true
@@ -94,7 +93,7 @@ pub struct PrepareContext<'a> {
 
 /// What `Method::after_step` sees: the student, the batch it just stepped on and the schedule.
 pub struct StepContext<'a> {
-    pub student: &'a crate::distill::student::Student,
+    pub student: &'a crate::student::Student,
     /// The preprocessed student input of the batch.
     pub x: &'a Tensor,
     pub batch: &'a BatchOutputs<'a>,
@@ -116,7 +115,7 @@ struct FeatureDefaults {
     heads: bool,
 }
 
-/// One registered method.
+/// One registered method: what it needs, its own option rules, and how it is built.
 struct Entry {
     name: &'static str,
     /// KD, FitNets and DKD distil exactly one teacher.
@@ -124,7 +123,15 @@ struct Entry {
     /// Reads the student's and the teachers' `pooled` vectors (MGD).
     pooled: bool,
     features: Option<FeatureDefaults>,
+    /// The method's own checks of its `distill` section against the number of teachers; each
+    /// problem names its key under `distill.`.
+    check: fn(&Distill, usize) -> Vec<String>,
     build: fn(&Distill, &Setup) -> anyhow::Result<Box<dyn Method>>,
+}
+
+/// For methods whose options need no check beyond the schema's.
+fn no_check(_: &Distill, _: usize) -> Vec<String> {
+    Vec::new()
 }
 
 const fn feat(weight: f64, student: &'static str, teacher: &'static str, connector: ConnectorKind, heads: bool) -> Option<FeatureDefaults> {
@@ -132,18 +139,18 @@ const fn feat(weight: f64, student: &'static str, teacher: &'static str, connect
 }
 
 const REGISTRY: &[Entry] = &[
-    Entry { name: "none", single_teacher: false, pooled: false, features: None, build: labels_only::build },
-    Entry { name: "kd", single_teacher: true, pooled: false, features: None, build: kd::build },
-    Entry { name: "fitnets", single_teacher: true, pooled: false, features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false), build: fitnets::build },
-    Entry { name: "dkd", single_teacher: true, pooled: false, features: None, build: dkd::build },
-    Entry { name: "aver", single_teacher: false, pooled: false, features: None, build: aver::build },
-    Entry { name: "fitnet_mkd", single_teacher: false, pooled: false, features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false), build: fitnet_mkd::build },
-    Entry { name: "ebkd", single_teacher: false, pooled: false, features: None, build: ebkd::build },
-    Entry { name: "aekd", single_teacher: false, pooled: false, features: None, build: aekd::build },
-    Entry { name: "ca_mkd", single_teacher: false, pooled: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, true), build: ca_mkd::build },
-    Entry { name: "de_mkd", single_teacher: false, pooled: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, false), build: de_mkd::build },
-    Entry { name: "mgd", single_teacher: false, pooled: true, features: None, build: mgd::build },
-    Entry { name: "mmkd", single_teacher: false, pooled: false, features: feat(100.0, "last_stage", "last_stage", ConnectorKind::Embed, false), build: mmkd::build },
+    Entry { name: "none", single_teacher: false, pooled: false, features: None, check: no_check, build: labels_only::build },
+    Entry { name: "kd", single_teacher: true, pooled: false, features: None, check: no_check, build: kd::build },
+    Entry { name: "fitnets", single_teacher: true, pooled: false, features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false), check: no_check, build: fitnets::build },
+    Entry { name: "dkd", single_teacher: true, pooled: false, features: None, check: no_check, build: dkd::build },
+    Entry { name: "aver", single_teacher: false, pooled: false, features: None, check: no_check, build: aver::build },
+    Entry { name: "fitnet_mkd", single_teacher: false, pooled: false, features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false), check: no_check, build: fitnet_mkd::build },
+    Entry { name: "ebkd", single_teacher: false, pooled: false, features: None, check: ebkd::check, build: ebkd::build },
+    Entry { name: "aekd", single_teacher: false, pooled: false, features: None, check: aekd::check, build: aekd::build },
+    Entry { name: "ca_mkd", single_teacher: false, pooled: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, true), check: no_check, build: ca_mkd::build },
+    Entry { name: "de_mkd", single_teacher: false, pooled: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, false), check: no_check, build: de_mkd::build },
+    Entry { name: "mgd", single_teacher: false, pooled: true, features: None, check: no_check, build: mgd::build },
+    Entry { name: "mmkd", single_teacher: false, pooled: false, features: feat(100.0, "last_stage", "last_stage", ConnectorKind::Embed, false), check: mmkd::check, build: mmkd::build },
 ];
 
 /// The methods the recipe's `distill.method` accepts.
@@ -240,29 +247,7 @@ pub fn check(cfg: &Distill, teachers: usize) -> Vec<String> {
             e.name
         ));
     }
-    if e.name == "ebkd" && teachers == 1 {
-        problems.push("distill.method: ebkd weighs teachers against each other (1 − H_k/ΣH); with one teacher its weight is 0, use kd".into());
-    }
-    if let (Some(a), "aekd") = (&cfg.aekd, e.name) {
-        if !(a.c_tol > 0.0 && a.c_tol <= 1.0) || (teachers > 1 && a.c_tol * (teachers as f64) < 1.0) {
-            problems.push(format!("distill.aekd.c_tol: {} leaves no weights summing to 1 over {teachers} teachers (needs c_tol·K ≥ 1, c_tol ≤ 1)", a.c_tol));
-        }
-    }
-    if e.name == "mmkd" {
-        let o = cfg.mmkd.clone().unwrap_or_default();
-        if ![1, 3].contains(&o.unroll) {
-            problems.push(format!("distill.mmkd.unroll: {} (1 for the one-step lookahead, 3 for the reference's unrolled steps)", o.unroll));
-        }
-        if o.meta_freq == 0 {
-            problems.push("distill.mmkd.meta_freq: must be at least 1".into());
-        }
-        if cfg.features.as_ref().is_some_and(|f| f.len() > 1) {
-            problems.push("distill.features: mmkd weights one feature pair (its FeatureWeight net reads that pair's Gram matrices)".into());
-        }
-        if cfg.features.iter().flatten().any(|p| p.connector == Some(ConnectorKind::ConvReg)) {
-            problems.push("distill.features: mmkd aligns the two maps by pooling before its connector; use embed or embed3, not conv_reg".into());
-        }
-    }
+    problems.extend((e.check)(cfg, teachers));
     if cfg.temperature <= 0.0 {
         problems.push(format!("distill.temperature: must be positive, got {}", cfg.temperature));
     }

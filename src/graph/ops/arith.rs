@@ -6,7 +6,7 @@
 //! alpha·A'·B' + beta·C with optional transposes; C is optional from opset 11.
 
 use super::{binary, single, unary, Kernel, NodeCtx, Registry};
-use crate::graph::ir::is_float;
+use super::is_float;
 use tch::Tensor;
 
 pub fn register(reg: &mut Registry) {

@@ -149,6 +149,25 @@ pub fn registry() -> &'static Registry {
     })
 }
 
+/// Every node the registry cannot run, as `node `name` (Op)` strings. Control flow (If, Loop,
+/// Scan) and other domains are among them.
+pub fn unsupported_nodes(nodes: &[NodeProto]) -> Vec<String> {
+    let reg = registry();
+    nodes
+        .iter()
+        .filter(|n| !is_default_domain(n) || reg.get(&n.op_type).is_none())
+        .map(|n| {
+            let domain = if is_default_domain(n) { String::new() } else { format!("{}::", n.domain) };
+            format!("node `{}` ({domain}{})", n.name, n.op_type)
+        })
+        .collect()
+}
+
+/// Whether `kind` is a floating-point kind (the values that train and move between devices).
+pub fn is_float(kind: tch::Kind) -> bool {
+    matches!(kind, tch::Kind::Float | tch::Kind::Double | tch::Kind::Half | tch::Kind::BFloat16)
+}
+
 /// `docs/SUPPORTED_OPS.md`, generated from the registry and the family files' headers.
 pub fn supported_ops_markdown() -> String {
     let reg = registry();

@@ -111,12 +111,10 @@ impl HardBuffer {
         HardBuffer { capacity, data: None, rng: Rng::new(seed) }
     }
 
+    /// Samples held (the tests watch it fill).
+    #[cfg(test)]
     pub fn len(&self) -> i64 {
         self.data.as_ref().map_or(0, Samples::len)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Offers a training batch: appended whole while the buffer fills, afterwards only the

@@ -9,7 +9,7 @@
 //! quantizer after it: a mean within float error of a half step may land one step apart, which
 //! the report's agreement between the fake-quant student and the file would show.
 
-use super::qdq::qdq_node;
+use crate::quant::qdq::qdq_node;
 use crate::graph::Graph;
 
 /// Ops that only rearrange the pooled values.

@@ -17,8 +17,10 @@
 use super::features::FeatureLevel;
 use super::{ce_term, feature_weight, BatchOutputs, LossTerm, Method, Setup, StepContext};
 use crate::distill::losses::{ce_per_sample, kd_per_sample, mse_per_sample};
-use crate::distill::meta::{Adam, HardBuffer, Samples, WeightNet};
-use crate::distill::student::Student;
+mod meta;
+
+use meta::{Adam, HardBuffer, Samples, WeightNet};
+use crate::student::Student;
 use crate::graph::RunMode;
 use crate::recipe::schema::{Distill, MmkdOptions};
 use std::cell::RefCell;
@@ -37,6 +39,25 @@ pub struct Mmkd {
     feature_net: Option<WeightNet>,
     adam: RefCell<Adam>,
     buffer: RefCell<Option<HardBuffer>>,
+}
+
+/// MMKD's options, and its single feature pair aligned by pooling.
+pub fn check(cfg: &Distill, _: usize) -> Vec<String> {
+    let mut problems = Vec::new();
+    let o = cfg.mmkd.clone().unwrap_or_default();
+    if ![1, 3].contains(&o.unroll) {
+        problems.push(format!("distill.mmkd.unroll: {} (1 for the one-step lookahead, 3 for the reference's unrolled steps)", o.unroll));
+    }
+    if o.meta_freq == 0 {
+        problems.push("distill.mmkd.meta_freq: must be at least 1".into());
+    }
+    if cfg.features.as_ref().is_some_and(|f| f.len() > 1) {
+        problems.push("distill.features: mmkd weights one feature pair (its FeatureWeight net reads that pair's Gram matrices)".into());
+    }
+    if cfg.features.iter().flatten().any(|p| p.connector == Some(crate::recipe::schema::ConnectorKind::ConvReg)) {
+        problems.push("distill.features: mmkd aligns the two maps by pooling before its connector; use embed or embed3, not conv_reg".into());
+    }
+    problems
 }
 
 pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {
@@ -200,9 +221,6 @@ impl BufferSnapshot {
 }
 
 impl Method for Mmkd {
-    fn name(&self) -> &'static str {
-        "mmkd"
-    }
 
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let o = self.objectives(batch);

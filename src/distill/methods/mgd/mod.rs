@@ -1,6 +1,6 @@
 //! MGD, multi-granularity distillation (Shao & Chen 2021; methods.md §4.2), per teacher in a
 //! multi-teacher run (§4.2.4). Before training, each teacher gets its self-analyzing module
-//! (`distill::self_analyzing`): branches A (64-d code, T = 2) and D (256-d code, T = 8) trained on
+//! (`self_analyzing`): branches A (64-d code, T = 2) and D (256-d code, T = 8) trained on
 //! its frozen pooled features. The student gets, per teacher, encoders of the same widths on its
 //! own pooled vector, and learns
 //! - the teachers' codes: L_enc = mean_k [T_A²·KL(E_A^t(f_t)/T_A ‖ E_A^s(f_s)/T_A) + same for D];
@@ -13,7 +13,9 @@
 use super::{ce_term, BatchOutputs, LossTerm, Method, PrepareContext, Setup};
 use crate::bad_input;
 use crate::distill::losses::kd_per_sample;
-use crate::distill::self_analyzing::{Features, Mlp, SelfAnalyzing, BRANCHES};
+mod self_analyzing;
+
+use self_analyzing::{Features, Mlp, SelfAnalyzing, BRANCHES};
 use crate::recipe::schema::{Distill, MgdMode, MgdOptions};
 use std::cell::RefCell;
 use tch::{nn, Kind, Tensor};
@@ -71,9 +73,6 @@ pub fn stable_target(z: &Tensor, z_a: &Tensor, z_d: &Tensor) -> Tensor {
 }
 
 impl Method for Mgd {
-    fn name(&self) -> &'static str {
-        "mgd"
-    }
 
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let f_s = &batch.student_feats[0];

@@ -2,14 +2,13 @@
 //! recipe's folder, the device chosen, teachers loaded and every op checked. All problems are
 //! collected and reported together, before any training.
 
-use super::overrides;
-use super::schema::{DataFormat, Distill, Recipe};
+use crate::recipe::schema::{DataFormat, Distill, Recipe};
+use crate::recipe::parse;
 use crate::bad_input;
 use crate::data::preprocess::{Layout, Preprocess};
 use crate::distill::methods::Needs;
 use crate::error::is_bad_input;
 use crate::teacher::{Teacher, TeacherSpec};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tch::Device;
 
@@ -23,35 +22,6 @@ pub struct Plan {
     pub teachers: Vec<Teacher>,
 }
 
-/// Parses the recipe file with overrides into the typed schema.
-pub fn parse(path: &Path, sets: &[String]) -> anyhow::Result<(Recipe, String)> {
-    let text = std::fs::read_to_string(path).map_err(|e| bad_input!("cannot read recipe {}: {e}", path.display()))?;
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| bad_input!("recipe {} is not valid YAML: {e}", path.display()))?;
-    for s in sets {
-        overrides::apply(&mut doc, s)?;
-    }
-    let recipe: Recipe = serde_yaml::from_value(doc).map_err(|e| bad_input!("recipe {}: {e}", path.display()))?;
-    let resolved = serde_yaml::to_string(&recipe)?;
-    Ok((recipe, resolved))
-}
-
-/// Picks the device from the recipe or the command line (`auto`, `cpu`, `cuda`, `cuda:N`).
-pub fn resolve_device(spec: &str) -> anyhow::Result<Device> {
-    let cuda = tch::Cuda::is_available();
-    match spec {
-        "auto" => Ok(if cuda { Device::Cuda(0) } else { Device::Cpu }),
-        "cpu" => Ok(Device::Cpu),
-        s if s == "cuda" || s.starts_with("cuda:") => {
-            let index: usize = s.strip_prefix("cuda:").map_or(Ok(0), str::parse).map_err(|_| bad_input!("device `{s}`: bad CUDA index"))?;
-            if !cuda || index as i64 >= tch::Cuda::device_count() {
-                return Err(bad_input!("device `{s}` requested but CUDA is not available (devices: {})", tch::Cuda::device_count()));
-            }
-            Ok(Device::Cuda(index))
-        }
-        other => Err(bad_input!("device `{other}`: expected auto, cpu, cuda or cuda:N")),
-    }
-}
-
 impl Plan {
     pub fn resolve(path: &Path, sets: &[String], device_override: Option<&str>) -> anyhow::Result<Plan> {
         let (mut recipe, resolved_yaml) = parse(path, sets)?;
@@ -60,7 +30,7 @@ impl Plan {
         if recipe.version != 1 {
             problems.push(format!("version: {} is not supported (this tool reads version 1)", recipe.version));
         }
-        let device = match resolve_device(device_override.unwrap_or(&recipe.device)) {
+        let device = match crate::device::resolve(device_override.unwrap_or(&recipe.device)) {
             Ok(d) => d,
             Err(e) => {
                 problems.push(format!("device: {e}"));
@@ -205,7 +175,7 @@ impl Plan {
         if !problems.is_empty() {
             return Err(bad_input!("recipe {} has {} problem(s):\n  - {}", path.display(), problems.len(), problems.join("\n  - ")));
         }
-        let recipe_sha256 = crate::teacher::hex(&Sha256::digest(resolved_yaml.as_bytes()));
+        let recipe_sha256 = crate::fsio::sha256_hex(resolved_yaml.as_bytes());
         Ok(Plan { recipe, recipe_path: path.to_path_buf(), resolved_yaml, recipe_sha256, device, teachers })
     }
 
@@ -227,17 +197,6 @@ pub struct MethodUse {
     pub teachers: Vec<usize>,
 }
 
-/// The teachers (indices into the recipe's) a `distill` section uses.
-pub fn teacher_subset(d: &Distill, names: &[String]) -> Result<Vec<usize>, String> {
-    match &d.teachers {
-        None => Ok((0..names.len()).collect()),
-        Some(chosen) => chosen
-            .iter()
-            .map(|n| names.iter().position(|x| x == n).ok_or_else(|| format!("teachers: no teacher is named `{n}` (known: {})", names.join(", "))))
-            .collect(),
-    }
-}
-
 /// Checks every distillation section of the recipe and says what each needs.
 fn method_uses(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<MethodUse> {
     let names: Vec<String> = recipe.teachers.iter().map(|t| t.name.clone()).collect();
@@ -247,7 +206,7 @@ fn method_uses(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<MethodUse> {
     }
     let mut uses = Vec::new();
     for (key, d) in sections {
-        let teachers = match teacher_subset(&d, &names) {
+        let teachers = match d.teacher_indices(&names) {
             Ok(t) => t,
             Err(e) => {
                 problems.push(format!("{key}.{e}"));
@@ -281,7 +240,7 @@ fn try_build_method(recipe: &Recipe, m: &MethodUse, teachers: &[&Teacher], stude
 fn check_quantize(recipe: &Recipe, q: &crate::recipe::schema::Quantize) -> Vec<String> {
     let classes = class_count(recipe).unwrap_or(10) as i64;
     let spec = crate::zoo::ArchSpec { num_classes: classes, width: recipe.student.width, image_size: recipe.data.image_size as i64 };
-    let graph = match crate::distill::student_source::build(&recipe.student, &spec, Device::Cpu) {
+    let graph = match crate::student::source::build(&recipe.student, &spec, Device::Cpu) {
         Ok(g) => g,
         // The student's own problem is reported by check_student.
         Err(_) => return crate::quant::stage::check(q, None),
@@ -311,7 +270,7 @@ fn check_student(recipe: &mut Recipe, base: &Path, device: Device, taps: &[Strin
             let classes = class_count(recipe).unwrap_or(10) as i64;
             let spec = crate::zoo::ArchSpec { num_classes: classes, width: s.width, image_size: recipe.data.image_size as i64 };
             let result =
-                crate::distill::student_source::build(&recipe.student, &spec, Device::Cpu).and_then(|g| crate::distill::student::resolve_taps(&g, taps));
+                crate::student::source::build(&recipe.student, &spec, Device::Cpu).and_then(|g| crate::student::resolve_taps(&g, taps));
             match result {
                 Ok(t) => Some(t.into_iter().map(|t| t.shape).collect()),
                 Err(e) => {
@@ -327,11 +286,11 @@ fn check_student(recipe: &mut Recipe, base: &Path, device: Device, taps: &[Strin
             }
             let classes = class_count(recipe)?;
             let arch = crate::zoo::ArchSpec { num_classes: classes as i64, width: 1.0, image_size: recipe.data.image_size as i64 };
-            let result = crate::distill::student_source::build(&recipe.student, &arch, device).and_then(|g| {
+            let result = crate::student::source::build(&recipe.student, &arch, device).and_then(|g| {
                 if taps.is_empty() {
                     Ok(vec![])
                 } else {
-                    crate::distill::student::resolve_taps(&g, taps)
+                    crate::student::resolve_taps(&g, taps)
                 }
             });
             match result {

@@ -7,24 +7,19 @@
 //! take per epoch, and the teachers' own accuracies and ensembles.
 
 use crate::bad_input;
-use crate::data::augment::{augment_batch, Augment};
-use crate::data::batches::{gather, EpochBatches};
-use crate::data::rng::Rng;
-use crate::distill::learner::{teacher_outputs, Learner};
+use crate::data::augment::Augment;
+use crate::distill::checkpoint::Identity;
+use crate::distill::learner::Learner;
 use crate::distill::methods::{self, Method, Setup};
-use crate::distill::schedule::lr_at;
-use crate::distill::student::Student;
-use crate::distill::trainer::EpochMetrics;
-use crate::recipe::plan::teacher_subset;
-use crate::recipe::Plan;
+use crate::distill::trainer::{self, Lockstep, TrainInputs, TrainOutcome};
+use crate::student::Student;
+use crate::distill::record::EpochMetrics;
+use super::plan::Plan;
 use crate::teacher::evaluate::evaluate_teachers;
 use crate::zoo::ArchSpec;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
-use tch::Tensor;
 
 pub struct CompareOptions {
     pub recipe: PathBuf,
@@ -82,9 +77,6 @@ pub struct Comparison {
     pub methods: Vec<MethodResult>,
 }
 
-/// A method's best epoch so far: its test top-1, the epoch, and a copy of the student's state.
-type Best = (f64, usize, Option<HashMap<String, Tensor>>);
-
 /// A method ready to train for one seed.
 struct Entry {
     label: String,
@@ -110,8 +102,8 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
     if r.train.threads > 0 {
         tch::set_num_threads(r.train.threads as i32);
     }
-    let (train, test) = crate::pipeline::load_data(&plan)?;
-    let evaluation = evaluate_teachers(&plan, &test)?;
+    let (train, test) = super::load_data(&plan)?;
+    let evaluation = evaluate_teachers(&plan.teachers, &test)?;
     let spec = ArchSpec { num_classes: train.num_classes() as i64, width: r.student.width, image_size: r.data.image_size as i64 };
     let names: Vec<String> = plan.teachers.iter().map(|t| t.name.clone()).collect();
     let augment = Augment { random_crop_padding: r.data.augment.random_crop_padding, horizontal_flip: r.data.augment.horizontal_flip };
@@ -120,7 +112,7 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
         .methods
         .iter()
         .map(|m| {
-            let subset = teacher_subset(&m.distill, &names).unwrap_or_default();
+            let subset = m.distill.teacher_indices(&names).unwrap_or_default();
             let teachers = if m.distill.method == "none" { vec![] } else { subset.iter().map(|&i| names[i].clone()).collect() };
             MethodResult { label: m.label(), method: m.distill.method.clone(), teachers, seeds: vec![] }
         })
@@ -131,17 +123,29 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
         for m in &compare.methods {
             // The same initial student weights for every method under this seed.
             tch::manual_seed(seed as i64);
-            let graph = crate::distill::student_source::build(&r.student, &spec, plan.device)?;
+            let graph = crate::student::source::build(&r.student, &spec, plan.device)?;
             let needs = methods::needs(&m.distill)?;
             let student = Student::with_taps(graph, plan.device, &needs.student_taps)?;
-            let subset = teacher_subset(&m.distill, &names).map_err(|e| bad_input!("{e}"))?;
+            let subset = m.distill.teacher_indices(&names).map_err(|e| bad_input!("{e}"))?;
             let chosen: Vec<&crate::teacher::Teacher> = subset.iter().map(|&i| &plan.teachers[i]).collect();
             let shapes = student.taps().iter().map(|t| t.shape.clone()).collect();
             let setup = Setup::for_models(&chosen, shapes, &needs, spec.num_classes, plan.device, r.train.batch_size as i64)?;
             let method = methods::build(&m.distill, &setup)?;
             entries.push(Entry { label: m.label(), student, method, teacher_taps: needs.teacher_taps, teachers: subset });
         }
-        let (per_method, teacher_time) = train_lockstep(&plan, &entries, &train, &test, &augment, &pre, seed)?;
+        let inputs = TrainInputs {
+            train: &train,
+            test: &test,
+            preprocess: &pre,
+            augment: &augment,
+            teachers: &plan.teachers,
+            seed,
+            label: "compare",
+            checkpoints: None,
+            resume: false,
+            identity: Identity { recipe_sha256: plan.recipe_sha256.clone(), teacher_sha256: vec![] },
+        };
+        let (per_method, teacher_time) = train_lockstep(&plan, &entries, &inputs, seed)?;
         teacher_seconds.push(teacher_time);
         for (slot, result) in methods_out.iter_mut().zip(per_method) {
             slot.seeds.push(result);
@@ -149,7 +153,7 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
     }
     let comparison = Comparison {
         recipe: opts.recipe.display().to_string(),
-        device: crate::report::device_name(plan.device),
+        device: crate::device::name(plan.device),
         train_images: train.len(),
         test_images: test.len(),
         epochs: r.train.epochs,
@@ -162,92 +166,56 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
         methods: methods_out,
     };
     let markdown = render(&comparison, &compare.seeds);
-    crate::report::write_atomic(&out.join("comparison.md"), markdown.as_bytes())?;
-    crate::report::write_atomic(&results, serde_json::to_string_pretty(&comparison)?.as_bytes())?;
+    crate::fsio::write_atomic(&out.join("comparison.md"), markdown.as_bytes())?;
+    crate::fsio::write_atomic(&results, serde_json::to_string_pretty(&comparison)?.as_bytes())?;
     println!("{markdown}");
     eprintln!("comparison written to {}", out.display());
     Ok(0)
 }
 
-/// Trains every entry for one seed on shared batches and teacher outputs; returns each one's
-/// result and the mean seconds per epoch spent in the teachers.
-fn train_lockstep(plan: &Plan, entries: &[Entry], train: &crate::data::ImageSet, test: &crate::data::ImageSet, augment: &Augment, pre: &crate::data::preprocess::Preprocess, seed: u64) -> anyhow::Result<(Vec<SeedResult>, f64)> {
+/// Trains every entry for one seed in lockstep (the trainer's N-learner case), then exports
+/// each student at its final and its best epoch and checks both files in ONNX Runtime; returns
+/// each one's result and the mean seconds per epoch spent in the teachers.
+fn train_lockstep(plan: &Plan, entries: &[Entry], inputs: &TrainInputs, seed: u64) -> anyhow::Result<(Vec<SeedResult>, f64)> {
     let cfg = &plan.recipe.train;
-    let sgd = &cfg.optimizer.sgd;
-    let mut learners = entries
+    let learners = entries
         .iter()
-        .map(|e| Learner::new(&e.label, &e.student, e.method.as_ref(), &e.teacher_taps, e.teachers.clone(), &plan.teachers, sgd))
+        .map(|e| Learner::new(&format!("seed {seed} {}", e.label), &e.student, e.method.as_ref(), &e.teacher_taps, e.teachers.clone(), &plan.teachers, &cfg.optimizer.sgd))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    for l in &learners {
-        l.prepare(train, test, &plan.teachers, cfg.batch_size as i64, seed)?;
-    }
-    let mut union: Vec<usize> = learners.iter().flat_map(|l| l.teachers.iter().copied()).collect();
-    union.sort_unstable();
-    union.dedup();
-    let steps_per_epoch = train.len() / cfg.batch_size;
-    if steps_per_epoch == 0 {
-        return Err(bad_input!("train.batch_size {} exceeds the {} training images", cfg.batch_size, train.len()));
-    }
-    let total_steps = steps_per_epoch * cfg.epochs;
-    let device = plan.device;
-    let mut rng = Rng::new(seed);
-    let mut step = 0;
-    let mut teacher_time = 0.0;
-    let mut history: Vec<Vec<EpochMetrics>> = entries.iter().map(|_| vec![]).collect();
-    let mut best: Vec<Best> = entries.iter().map(|_| (-1.0, 0, None)).collect();
-    for epoch in 1..=cfg.epochs {
-        let mut lr = sgd.lr;
-        let batches: Vec<Tensor> = EpochBatches::new(train.len(), cfg.batch_size, true, true, &mut rng).collect();
-        for (i, idx) in batches.into_iter().enumerate() {
-            lr = lr_at(&cfg.schedule, sgd.lr, epoch, step, total_steps);
-            let (images, labels) = gather(train, &idx);
-            let images = augment_batch(&images, augment, &mut rng);
-            let labels = labels.to_device(device);
-            let started = Instant::now();
-            let outputs = teacher_outputs(&plan.teachers, &union, &images, device)?;
-            teacher_time += started.elapsed().as_secs_f64();
-            let x = pre.apply(&images, device);
-            for l in learners.iter_mut() {
-                l.step(&x, &labels, &outputs, epoch, i, i + 1 == steps_per_epoch, lr, seed)?;
-            }
-            step += 1;
-        }
-        for (k, l) in learners.iter_mut().enumerate() {
-            let m = l.finish_epoch(epoch, lr, test, pre, None)?;
-            eprintln!("{}", m.line(&format!("seed {seed} {}", l.label), cfg.epochs));
-            if m.test_top1 > best[k].0 {
-                let state: HashMap<String, Tensor> = l.student.state().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
-                best[k] = (m.test_top1, epoch, Some(state));
-            }
-            history[k].push(m);
-        }
-    }
-    let opset = plan.recipe.export.opset;
+    let mut lockstep = Lockstep { learners, keep_best: true };
+    let trained = trainer::train(&mut lockstep, cfg, inputs)?;
     let mut results = Vec::new();
-    for ((e, epochs), (best_top1, best_epoch, best_state)) in entries.iter().zip(history).zip(best) {
-        let dir = tempfile_dir()?;
-        let path = dir.join(format!("{}-{seed}.onnx", sanitize(&e.label)));
-        crate::export::write_onnx(&e.student.graph, opset, plan.recipe.export.fold_batch_norm, &[], &path)?;
-        let last = crate::export::validate_export(&e.student, &path, test, pre)?;
-        if let Some(state) = best_state {
-            e.student.load_state(&state)?;
-        }
-        crate::export::write_onnx(&e.student.graph, opset, plan.recipe.export.fold_batch_norm, &[], &path)?;
-        let at_best = crate::export::validate_export(&e.student, &path, test, pre)?;
-        let _ = std::fs::remove_dir_all(&dir);
-        results.push(SeedResult {
-            seed,
-            best_top1_tch: best_top1,
-            best_epoch,
-            best_top1_ort: at_best.top1_ort,
-            final_top1_tch: last.top1_tch,
-            final_top1_ort: last.top1_ort,
-            final_agreement: last.top1_agreement_tch_vs_ort,
-            seconds_per_epoch: mean(&epochs.iter().map(|m| m.seconds).collect::<Vec<_>>()),
-            epochs,
-        });
+    for (e, outcome) in entries.iter().zip(trained.outcomes) {
+        results.push(export_both(plan, e, outcome, inputs, seed)?);
     }
-    Ok((results, teacher_time / cfg.epochs as f64))
+    Ok((results, trained.teacher_seconds_per_epoch))
+}
+
+/// Exports one entry's student with its final weights, then with its best epoch's, and checks
+/// each file in ONNX Runtime.
+fn export_both(plan: &Plan, e: &Entry, outcome: TrainOutcome, inputs: &TrainInputs, seed: u64) -> anyhow::Result<SeedResult> {
+    let (opset, fold) = (plan.recipe.export.opset, plan.recipe.export.fold_batch_norm);
+    let dir = tempfile_dir()?;
+    let path = dir.join(format!("{}-{seed}.onnx", sanitize(&e.label)));
+    crate::export::write_onnx(&e.student.graph, opset, fold, &[], &path)?;
+    let last = crate::export::validate_export(&e.student, &path, inputs.test, inputs.preprocess)?;
+    if let Some(state) = &outcome.best_state {
+        e.student.load_state(state)?;
+    }
+    crate::export::write_onnx(&e.student.graph, opset, fold, &[], &path)?;
+    let at_best = crate::export::validate_export(&e.student, &path, inputs.test, inputs.preprocess)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(SeedResult {
+        seed,
+        best_top1_tch: outcome.best_top1,
+        best_epoch: outcome.best_epoch,
+        best_top1_ort: at_best.top1_ort,
+        final_top1_tch: last.top1_tch,
+        final_top1_ort: last.top1_ort,
+        final_agreement: last.top1_agreement_tch_vs_ort,
+        seconds_per_epoch: mean(&outcome.epochs.iter().map(|m| m.seconds).collect::<Vec<_>>()),
+        epochs: outcome.epochs,
+    })
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

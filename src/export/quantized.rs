@@ -7,7 +7,8 @@
 use super::integer_pool::quantize_pool_outputs;
 use super::matmul_nbits;
 use super::pad_depthwise::{pad_depthwise_channels, PaddedDepthwise};
-use super::qdq::{compact_names, one_dequantize_per_reader, store_weights_as_int8, QuantizedLayer};
+use super::int8_storage::{compact_names, one_dequantize_per_reader, store_weights_as_int8};
+use crate::quant::qdq::QuantizedLayer;
 use crate::graph::Graph;
 use crate::runtime::OrtModel;
 use serde::Serialize;
@@ -68,7 +69,7 @@ pub fn write_quantized(graph: &Graph, layers: &[QuantizedLayer], opset: i64, met
     // Linear layers below 8 bits store packed int4 for MatMulNBits.
     let packed: Vec<&QuantizedLayer> = layers.iter().filter(|l| l.op == "Gemm" && l.bits.weights < 8).collect();
     let opset = if packed.is_empty() { opset } else { opset.max(matmul_nbits::OPSET) };
-    let (mut model, _) = crate::export::onnx_model(&graph, opset, false, metadata)?;
+    let (mut model, _) = super::float::onnx_model(&graph, opset, false, metadata)?;
     for l in &packed {
         matmul_nbits::rewrite_gemm(&mut model, &l.node, l.bits.weights)?;
     }

@@ -1,11 +1,14 @@
 //! The trainable student: a graph whose float initializers are parameters (requires_grad, updated
 //! in place by the optimizer), except BatchNormalization's running statistics and Clip bounds,
 //! which are state and constants.
+//! `source` builds the graph it starts from (a zoo architecture or the user's ONNX file).
+
+pub mod source;
 
 use crate::bad_input;
 use crate::data::preprocess::Preprocess;
 use crate::data::ImageSet;
-use crate::graph::ir::is_float;
+use crate::graph::ops::is_float;
 use crate::graph::taps::{named_taps, NamedTap};
 use crate::graph::{Dim, Executor, Graph, RunMode};
 use tch::{Device, Kind, Tensor};

@@ -1,0 +1,51 @@
+//! What one training produced: the figures of each epoch and the record of the whole training
+//! (checkpoints, the comparison and the report read them).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub lr: f64,
+    /// Mean of each named loss term over the epoch's batches.
+    pub losses: BTreeMap<String, f64>,
+    pub train_top1: f64,
+    pub test_top1: f64,
+    /// Mean weight per teacher over the epoch (methods with weights only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teacher_weights: Option<Vec<f64>>,
+    /// Spread of each teacher's weight over the epoch's samples (per-sample rules) or batches
+    /// (per-batch rules): standard deviation, and the share of them where it was the largest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_weight_std: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_top_share: Option<Vec<f64>>,
+    pub seconds: f64,
+}
+
+impl EpochMetrics {
+    /// The progress line of one epoch.
+    pub fn line(&self, label: &str, epochs: usize) -> String {
+        format!(
+            "{label}: epoch {}/{epochs} loss {} train {:.2}% test {:.2}% ({:.1}s)",
+            self.epoch,
+            self.losses.iter().map(|(k, v)| format!("{k}={v:.4}")).collect::<Vec<_>>().join(" "),
+            100.0 * self.train_top1,
+            100.0 * self.test_top1,
+            self.seconds
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrainingRecord {
+    pub method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method_summary: Option<serde_json::Value>,
+    pub epochs: Vec<EpochMetrics>,
+    pub best_top1: f64,
+    pub best_epoch: usize,
+    pub final_top1: f64,
+    pub seconds: f64,
+}

@@ -1,0 +1,70 @@
+//! The float student file: the trained graph written back to ONNX (BatchNorm folded on request)
+//! with its metadata, and the record of a written file.
+
+use super::metadata::{self, StudentMetadata};
+use crate::graph::fold_bn::fold_batch_norm;
+use crate::graph::Graph;
+use crate::recipe::schema::Export;
+use crate::student::Student;
+use serde::Serialize;
+use std::path::Path;
+
+
+/// Writes `student.onnx`: a detached copy of the trained graph (BatchNorm folded unless the
+/// recipe says otherwise) at the recipe's opset, with `metadata` (preprocessing, class names,
+/// recipe hash) in `metadata_props`.
+pub fn export_student(student: &Student, export: &Export, metadata: &StudentMetadata, out: &Path) -> anyhow::Result<Vec<ExportedFile>> {
+    let path = out.join("student.onnx");
+    write_onnx(&student.graph, export.opset, export.fold_batch_norm, &metadata.entries()?, &path)?;
+    Ok(vec![file_record(&path, export.opset, "float32")?])
+}
+
+/// Writes a detached copy of `graph` to `path` at `opset`, BatchNorm folded into the preceding
+/// convolutions when `fold` is set, with the tool version, the folded count and `metadata` in
+/// `metadata_props` (replacing same-named entries the graph already carries). Returns the number
+/// of folded BatchNorms.
+pub fn write_onnx(graph: &Graph, opset: i64, fold: bool, metadata: &[(&str, String)], path: &Path) -> anyhow::Result<usize> {
+    let (model, folded) = onnx_model(graph, opset, fold, metadata)?;
+    crate::onnx::model_file::write(&model, path)?;
+    Ok(folded)
+}
+
+/// The model [`write_onnx`] writes, and the number of folded BatchNorms.
+pub fn onnx_model(graph: &Graph, opset: i64, fold: bool, metadata: &[(&str, String)]) -> anyhow::Result<(onnx_protobuf::ModelProto, usize)> {
+    let mut graph = graph.detached_copy();
+    let folded = if fold { fold_batch_norm(&mut graph)? } else { 0 };
+    graph.opset = opset;
+    let mut model = graph.to_model(Graph::ir_version_for(opset))?;
+    let mut entries = vec![(metadata::VERSION, env!("CARGO_PKG_VERSION").to_string()), (metadata::BATCH_NORM_FOLDED, folded.to_string())];
+    entries.extend(metadata.iter().cloned());
+    model.metadata_props.retain(|p| !entries.iter().any(|(k, _)| *k == p.key));
+    for (k, v) in entries {
+        let mut p = onnx_protobuf::StringStringEntryProto::new();
+        p.key = k.into();
+        p.value = v;
+        model.metadata_props.push(p);
+    }
+    Ok((model, folded))
+}
+
+/// The record of a model file the run wrote: size, hash, opset, how its weights are stored.
+pub fn file_record(path: &Path, opset: i64, storage: &str) -> anyhow::Result<ExportedFile> {
+    let bytes = std::fs::read(path)?;
+    Ok(ExportedFile {
+        path: path.display().to_string(),
+        bytes: bytes.len() as u64,
+        sha256: crate::fsio::sha256_hex(&bytes),
+        opset,
+        weight_storage: storage.into(),
+    })
+}
+
+/// A file the run wrote as a model.
+#[derive(Debug, Serialize, Clone)]
+pub struct ExportedFile {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub opset: i64,
+    pub weight_storage: String,
+}

@@ -1,0 +1,59 @@
+//! `teachers[]`: each teacher's ONNX file, its own input transform, what its output is, extra
+//! taps and precision.
+
+use crate::data::preprocess::Layout;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherEntry {
+    pub name: String,
+    pub onnx: PathBuf,
+    pub input: TeacherInput,
+    #[serde(default)]
+    pub output: TeacherOutput,
+    /// Extra outputs by name: alias → any value in the graph (see `compress inspect` for
+    /// candidates), fetched alongside the logits for feature-level distillation.
+    #[serde(default)]
+    pub taps: std::collections::BTreeMap<String, String>,
+    /// `fp32`, or `fp16` (CUDA only: the teacher runs under autocast).
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeacherOutput {
+    #[default]
+    Logits,
+    Probabilities,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Fp16,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeacherInput {
+    pub layout: Layout,
+    pub scale: f64,
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+}
+
+impl Default for TeacherInput {
+    fn default() -> Self {
+        TeacherInput {
+            layout: Layout::Nchw,
+            scale: super::data::default_scale(),
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        }
+    }
+}
