@@ -23,9 +23,7 @@ fn main() {
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-ltorch");
 
-    let venv = std::env::var_os("COMPRESS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join(".venv"));
+    let venv = std::env::var_os("COMPRESS_VENV").map(PathBuf::from).unwrap_or_else(|| Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join(".venv"));
     let ort = find_ort_dylib(&venv).map(|p| p.display().to_string()).unwrap_or_default();
     println!("cargo:rustc-env=COMPRESS_DEFAULT_ORT_DYLIB={ort}");
 }
@@ -39,11 +37,7 @@ fn find_ort_dylib(venv: &Path) -> Option<PathBuf> {
         let mut found: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.so.1"))
-            })
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so.1")))
             .collect();
         found.sort();
         if let Some(p) = found.pop() {

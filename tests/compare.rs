@@ -36,7 +36,8 @@ fn lockstep_methods_equal_their_standalone_runs() {
 
     // The same methods alone, seed 3: identical epochs.
     for (i, distill) in [(1, "{method: kd, teachers: [t2]}"), (2, "{method: ca_mkd}")] {
-        let alone = tiny_recipe(TEACHERS, "none").replace("train: {epochs: 1", "train: {epochs: 2").replace("distill: {method: none}", &format!("distill: {distill}"));
+        let alone =
+            tiny_recipe(TEACHERS, "none").replace("train: {epochs: 1", "train: {epochs: 2").replace("distill: {method: none}", &format!("distill: {distill}"));
         std::fs::write(dir.path().join(format!("a{i}.yaml")), alone).unwrap();
         let out = format!("alone{i}");
         let r = run_in(dir.path(), &["--recipe", &format!("a{i}.yaml"), "--out", &out]);

@@ -105,14 +105,10 @@ fn external_data_loads_and_escaping_locations_are_refused() {
 #[test]
 fn unsupported_types_and_control_flow_are_reported_together() {
     let dir = tempfile::tempdir().unwrap();
-    let mut model = graph(
-        vec![image_input(Dim::Symbolic("n".into()))],
-        vec![node("If", "branchy", &["cond"], vec![]), node("Relu", "r", &["x"], vec![])],
-        vec![],
-        "r",
-    )
-    .to_model(8)
-    .unwrap();
+    let mut model =
+        graph(vec![image_input(Dim::Symbolic("n".into()))], vec![node("If", "branchy", &["cond"], vec![]), node("Relu", "r", &["x"], vec![])], vec![], "r")
+            .to_model(8)
+            .unwrap();
     let mut strings = onnx_protobuf::TensorProto::new();
     strings.name = "labels_text".into();
     strings.data_type = 8; // STRING

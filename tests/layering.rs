@@ -20,9 +20,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Keywords whose next identifier names an item (what a glob re-export can bring in).
-const ITEM_KEYWORDS: [&str; 9] = [
-    "fn", "struct", "enum", "trait", "type", "const", "static", "union", "mod",
-];
+const ITEM_KEYWORDS: [&str; 9] = ["fn", "struct", "enum", "trait", "type", "const", "static", "union", "mod"];
 
 #[test]
 fn imports_point_one_way() {
@@ -54,11 +52,7 @@ pub fn check(src: &Path, lib_rs: &Path) -> Vec<String> {
     let index = match CrateIndex::load(src) {
         Ok(index) => index,
         Err(err) => {
-            found.push(Violation::at(
-                "",
-                0,
-                format!("cannot read {}: {err}", src.display()),
-            ));
+            found.push(Violation::at("", 0, format!("cannot read {}: {err}", src.display())));
             return finish(found);
         }
     };
@@ -88,21 +82,14 @@ struct Violation {
 
 impl Violation {
     fn at(file: &str, line: usize, message: String) -> Violation {
-        Violation {
-            file: file.to_string(),
-            line,
-            message,
-        }
+        Violation { file: file.to_string(), line, message }
     }
 }
 
 fn finish(mut found: Vec<Violation>) -> Vec<String> {
     found.sort();
     found.dedup();
-    found
-        .into_iter()
-        .map(|v| format!("src/{}:{}: {}", v.file, v.line, v.message))
-        .collect()
+    found.into_iter().map(|v| format!("src/{}:{}: {}", v.file, v.line, v.message)).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -143,9 +130,7 @@ fn rule_block(lib: &str) -> Option<Vec<(usize, String)>> {
     for (n, line) in lib.lines().enumerate() {
         let trimmed = line.trim();
         let Some(doc) = trimmed.strip_prefix("//!") else {
-            let in_header = trimmed.is_empty()
-                || trimmed.starts_with("#![")
-                || (trimmed.starts_with("//") && !trimmed.starts_with("///"));
+            let in_header = trimmed.is_empty() || trimmed.starts_with("#![") || (trimmed.starts_with("//") && !trimmed.starts_with("///"));
             if in_header {
                 continue;
             }
@@ -165,11 +150,7 @@ fn rule_block(lib: &str) -> Option<Vec<(usize, String)>> {
 
 /// Reads the layers and reports what is wrong with them: no block, a declared module in no
 /// layer, a layer naming an undeclared module, a module in two layers.
-fn read_rule(
-    lib: &str,
-    declared: &BTreeMap<String, usize>,
-    found: &mut Vec<Violation>,
-) -> Option<Rule> {
+fn read_rule(lib: &str, declared: &BTreeMap<String, usize>, found: &mut Vec<Violation>) -> Option<Rule> {
     let rows = match rule_block(lib) {
         Some(rows) if !rows.is_empty() => rows,
         other => {
@@ -193,9 +174,7 @@ fn read_rule(
                 continue;
             }
             if !declared.contains_key(name) {
-                let message = format!(
-                    "layer {layer} names `{name}`, which is no module: lib.rs has no `mod {name};`"
-                );
+                let message = format!("layer {layer} names `{name}`, which is no module: lib.rs has no `mod {name};`");
                 found.push(Violation::at("lib.rs", *line, message));
             }
             rule.layer_of.insert(name.clone(), layer);
@@ -204,9 +183,7 @@ fn read_rule(
     }
     for (name, line) in declared {
         if !rule.layer_of.contains_key(name) {
-            let message = format!(
-                "`mod {name};` is in no layer: add `{name}` to a line of the ```text rule block"
-            );
+            let message = format!("`mod {name};` is in no layer: add `{name}` to a line of the ```text rule block");
             found.push(Violation::at("lib.rs", *line, message));
         }
     }
@@ -216,12 +193,7 @@ fn read_rule(
 // ---------------------------------------------------------------------------------------------
 // Rule 1: imports point down
 
-fn check_layers(
-    index: &CrateIndex,
-    rule: &Rule,
-    declared: &BTreeMap<String, usize>,
-    found: &mut Vec<Violation>,
-) {
+fn check_layers(index: &CrateIndex, rule: &Rule, declared: &BTreeMap<String, usize>, found: &mut Vec<Violation>) {
     for file in &index.files {
         let Some(from) = file.module.first() else {
             continue;
@@ -237,8 +209,7 @@ fn check_layers(
                 continue;
             };
             if &to != from && to_layer <= from_layer {
-                let message =
-                    layer_message(rule, &import.text, (from, from_layer), (&to, to_layer));
+                let message = layer_message(rule, &import.text, (from, from_layer), (&to, to_layer));
                 found.push(Violation::at(&file.rel, import.line, message));
             }
         }
@@ -307,9 +278,7 @@ fn intra_module_edges(index: &CrateIndex) -> BTreeMap<(usize, usize), (usize, St
             // structure, not a dependency; only the way back up can close a cycle.
             let descendant = index.files[b].module.len() > file.module.len() && index.files[b].module.starts_with(&file.module);
             if b != a && !descendant && index.files[b].module.first() == Some(top) {
-                edges
-                    .entry((a, b))
-                    .or_insert_with(|| (import.line, import.text.clone()));
+                edges.entry((a, b)).or_insert_with(|| (import.line, import.text.clone()));
             }
         }
     }
@@ -330,8 +299,8 @@ fn shortest_path(next: &BTreeMap<usize, Vec<usize>>, from: usize, to: usize) -> 
             return Some(path);
         }
         for &succ in next.get(&node).into_iter().flatten() {
-            if !came_from.contains_key(&succ) {
-                came_from.insert(succ, node);
+            if let std::collections::btree_map::Entry::Vacant(slot) = came_from.entry(succ) {
+                slot.insert(node);
                 queue.push_back(succ);
             }
         }
@@ -345,11 +314,7 @@ fn rotate_to_smallest(mut cycle: Vec<usize>) -> Vec<usize> {
     cycle
 }
 
-fn cycle_violation(
-    index: &CrateIndex,
-    edges: &BTreeMap<(usize, usize), (usize, String)>,
-    cycle: &[usize],
-) -> Violation {
+fn cycle_violation(index: &CrateIndex, edges: &BTreeMap<(usize, usize), (usize, String)>, cycle: &[usize]) -> Violation {
     let rel = |f: usize| index.files[f].rel.as_str();
     let hop = |k: usize| (cycle[k], cycle[(k + 1) % cycle.len()]);
     let mut order: Vec<&str> = cycle.iter().map(|&f| rel(f)).collect();
@@ -362,11 +327,7 @@ fn cycle_violation(
         .collect();
     let (line, text) = &edges[&hop(0)];
     let module = index.files[cycle[0]].module[0].as_str();
-    let message = format!(
-        "`{text}` is part of an import cycle inside module {module}: {} (imports: {})",
-        order.join(" -> "),
-        imports.join(", ")
-    );
+    let message = format!("`{text}` is part of an import cycle inside module {module}: {} (imports: {})", order.join(" -> "), imports.join(", "));
     Violation::at(rel(cycle[0]), *line, message)
 }
 
@@ -414,19 +375,13 @@ impl CrateIndex {
         let mut rels = Vec::new();
         collect_rs_files(src, src, &mut rels)?;
         rels.sort();
-        let texts = rels
-            .iter()
-            .map(|rel| fs::read_to_string(src.join(rel)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let texts = rels.iter().map(|rel| fs::read_to_string(src.join(rel))).collect::<Result<Vec<_>, _>>()?;
         let declared_by_path = path_attribute_modules(&rels, &texts);
         let mut files: Vec<SourceFile> = rels
             .into_iter()
             .zip(&texts)
             .map(|(rel, text)| SourceFile {
-                module: declared_by_path
-                    .get(&rel)
-                    .cloned()
-                    .unwrap_or_else(|| module_path_of(&rel)),
+                module: declared_by_path.get(&rel).cloned().unwrap_or_else(|| module_path_of(&rel)),
                 tokens: tokenize(&strip_comments_and_strings(text)),
                 facts: Facts::default(),
                 rel,
@@ -436,10 +391,7 @@ impl CrateIndex {
         for (f, file) in files.iter().enumerate() {
             by_module.entry(file.module.clone()).or_insert(f);
         }
-        let mut index = CrateIndex {
-            files: Vec::new(),
-            by_module,
-        };
+        let mut index = CrateIndex { files: Vec::new(), by_module };
         let facts: Vec<Facts> = files.iter().map(|file| scan_file(&index, file)).collect();
         for (file, facts) in files.iter_mut().zip(facts) {
             file.facts = facts;
@@ -479,9 +431,7 @@ impl CrateIndex {
         let first = segs.first()?.as_str();
         match first {
             "crate" => Some(segs[1..].to_vec()),
-            "self" if segs.get(1).is_some_and(|s| s == "super") => {
-                self.absolutize(&segs[1..], scope)
-            }
+            "self" if segs.get(1).is_some_and(|s| s == "super") => self.absolutize(&segs[1..], scope),
             "self" => Some([scope, &segs[1..]].concat()),
             "super" => {
                 let mut base = scope.to_vec();
@@ -499,9 +449,7 @@ impl CrateIndex {
 
     /// The file with the longest module path that is a prefix of `path`, and that prefix's length.
     fn longest_prefix(&self, path: &[String]) -> Option<(usize, usize)> {
-        (0..=path.len())
-            .rev()
-            .find_map(|n| self.by_module.get(&path[..n]).map(|&f| (f, n)))
+        (0..=path.len()).rev().find_map(|n| self.by_module.get(&path[..n]).map(|&f| (f, n)))
     }
 
     /// The file defining what `path` names, following re-exports; `None` when it leads out of
@@ -518,12 +466,7 @@ impl CrateIndex {
             let followed = match facts.reexports.get(&name) {
                 Some(None) => return None,
                 Some(Some(target)) => [target.as_slice(), rest].concat(),
-                None => match facts
-                    .globs
-                    .iter()
-                    .map(|g| [g, &path[used..]].concat())
-                    .find(|c| self.defines(c))
-                {
+                None => match facts.globs.iter().map(|g| [g, &path[used..]].concat()).find(|c| self.defines(c)) {
                     Some(candidate) => candidate,
                     None => return Some(file),
                 },
@@ -550,12 +493,7 @@ impl CrateIndex {
 
     /// The top-level module an absolute path imports from: its first segment when that is a
     /// module, else the module of the file it resolves to (`crate::bad_input` -> `error`).
-    fn top_module(
-        &self,
-        path: &[String],
-        rule: &Rule,
-        declared: &BTreeMap<String, usize>,
-    ) -> Option<String> {
+    fn top_module(&self, path: &[String], rule: &Rule, declared: &BTreeMap<String, usize>) -> Option<String> {
         let first = path.first()?;
         if declared.contains_key(first) || rule.layer_of.contains_key(first) {
             return Some(first.clone());
@@ -567,11 +505,7 @@ impl CrateIndex {
 fn collect_rs_files(src: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        let rel = path
-            .strip_prefix(src)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .replace('\\', "/");
+        let rel = path.strip_prefix(src).unwrap_or(&path).to_string_lossy().replace('\\', "/");
         if path.is_dir() {
             if rel != "bin" {
                 collect_rs_files(src, &path, out)?;
@@ -588,11 +522,7 @@ fn module_path_of(rel: &str) -> Vec<String> {
     if rel == "lib.rs" {
         return Vec::new();
     }
-    let mut parts: Vec<String> = rel
-        .trim_end_matches(".rs")
-        .split('/')
-        .map(String::from)
-        .collect();
+    let mut parts: Vec<String> = rel.trim_end_matches(".rs").split('/').map(String::from).collect();
     if parts.last().is_some_and(|p| p == "mod") {
         parts.pop();
     }
@@ -625,10 +555,7 @@ fn path_attribute_modules(rels: &[String], texts: &[String]) -> BTreeMap<String,
 /// `tests` from `mod tests;` (after any attributes on the same line).
 fn declared_mod_name(line: &str) -> Option<String> {
     let code = line.rsplit(']').next()?;
-    let words: Vec<&str> = code
-        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ';'))
-        .filter(|w| !w.is_empty())
-        .collect();
+    let words: Vec<&str> = code.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ';')).filter(|w| !w.is_empty()).collect();
     let at = words.iter().position(|w| *w == "mod")?;
     let name = words.get(at + 1)?.strip_suffix(';')?;
     Some(name.to_string())
@@ -697,9 +624,7 @@ fn scan_file(index: &CrateIndex, file: &SourceFile) -> Facts {
                 }
             }
             _ => {
-                if let Some(end) =
-                    scan_inline_path(index, toks, i, &file.module, &inline, &mut facts)
-                {
+                if let Some(end) = scan_inline_path(index, toks, i, &file.module, &inline, &mut facts) {
                     i = end;
                     continue;
                 }
@@ -711,11 +636,7 @@ fn scan_file(index: &CrateIndex, file: &SourceFile) -> Facts {
 }
 
 fn scope_of(module: &[String], inline: &[(String, usize)]) -> Vec<String> {
-    module
-        .iter()
-        .cloned()
-        .chain(inline.iter().map(|(name, _)| name.clone()))
-        .collect()
+    module.iter().cloned().chain(inline.iter().map(|(name, _)| name.clone())).collect()
 }
 
 struct UseLeaf {
@@ -727,14 +648,7 @@ struct UseLeaf {
 }
 
 /// Records the leaves of the `use` item at `toks[at]`; returns the index after its `;`.
-fn scan_use(
-    index: &CrateIndex,
-    toks: &[Tok],
-    at: usize,
-    scope: &[String],
-    file_level: bool,
-    facts: &mut Facts,
-) -> usize {
+fn scan_use(index: &CrateIndex, toks: &[Tok], at: usize, scope: &[String], file_level: bool, facts: &mut Facts) -> usize {
     let reexport = is_pub(toks, at);
     let mut leaves = Vec::new();
     let mut j = at + 1;
@@ -754,18 +668,8 @@ fn scan_use(
             }
         }
         if let Some(path) = path {
-            let text = format!(
-                "{}use {}{}",
-                if reexport { "pub " } else { "" },
-                leaf.segs.join("::"),
-                if leaf.glob { "::*" } else { "" }
-            );
-            facts.imports.push(Import {
-                line: leaf.line,
-                text,
-                path,
-                reexport,
-            });
+            let text = format!("{}use {}{}", if reexport { "pub " } else { "" }, leaf.segs.join("::"), if leaf.glob { "::*" } else { "" });
+            facts.imports.push(Import { line: leaf.line, text, path, reexport });
         }
     }
     j + 1
@@ -780,12 +684,7 @@ fn parse_use_tree(toks: &[Tok], j: &mut usize, prefix: &mut Vec<String>, out: &m
             "::" => *j += 1,
             "*" => {
                 *j += 1;
-                out.push(UseLeaf {
-                    segs: prefix.clone(),
-                    name: String::new(),
-                    glob: true,
-                    line: tok.line,
-                });
+                out.push(UseLeaf { segs: prefix.clone(), name: String::new(), glob: true, line: tok.line });
                 break;
             }
             "{" => {
@@ -810,12 +709,7 @@ fn parse_use_tree(toks: &[Tok], j: &mut usize, prefix: &mut Vec<String>, out: &m
                     }
                     *j += 2;
                 }
-                out.push(UseLeaf {
-                    segs,
-                    name,
-                    glob: false,
-                    line: tok.line,
-                });
+                out.push(UseLeaf { segs, name, glob: false, line: tok.line });
                 break;
             }
             _ => break,
@@ -847,14 +741,7 @@ fn parse_use_group(toks: &[Tok], j: &mut usize, prefix: &mut Vec<String>, out: &
 
 /// An inline path at `toks[i]` starting with `crate`, `self`, `super` or a child module of the
 /// current scope: records it and returns the index after it.
-fn scan_inline_path(
-    index: &CrateIndex,
-    toks: &[Tok],
-    i: usize,
-    module: &[String],
-    inline: &[(String, usize)],
-    facts: &mut Facts,
-) -> Option<usize> {
+fn scan_inline_path(index: &CrateIndex, toks: &[Tok], i: usize, module: &[String], inline: &[(String, usize)], facts: &mut Facts) -> Option<usize> {
     if !tok_is(toks, i + 1, "::") || ident_at(toks, i + 2).is_none() {
         return None;
     }
@@ -879,12 +766,7 @@ fn scan_inline_path(
     }
     if let Some(path) = index.absolutize(&segs, &scope) {
         let text = segs.join("::");
-        facts.imports.push(Import {
-            line: toks[i].line,
-            text,
-            path,
-            reexport: false,
-        });
+        facts.imports.push(Import { line: toks[i].line, text, path, reexport: false });
     }
     Some(end)
 }
@@ -947,9 +829,7 @@ fn tok_is(toks: &[Tok], i: usize, text: &str) -> bool {
 }
 
 fn ident_at(toks: &[Tok], i: usize) -> Option<String> {
-    toks.get(i)
-        .filter(|t| is_ident(&t.text))
-        .map(|t| t.text.clone())
+    toks.get(i).filter(|t| is_ident(&t.text)).map(|t| t.text.clone())
 }
 
 fn is_ident(text: &str) -> bool {
@@ -973,11 +853,7 @@ fn strip_comments_and_strings(src: &str) -> String {
     while i < chars.len() {
         match literal_or_comment_end(&chars, i) {
             Some(end) => {
-                out.extend(
-                    chars[i..end]
-                        .iter()
-                        .map(|&c| if c == '\n' { '\n' } else { ' ' }),
-                );
+                out.extend(chars[i..end].iter().map(|&c| if c == '\n' { '\n' } else { ' ' }));
                 i = end;
             }
             None => {
@@ -1039,23 +915,13 @@ fn string_end(c: &[char], mut k: usize) -> usize {
 
 /// The end of `r#"..."#` when `c[k..]` is the `#..#"` part of one.
 fn raw_string_end(c: &[char], k: usize) -> Option<usize> {
-    let hashes = c[k.min(c.len())..]
-        .iter()
-        .take_while(|&&ch| ch == '#')
-        .count();
+    let hashes = c[k.min(c.len())..].iter().take_while(|&&ch| ch == '#').count();
     if c.get(k + hashes) != Some(&'"') {
         return None;
     }
     let mut j = k + hashes + 1;
     while j < c.len() {
-        if c[j] == '"'
-            && c[j + 1..]
-                .iter()
-                .take(hashes)
-                .filter(|&&ch| ch == '#')
-                .count()
-                == hashes
-        {
+        if c[j] == '"' && c[j + 1..].iter().take(hashes).filter(|&&ch| ch == '#').count() == hashes {
             return Some(j + 1 + hashes);
         }
         j += 1;
@@ -1097,10 +963,7 @@ fn tokenize(code: &str) -> Vec<Tok> {
         let mut start = i;
         if is_ident_start(c) {
             i += 1;
-            if c == 'r'
-                && chars.get(i) == Some(&'#')
-                && chars.get(i + 1).is_some_and(|&n| is_ident_start(n))
-            {
+            if c == 'r' && chars.get(i) == Some(&'#') && chars.get(i + 1).is_some_and(|&n| is_ident_start(n)) {
                 i += 1;
                 start = i; // raw identifier `r#name`
             }
@@ -1116,10 +979,7 @@ fn tokenize(code: &str) -> Vec<Tok> {
         } else {
             i += 1;
         }
-        toks.push(Tok {
-            text: chars[start..i].iter().collect(),
-            line,
-        });
+        toks.push(Tok { text: chars[start..i].iter().collect(), line });
     }
     toks
 }
@@ -1177,12 +1037,7 @@ fn lib_rs(layers: &[&str], mods: &[&str]) -> String {
 
 fn three_layers(files: &[(&str, &str)]) -> TempTree {
     let lib = lib_rs(&["top", "mid", "low"], &["top", "mid", "low"]);
-    let mut all = vec![
-        ("lib.rs", lib.as_str()),
-        ("top.rs", ""),
-        ("mid.rs", ""),
-        ("low.rs", ""),
-    ];
+    let mut all = vec![("lib.rs", lib.as_str()), ("top.rs", ""), ("mid.rs", ""), ("low.rs", "")];
     all.retain(|(rel, _)| !files.iter().any(|(r, _)| r == rel));
     all.extend_from_slice(files);
     TempTree::new(&all)
@@ -1190,36 +1045,21 @@ fn three_layers(files: &[(&str, &str)]) -> TempTree {
 
 #[test]
 fn upward_import_is_caught_with_file_and_line() {
-    let tree = three_layers(&[(
-        "low.rs",
-        "pub fn f() {}\n\npub fn g() {\n    crate::top::h();\n}\n",
-    )]);
+    let tree = three_layers(&[("low.rs", "pub fn f() {}\n\npub fn g() {\n    crate::top::h();\n}\n")]);
     assert_eq!(
         tree.check(),
-        [
-            "src/low.rs:4: `crate::top::h` points up: low (layer 3) may not import top (layer 1); \
-          nothing may import the top layer (top)"
-        ]
+        ["src/low.rs:4: `crate::top::h` points up: low (layer 3) may not import top (layer 1); \
+          nothing may import the top layer (top)"]
     );
 }
 
 #[test]
 fn sideways_import_is_caught() {
     let lib = lib_rs(&["top", "a b", "low"], &["top", "a", "b", "low"]);
-    let files = [
-        ("lib.rs", lib.as_str()),
-        ("top.rs", ""),
-        ("a.rs", "use crate::b::X;\n"),
-        ("b.rs", ""),
-        ("low.rs", ""),
-    ];
+    let files = [("lib.rs", lib.as_str()), ("top.rs", ""), ("a.rs", "use crate::b::X;\n"), ("b.rs", ""), ("low.rs", "")];
     let found = TempTree::new(&files).check();
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(
-        found[0]
-            .starts_with("src/a.rs:1: `use crate::b::X` points sideways: a and b share layer 2"),
-        "{found:?}"
-    );
+    assert!(found[0].starts_with("src/a.rs:1: `use crate::b::X` points sideways: a and b share layer 2"), "{found:?}");
 }
 
 #[test]
@@ -1236,18 +1076,13 @@ fn intra_module_cycle_is_caught() {
         ("lib.rs", lib.as_str()),
         ("m/mod.rs", "mod a;\nmod b;\n"),
         ("m/a.rs", "use super::b::B;\npub struct A;\n"),
-        (
-            "m/b.rs",
-            "pub struct B;\n\nfn f() {\n    let _ = super::a::A;\n}\n",
-        ),
+        ("m/b.rs", "pub struct B;\n\nfn f() {\n    let _ = super::a::A;\n}\n"),
     ];
     let found = TempTree::new(&files).check();
     assert_eq!(
         found,
-        [
-            "src/m/a.rs:1: `use super::b::B` is part of an import cycle inside module m: \
-          m/a.rs -> m/b.rs -> m/a.rs (imports: m/a.rs:1 `use super::b::B`, m/b.rs:4 `super::a::A`)"
-        ]
+        ["src/m/a.rs:1: `use super::b::B` is part of an import cycle inside module m: \
+          m/a.rs -> m/b.rs -> m/a.rs (imports: m/a.rs:1 `use super::b::B`, m/b.rs:4 `super::a::A`)"]
     );
 }
 
@@ -1288,21 +1123,10 @@ fn mod_rs_may_assemble_children_that_use_it() {
 
 #[test]
 fn nested_multiline_use_group_is_parsed() {
-    let low =
-        "use crate::{\n    top::T,\n    mid::{\n        inner::X,\n        Y as Z,\n    },\n};\n";
+    let low = "use crate::{\n    top::T,\n    mid::{\n        inner::X,\n        Y as Z,\n    },\n};\n";
     let found = three_layers(&[("low.rs", low)]).check();
-    let heads: Vec<&str> = found
-        .iter()
-        .map(|v| v.split(" points").next().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        heads,
-        [
-            "src/low.rs:2: `use crate::top::T`",
-            "src/low.rs:4: `use crate::mid::inner::X`",
-            "src/low.rs:5: `use crate::mid::Y`"
-        ]
-    );
+    let heads: Vec<&str> = found.iter().map(|v| v.split(" points").next().unwrap_or("")).collect();
+    assert_eq!(heads, ["src/low.rs:2: `use crate::top::T`", "src/low.rs:4: `use crate::mid::inner::X`", "src/low.rs:5: `use crate::mid::Y`"]);
 }
 
 #[test]
@@ -1312,11 +1136,7 @@ fn bad_input_macro_maps_to_error() {
                  pub struct BadInput(pub String);\n";
     let app = "use crate::bad_input;\n\nfn f() {\n    let _ = crate::bad_input!(\"x\");\n}\n";
     let lib = lib_rs(&["app", "error"], &["app", "error"]);
-    let tree = TempTree::new(&[
-        ("lib.rs", lib.as_str()),
-        ("error.rs", error),
-        ("app.rs", app),
-    ]);
+    let tree = TempTree::new(&[("lib.rs", lib.as_str()), ("error.rs", error), ("app.rs", app)]);
     assert_eq!(tree.check(), Vec::<String>::new());
 
     let reversed = tree.root.join("reversed_lib.rs");
@@ -1326,10 +1146,7 @@ fn bad_input_macro_maps_to_error() {
     let want = "src/app.rs:1: `use crate::bad_input` points up: app (layer 2) may not import \
                 error (layer 1)";
     assert!(found[0].starts_with(want), "{found:?}");
-    assert!(
-        found[1].starts_with("src/app.rs:4: `crate::bad_input` points up"),
-        "{found:?}"
-    );
+    assert!(found[1].starts_with("src/app.rs:4: `crate::bad_input` points up"), "{found:?}");
 }
 
 #[test]
@@ -1346,10 +1163,7 @@ pub fn g() { crate::top::h() }
 "####;
     let found = three_layers(&[("low.rs", low)]).check();
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(
-        found[0].starts_with("src/low.rs:9: `crate::top::h` points up"),
-        "{found:?}"
-    );
+    assert!(found[0].starts_with("src/low.rs:9: `crate::top::h` points up"), "{found:?}");
 }
 
 #[test]
@@ -1357,10 +1171,7 @@ fn missing_layer_block_is_an_error() {
     let lib = "//! A crate without a rule.\n\npub mod a;\n";
     let found = TempTree::new(&[("lib.rs", lib), ("a.rs", "")]).check();
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(
-        found[0].starts_with("src/lib.rs:1: no layer rule"),
-        "{found:?}"
-    );
+    assert!(found[0].starts_with("src/lib.rs:1: no layer rule"), "{found:?}");
 }
 
 #[test]
@@ -1380,33 +1191,16 @@ fn unplaced_and_unknown_modules_are_errors() {
 #[test]
 fn inline_test_modules_and_path_files_resolve_to_their_file() {
     let lib = lib_rs(&["m"], &["m"]);
-    let a =
-        "pub fn f() {}\n\n#[cfg(test)]\nmod tests {\n    use super::*;\n\n    fn t() {\n        \
+    let a = "pub fn f() {}\n\n#[cfg(test)]\nmod tests {\n    use super::*;\n\n    fn t() {\n        \
              super::f();\n    }\n}\n\n#[cfg(test)]\n#[path = \"a_tests.rs\"]\nmod more;\n";
-    let files = [
-        ("lib.rs", lib.as_str()),
-        ("m/mod.rs", "mod a;\n\nfn g() {\n    a::f();\n}\n"),
-        ("m/a.rs", a),
-        ("m/a_tests.rs", "use super::f;\n"),
-    ];
+    let files = [("lib.rs", lib.as_str()), ("m/mod.rs", "mod a;\n\nfn g() {\n    a::f();\n}\n"), ("m/a.rs", a), ("m/a_tests.rs", "use super::f;\n")];
     let tree = TempTree::new(&files);
     assert_eq!(tree.check(), Vec::<String>::new());
     let index = CrateIndex::load(&tree.src()).expect("load");
-    let module = |rel: &str| {
-        index
-            .files
-            .iter()
-            .find(|f| f.rel == rel)
-            .map(|f| f.module.join("::"))
-    };
+    let module = |rel: &str| index.files.iter().find(|f| f.rel == rel).map(|f| f.module.join("::"));
     assert_eq!(module("m/a_tests.rs").as_deref(), Some("m::a::more"));
-    let imports: Vec<(usize, &str)> = index
-        .files
-        .iter()
-        .filter(|f| f.rel == "m/a.rs")
-        .flat_map(|f| &f.facts.imports)
-        .map(|i| (i.line, i.text.as_str()))
-        .collect();
+    let imports: Vec<(usize, &str)> =
+        index.files.iter().filter(|f| f.rel == "m/a.rs").flat_map(|f| &f.facts.imports).map(|i| (i.line, i.text.as_str())).collect();
     assert_eq!(imports, [(5, "use super::*"), (8, "super::f")]);
     let a_file = index.files.iter().position(|f| f.rel == "m/a.rs");
     let mut path = vec!["m".to_string(), "a".to_string()];

@@ -33,7 +33,12 @@ fn every_method_trains_and_exports() {
         ("ebkd", TWO, &["ce", "kd"], true),
         ("aekd", TWO, &["ce", "kd"], true),
         ("ca_mkd", TWO, &["ce", "kd", "feat"], true),
-        ("ca_mkd, ca_mkd: {detach_feature_weights: true}, features: [{student: stage3, teacher: last_stage, connector: embed3}]", TWO, &["ce", "kd", "feat"], true),
+        (
+            "ca_mkd, ca_mkd: {detach_feature_weights: true}, features: [{student: stage3, teacher: last_stage, connector: embed3}]",
+            TWO,
+            &["ce", "kd", "feat"],
+            true,
+        ),
         ("de_mkd", TWO, &["ce", "kd", "feat"], true),
         ("de_mkd, de_mkd: {entropy_source: decoupled, invert_nc: true}, loss_weights: {feat: 0}", TWO, &["ce", "kd"], true),
         ("mmkd", TWO, &["ce", "kd", "feat"], true),

@@ -67,7 +67,13 @@ impl Case {
         for (decl, t) in graph.outputs.iter_mut().zip(&ours) {
             decl.dims = (0..t.dim()).map(|i| Dim::Symbolic(format!("d{i}"))).collect();
         }
-        let ir = if self.opset >= 21 { 10 } else if self.opset >= 19 { 9 } else { 8 };
+        let ir = if self.opset >= 21 {
+            10
+        } else if self.opset >= 19 {
+            9
+        } else {
+            8
+        };
         let path = dir.join(format!("{}.onnx", self.name));
         compress::onnx::model_file::write(&graph.to_model(ir).unwrap(), &path).unwrap();
         let mut ort = OrtModel::load(&path, 1).unwrap_or_else(|e| panic!("{}: ORT refused the graph: {e:#}", self.name));
@@ -95,15 +101,19 @@ fn rand(shape: &[i64]) -> Tensor {
 
 fn conv_cases() -> Vec<Case> {
     let w = || rand(&[4, 2, 3, 3]);
-    let conv = |name, attrs: Vec<AttributeProto>| case(name, 13, &[2, 2, 7, 6], vec![node("Conv", &["x", "w", "b"], &["y"], attrs)]).with("w", w()).with("b", rand(&[4]));
+    let conv = |name, attrs: Vec<AttributeProto>| {
+        case(name, 13, &[2, 2, 7, 6], vec![node("Conv", &["x", "w", "b"], &["y"], attrs)]).with("w", w()).with("b", rand(&[4]))
+    };
     vec![
         conv("conv_sym_pads", vec![ints("pads", &[1, 1, 1, 1])]),
         conv("conv_asym_pads", vec![ints("pads", &[0, 1, 2, 0])]),
         conv("conv_same_upper_s2", vec![ints("strides", &[2, 2]), auto_pad("SAME_UPPER")]),
         conv("conv_same_lower_s2", vec![ints("strides", &[2, 2]), auto_pad("SAME_LOWER")]),
         conv("conv_valid_dil2", vec![ints("dilations", &[2, 2]), auto_pad("VALID")]),
-        case("conv_grouped_nobias", 11, &[1, 4, 5, 5], vec![node("Conv", &["x", "w"], &["y"], vec![int("group", 2), ints("pads", &[1, 1, 1, 1])])]).with("w", rand(&[6, 2, 3, 3])),
-        case("conv_depthwise", 13, &[1, 3, 8, 8], vec![node("Conv", &["x", "w"], &["y"], vec![int("group", 3), ints("strides", &[2, 2])])]).with("w", rand(&[3, 1, 3, 3])),
+        case("conv_grouped_nobias", 11, &[1, 4, 5, 5], vec![node("Conv", &["x", "w"], &["y"], vec![int("group", 2), ints("pads", &[1, 1, 1, 1])])])
+            .with("w", rand(&[6, 2, 3, 3])),
+        case("conv_depthwise", 13, &[1, 3, 8, 8], vec![node("Conv", &["x", "w"], &["y"], vec![int("group", 3), ints("strides", &[2, 2])])])
+            .with("w", rand(&[3, 1, 3, 3])),
     ]
 }
 
@@ -147,7 +157,9 @@ fn norm_cases() -> Vec<Case> {
             .with("b", rand(&[3]))
             .with("m", rand(&[3]))
             .with("v", rand(&[3]).abs() + 0.5),
-        case("layernorm_last", 17, &[2, 3, 8], vec![node("LayerNormalization", &["x", "s", "b"], &["y"], vec![float("epsilon", 1e-6)])]).with("s", rand(&[8])).with("b", rand(&[8])),
+        case("layernorm_last", 17, &[2, 3, 8], vec![node("LayerNormalization", &["x", "s", "b"], &["y"], vec![float("epsilon", 1e-6)])])
+            .with("s", rand(&[8]))
+            .with("b", rand(&[8])),
         case("layernorm_axis1", 17, &[2, 3, 4], vec![node("LayerNormalization", &["x", "s"], &["y"], vec![int("axis", 1)])]).with("s", rand(&[3, 4])),
     ]
 }
@@ -155,9 +167,14 @@ fn norm_cases() -> Vec<Case> {
 fn linear_cases() -> Vec<Case> {
     vec![
         case("gemm_transb", 13, &[3, 5], vec![node("Gemm", &["x", "w", "c"], &["y"], vec![int("transB", 1)])]).with("w", rand(&[4, 5])).with("c", rand(&[4])),
-        case("gemm_alpha_beta_transa", 13, &[5, 3], vec![node("Gemm", &["x", "w", "c"], &["y"], vec![int("transA", 1), float("alpha", 0.5), float("beta", 2.0)])])
-            .with("w", rand(&[5, 4]))
-            .with("c", rand(&[3, 4])),
+        case(
+            "gemm_alpha_beta_transa",
+            13,
+            &[5, 3],
+            vec![node("Gemm", &["x", "w", "c"], &["y"], vec![int("transA", 1), float("alpha", 0.5), float("beta", 2.0)])],
+        )
+        .with("w", rand(&[5, 4]))
+        .with("c", rand(&[3, 4])),
         case("gemm_no_c", 13, &[3, 5], vec![node("Gemm", &["x", "w"], &["y"], vec![])]).with("w", rand(&[5, 2])),
         case("matmul_2d", 13, &[3, 5], vec![node("MatMul", &["x", "w"], &["y"], vec![])]).with("w", rand(&[5, 4])),
         case("matmul_batched", 13, &[2, 3, 5], vec![node("MatMul", &["x", "w"], &["y"], vec![])]).with("w", rand(&[5, 4])),
@@ -183,17 +200,37 @@ fn activation_cases() -> Vec<Case> {
         un("log_softmax_13", "LogSoftmax", 13, vec![]),
         un("clip_6_attrs", "Clip", 6, vec![float("min", -0.5), float("max", 0.7)]),
         case("clip_11_min_only", 11, &[2, 3, 4], vec![node("Clip", &["x", "lo", ""], &["y"], vec![])]).with("lo", f(&[-0.2]).reshape([])),
-        case("clip_13_relu6", 13, &[2, 3, 4], vec![node("Clip", &["x", "lo", "hi"], &["y"], vec![])]).with("lo", f(&[0.0]).reshape([])).with("hi", f(&[0.6]).reshape([])),
+        case("clip_13_relu6", 13, &[2, 3, 4], vec![node("Clip", &["x", "lo", "hi"], &["y"], vec![])])
+            .with("lo", f(&[0.0]).reshape([]))
+            .with("hi", f(&[0.6]).reshape([])),
         // QDQ: uint8 without a zero point (opset 10), int8 per tensor and per axis, and the
         // integer-clip pattern that keeps a 4-bit grid inside int8 storage.
-        case("qdq_10_uint8_no_zero_point", 10, &[2, 3, 4], vec![node("QuantizeLinear", &["x", "s"], &["q"], vec![]), node("DequantizeLinear", &["q", "s"], &["y"], vec![])])
-            .with("s", f(&[0.02]).reshape([])),
-        case("qdq_13_int8_per_tensor", 13, &[2, 3, 4], vec![node("QuantizeLinear", &["x", "s", "z"], &["q"], vec![]), node("DequantizeLinear", &["q", "s", "z"], &["y"], vec![])])
-            .with("s", f(&[0.05]).reshape([]))
-            .with("z", Tensor::from_slice(&[3i8]).reshape([])),
-        case("qdq_13_int8_per_axis", 13, &[2, 3, 4], vec![node("QuantizeLinear", &["x", "s", "z"], &["q"], vec![int("axis", 1)]), node("DequantizeLinear", &["q", "s", "z"], &["y"], vec![int("axis", 1)])])
-            .with("s", f(&[0.01, 0.05, 0.2]))
-            .with("z", Tensor::from_slice(&[0i8, 0, 0])),
+        case(
+            "qdq_10_uint8_no_zero_point",
+            10,
+            &[2, 3, 4],
+            vec![node("QuantizeLinear", &["x", "s"], &["q"], vec![]), node("DequantizeLinear", &["q", "s"], &["y"], vec![])],
+        )
+        .with("s", f(&[0.02]).reshape([])),
+        case(
+            "qdq_13_int8_per_tensor",
+            13,
+            &[2, 3, 4],
+            vec![node("QuantizeLinear", &["x", "s", "z"], &["q"], vec![]), node("DequantizeLinear", &["q", "s", "z"], &["y"], vec![])],
+        )
+        .with("s", f(&[0.05]).reshape([]))
+        .with("z", Tensor::from_slice(&[3i8]).reshape([])),
+        case(
+            "qdq_13_int8_per_axis",
+            13,
+            &[2, 3, 4],
+            vec![
+                node("QuantizeLinear", &["x", "s", "z"], &["q"], vec![int("axis", 1)]),
+                node("DequantizeLinear", &["q", "s", "z"], &["y"], vec![int("axis", 1)]),
+            ],
+        )
+        .with("s", f(&[0.01, 0.05, 0.2]))
+        .with("z", Tensor::from_slice(&[0i8, 0, 0])),
         case(
             "qcdq_13_int4_grid_in_int8",
             13,
@@ -225,16 +262,33 @@ fn arith_cases() -> Vec<Case> {
         bin("mul_broadcast", "Mul"),
         bin("div_broadcast", "Div"),
         case("pow_square", 13, &[2, 3], vec![node("Pow", &["x", "p"], &["y"], vec![])]).with("p", f(&[2.0]).reshape([])),
-        case("sqrt_exp_log", 13, &[2, 3], vec![node("Abs", &["x"], &["a"], vec![]), node("Sqrt", &["a"], &["s"], vec![]), node("Exp", &["s"], &["e"], vec![]), node("Log", &["e"], &["y"], vec![])]),
+        case(
+            "sqrt_exp_log",
+            13,
+            &[2, 3],
+            vec![
+                node("Abs", &["x"], &["a"], vec![]),
+                node("Sqrt", &["a"], &["s"], vec![]),
+                node("Exp", &["s"], &["e"], vec![]),
+                node("Log", &["e"], &["y"], vec![]),
+            ],
+        ),
         case("neg_reciprocal", 13, &[2, 3], vec![node("Neg", &["x"], &["n"], vec![]), node("Reciprocal", &["n"], &["y"], vec![])]),
         case("mod_fmod", 13, &[2, 3], vec![node("Mod", &["x", "m"], &["y"], vec![int("fmod", 1)])]).with("m", f(&[0.7]).reshape([])),
-        case("where_equal_less_greater", 13, &[2, 3], vec![
-            node("Greater", &["x", "z"], &["g"], vec![]),
-            node("Less", &["x", "z"], &["l"], vec![]),
-            node("Equal", &["g", "l"], &["e"], vec![]),
-            node("Where", &["g", "x", "z2"], &["w"], vec![]),
-            node("Where", &["e", "z2", "w"], &["y"], vec![]),
-        ]).with("z", f(&[0.1]).reshape([])).with("z2", f(&[0.0]).reshape([])),
+        case(
+            "where_equal_less_greater",
+            13,
+            &[2, 3],
+            vec![
+                node("Greater", &["x", "z"], &["g"], vec![]),
+                node("Less", &["x", "z"], &["l"], vec![]),
+                node("Equal", &["g", "l"], &["e"], vec![]),
+                node("Where", &["g", "x", "z2"], &["w"], vec![]),
+                node("Where", &["e", "z2", "w"], &["y"], vec![]),
+            ],
+        )
+        .with("z", f(&[0.1]).reshape([]))
+        .with("z2", f(&[0.0]).reshape([])),
     ]
 }
 
@@ -254,7 +308,12 @@ fn shape_cases() -> Vec<Case> {
         case("squeeze_13_input", 13, &[2, 1, 3, 1], vec![node("Squeeze", &["x", "a"], &["y"], vec![])]).with("a", i(&[1])),
         case("unsqueeze_11_attr", 11, &[2, 3], vec![node("Unsqueeze", &["x"], &["y"], vec![ints("axes", &[0, 3])])]),
         case("unsqueeze_13_input", 13, &[2, 3], vec![node("Unsqueeze", &["x", "a"], &["y"], vec![])]).with("a", i(&[-1, 1])),
-        case("slice_9_attrs", 9, &[4, 6], vec![node("Slice", &["x"], &["y"], vec![ints("starts", &[1, -4]), ints("ends", &[i64::MAX, 5]), ints("axes", &[0, 1])])]),
+        case(
+            "slice_9_attrs",
+            9,
+            &[4, 6],
+            vec![node("Slice", &["x"], &["y"], vec![ints("starts", &[1, -4]), ints("ends", &[i64::MAX, 5]), ints("axes", &[0, 1])])],
+        ),
         case("slice_13_neg_step", 13, &[4, 6], vec![node("Slice", &["x", "st", "en", "ax", "sp"], &["y"], vec![])])
             .with("st", i(&[-1, 0]))
             .with("en", i(&[i64::MIN, 6]))
@@ -262,38 +321,80 @@ fn shape_cases() -> Vec<Case> {
             .with("sp", i(&[-2, 3])),
         case("gather_scalar_index", 13, &[2, 5, 3], vec![node("Gather", &["x", "k"], &["y"], vec![int("axis", 1)])]).with("k", i(&[0]).reshape([])),
         case("gather_negative_indices", 13, &[4, 3], vec![node("Gather", &["x", "k"], &["y"], vec![])]).with("k", i(&[-1, 0, 2])),
-        case("shape_chain_reshape", 13, &[2, 3, 4], vec![
-            node("Shape", &["x"], &["s"], vec![]),
-            node("Gather", &["s", "zero"], &["n"], vec![]),
-            node("Unsqueeze", &["n", "ax0"], &["n1"], vec![]),
-            node("Concat", &["n1", "m1"], &["target"], vec![int("axis", 0)]),
-            node("Reshape", &["x", "target"], &["y"], vec![]),
-        ]).with("zero", i(&[0]).reshape([])).with("ax0", i(&[0])).with("m1", i(&[-1])),
-        case("shape_15_start_end", 15, &[2, 3, 4], vec![
-            node("Shape", &["x"], &["s"], vec![int("start", 1), int("end", -1)]),
-            node("Concat", &["one", "s"], &["t"], vec![int("axis", 0)]),
-            node("Expand", &["c", "t"], &["y"], vec![]),
-        ]).with("one", i(&[2])).with("c", rand(&[1, 1])),
+        case(
+            "shape_chain_reshape",
+            13,
+            &[2, 3, 4],
+            vec![
+                node("Shape", &["x"], &["s"], vec![]),
+                node("Gather", &["s", "zero"], &["n"], vec![]),
+                node("Unsqueeze", &["n", "ax0"], &["n1"], vec![]),
+                node("Concat", &["n1", "m1"], &["target"], vec![int("axis", 0)]),
+                node("Reshape", &["x", "target"], &["y"], vec![]),
+            ],
+        )
+        .with("zero", i(&[0]).reshape([]))
+        .with("ax0", i(&[0]))
+        .with("m1", i(&[-1])),
+        case(
+            "shape_15_start_end",
+            15,
+            &[2, 3, 4],
+            vec![
+                node("Shape", &["x"], &["s"], vec![int("start", 1), int("end", -1)]),
+                node("Concat", &["one", "s"], &["t"], vec![int("axis", 0)]),
+                node("Expand", &["c", "t"], &["y"], vec![]),
+            ],
+        )
+        .with("one", i(&[2]))
+        .with("c", rand(&[1, 1])),
         case("expand_bidirectional", 13, &[3, 1], vec![node("Expand", &["x", "s"], &["y"], vec![])]).with("s", i(&[2, 1, 4])),
-        case("constant_of_shape_add", 13, &[2, 3], vec![
-            node("ConstantOfShape", &["s"], &["k"], vec![compress::onnx::attr::tensor("value", compress::onnx::tensor::from_tch("", &f(&[0.25])).unwrap())]),
-            node("Add", &["x", "k"], &["y"], vec![]),
-        ]).with("s", i(&[2, 3])),
-        case("constant_range_cast", 13, &[4], vec![
-            node("Constant", &[], &["lim"], vec![compress::onnx::attr::tensor("value", compress::onnx::tensor::from_tch("", &i(&[4]).reshape([])).unwrap())]),
-            node("Range", &["zero", "lim", "one"], &["r"], vec![]),
-            node("Cast", &["r"], &["rf"], vec![int("to", 1)]),
-            node("Mul", &["x", "rf"], &["y"], vec![]),
-        ]).with("zero", i(&[0]).reshape([])).with("one", i(&[1]).reshape([])),
-        case("cast_truncates", 13, &[2, 3], vec![
-            node("Mul", &["x", "ten"], &["a"], vec![]),
-            node("Cast", &["a"], &["n"], vec![int("to", 7)]),
-            node("Cast", &["n"], &["y"], vec![int("to", 1)]),
-        ]).with("ten", f(&[10.0]).reshape([])),
-        case("cast_like_15", 15, &[2, 3], vec![
-            node("CastLike", &["x", "ints"], &["n"], vec![]),
-            node("CastLike", &["n", "x"], &["y"], vec![]),
-        ]).with("ints", i(&[1])),
+        case(
+            "constant_of_shape_add",
+            13,
+            &[2, 3],
+            vec![
+                node(
+                    "ConstantOfShape",
+                    &["s"],
+                    &["k"],
+                    vec![compress::onnx::attr::tensor("value", compress::onnx::tensor::from_tch("", &f(&[0.25])).unwrap())],
+                ),
+                node("Add", &["x", "k"], &["y"], vec![]),
+            ],
+        )
+        .with("s", i(&[2, 3])),
+        case(
+            "constant_range_cast",
+            13,
+            &[4],
+            vec![
+                node(
+                    "Constant",
+                    &[],
+                    &["lim"],
+                    vec![compress::onnx::attr::tensor("value", compress::onnx::tensor::from_tch("", &i(&[4]).reshape([])).unwrap())],
+                ),
+                node("Range", &["zero", "lim", "one"], &["r"], vec![]),
+                node("Cast", &["r"], &["rf"], vec![int("to", 1)]),
+                node("Mul", &["x", "rf"], &["y"], vec![]),
+            ],
+        )
+        .with("zero", i(&[0]).reshape([]))
+        .with("one", i(&[1]).reshape([])),
+        case(
+            "cast_truncates",
+            13,
+            &[2, 3],
+            vec![
+                node("Mul", &["x", "ten"], &["a"], vec![]),
+                node("Cast", &["a"], &["n"], vec![int("to", 7)]),
+                node("Cast", &["n"], &["y"], vec![int("to", 1)]),
+            ],
+        )
+        .with("ten", f(&[10.0]).reshape([])),
+        case("cast_like_15", 15, &[2, 3], vec![node("CastLike", &["x", "ints"], &["n"], vec![]), node("CastLike", &["n", "x"], &["y"], vec![])])
+            .with("ints", i(&[1])),
         case("identity_dropout", 13, &[2, 3], vec![node("Identity", &["x"], &["a"], vec![]), node("Dropout", &["a"], &["y"], vec![])]),
     ]
 }
@@ -304,7 +405,12 @@ fn reduce_cases() -> Vec<Case> {
         case("reduce_mean_18_input", 18, &[2, 3, 4, 5], vec![node("ReduceMean", &["x", "a"], &["y"], vec![])]).with("a", i(&[-1])),
         case("reduce_mean_all", 13, &[2, 3], vec![node("ReduceMean", &["x"], &["y"], vec![])]),
         case("reduce_sum_13_input", 13, &[2, 3, 4], vec![node("ReduceSum", &["x", "a"], &["y"], vec![int("keepdims", 0)])]).with("a", i(&[1])),
-        case("reduce_max_min", 13, &[2, 3, 4], vec![node("ReduceMax", &["x"], &["a"], vec![ints("axes", &[1])]), node("ReduceMin", &["a"], &["y"], vec![ints("axes", &[2])])]),
+        case(
+            "reduce_max_min",
+            13,
+            &[2, 3, 4],
+            vec![node("ReduceMax", &["x"], &["a"], vec![ints("axes", &[1])]), node("ReduceMin", &["a"], &["y"], vec![ints("axes", &[2])])],
+        ),
     ]
 }
 
@@ -312,15 +418,29 @@ fn spatial_cases() -> Vec<Case> {
     let scales = || f(&[1.0, 1.0, 2.0, 1.5]);
     vec![
         case("pad_2_constant", 2, &[1, 2, 3, 3], vec![node("Pad", &["x"], &["y"], vec![ints("pads", &[0, 0, 1, 2, 0, 0, 2, 1]), float("value", 0.5)])]),
-        case("pad_13_reflect", 13, &[1, 2, 4, 4], vec![node("Pad", &["x", "p"], &["y"], vec![attr_str("mode", "reflect")])]).with("p", i(&[0, 0, 1, 2, 0, 0, 2, 1])),
+        case("pad_13_reflect", 13, &[1, 2, 4, 4], vec![node("Pad", &["x", "p"], &["y"], vec![attr_str("mode", "reflect")])])
+            .with("p", i(&[0, 0, 1, 2, 0, 0, 2, 1])),
         case("pad_13_edge", 13, &[1, 2, 4, 4], vec![node("Pad", &["x", "p"], &["y"], vec![attr_str("mode", "edge")])]).with("p", i(&[0, 0, 1, 0, 0, 0, 0, 3])),
         case("pad_18_axes_value", 18, &[1, 2, 4, 4], vec![node("Pad", &["x", "p", "v", "ax"], &["y"], vec![])])
             .with("p", i(&[1, 2, 0, 1]))
             .with("v", f(&[-1.0]).reshape([]))
             .with("ax", i(&[2, 3])),
-        case("resize_13_nearest_torch", 13, &[1, 2, 4, 5], vec![node("Resize", &["x", "", "s"], &["y"], vec![attr_str("coordinate_transformation_mode", "asymmetric"), attr_str("nearest_mode", "floor")])]).with("s", f(&[1.0, 1.0, 2.0, 2.0])),
-        case("resize_13_linear_half_pixel", 13, &[1, 2, 4, 5], vec![node("Resize", &["x", "", "s"], &["y"], vec![attr_str("mode", "linear")])]).with("s", scales()),
-        case("resize_13_linear_sizes_align", 13, &[1, 2, 4, 5], vec![node("Resize", &["x", "", "", "sz"], &["y"], vec![attr_str("mode", "linear"), attr_str("coordinate_transformation_mode", "align_corners")])]).with("sz", i(&[1, 2, 7, 9])),
+        case(
+            "resize_13_nearest_torch",
+            13,
+            &[1, 2, 4, 5],
+            vec![node("Resize", &["x", "", "s"], &["y"], vec![attr_str("coordinate_transformation_mode", "asymmetric"), attr_str("nearest_mode", "floor")])],
+        )
+        .with("s", f(&[1.0, 1.0, 2.0, 2.0])),
+        case("resize_13_linear_half_pixel", 13, &[1, 2, 4, 5], vec![node("Resize", &["x", "", "s"], &["y"], vec![attr_str("mode", "linear")])])
+            .with("s", scales()),
+        case(
+            "resize_13_linear_sizes_align",
+            13,
+            &[1, 2, 4, 5],
+            vec![node("Resize", &["x", "", "", "sz"], &["y"], vec![attr_str("mode", "linear"), attr_str("coordinate_transformation_mode", "align_corners")])],
+        )
+        .with("sz", i(&[1, 2, 7, 9])),
         case("upsample_9_nearest", 9, &[1, 2, 3, 3], vec![node("Upsample", &["x", "s"], &["y"], vec![])]).with("s", f(&[1.0, 1.0, 2.0, 2.0])),
     ]
 }
@@ -330,11 +450,14 @@ fn legacy_cases() -> Vec<Case> {
     let un = |name, op, opset, attrs: Vec<AttributeProto>| case(name, opset, &[2, 6, 4, 4], vec![node(op, &["x"], &["y"], attrs)]);
     vec![
         case("sum_three", 8, &[2, 3], vec![node("Sum", &["x", "a", "b"], &["y"], vec![])]).with("a", rand(&[2, 3])).with("b", rand(&[3])),
-        case("max_min_mean", 8, &[2, 3], vec![
-            node("Max", &["x", "a"], &["m"], vec![]),
-            node("Min", &["m", "b"], &["n"], vec![]),
-            node("Mean", &["n", "x", "a"], &["y"], vec![]),
-        ]).with("a", rand(&[2, 3])).with("b", rand(&[3])),
+        case(
+            "max_min_mean",
+            8,
+            &[2, 3],
+            vec![node("Max", &["x", "a"], &["m"], vec![]), node("Min", &["m", "b"], &["n"], vec![]), node("Mean", &["n", "x", "a"], &["y"], vec![])],
+        )
+        .with("a", rand(&[2, 3]))
+        .with("b", rand(&[3])),
         un("lrn_googlenet", "LRN", 7, vec![int("size", 5), float("alpha", 1e-4), float("beta", 0.75), float("bias", 1.0)]),
         un("lrn_size3", "LRN", 13, vec![int("size", 3), float("alpha", 0.5), float("beta", 0.6), float("bias", 2.0)]),
         case("prelu_per_channel", 9, &[2, 3, 4, 4], vec![node("PRelu", &["x", "s"], &["y"], vec![])]).with("s", rand(&[3, 1, 1])),
@@ -352,10 +475,21 @@ fn legacy_cases() -> Vec<Case> {
 #[test]
 fn every_case_matches_onnx_runtime() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<Case> = [conv_cases(), pool_cases(), norm_cases(), linear_cases(), activation_cases(), arith_cases(), shape_cases(), reduce_cases(), spatial_cases(), legacy_cases()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let cases: Vec<Case> = [
+        conv_cases(),
+        pool_cases(),
+        norm_cases(),
+        linear_cases(),
+        activation_cases(),
+        arith_cases(),
+        shape_cases(),
+        reduce_cases(),
+        spatial_cases(),
+        legacy_cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let mut covered = std::collections::BTreeSet::new();
     for c in cases {
         for n in &c.nodes {

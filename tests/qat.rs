@@ -2,12 +2,12 @@
 //! and, exported, run in ONNX Runtime on integer kernels with the predictions they have in tch.
 //! Each test fails if a change makes a quantized layer fall back to a float kernel.
 
-use compress::student::Student;
+use compress::export::quantized::{write_quantized, QuantizedExport};
 use compress::graph::fold_bn::fold_batch_norm;
 use compress::graph::RunMode;
-use compress::export::quantized::{write_quantized, QuantizedExport};
 use compress::quant::qdq::{insert_qdq, LayerBits, QuantizedLayer};
 use compress::runtime::OrtModel;
+use compress::student::Student;
 use tch::{Device, Kind, Tensor};
 
 mod common;
@@ -65,7 +65,10 @@ fn train_a_little(student: &Student) -> (usize, usize) {
 /// Exports, then compares ONNX Runtime with tch on 64 random inputs: top-1 agreement.
 fn export_and_compare(q: &Quantized, dir: &std::path::Path) -> (QuantizedExport, f64, std::path::PathBuf) {
     let path = dir.join("student.w8a8.onnx");
-    assert_eq!(compress::quant::qdq::snap_biases(&q.student.graph).unwrap(), q.layers.iter().filter(|l| l.bits.activations != compress::quant::qdq::FLOAT_BITS).count());
+    assert_eq!(
+        compress::quant::qdq::snap_biases(&q.student.graph).unwrap(),
+        q.layers.iter().filter(|l| l.bits.activations != compress::quant::qdq::FLOAT_BITS).count()
+    );
     let exported = write_quantized(&q.student.graph, &q.layers, 13, &[], &path).unwrap();
     let x = Tensor::randn([64, 3, 32, 32], (Kind::Float, Device::Cpu));
     let ours = tch::no_grad(|| q.student.forward(&x, RunMode::Eval)).unwrap();
@@ -85,7 +88,13 @@ fn assert_all_integer(exported: &QuantizedExport) {
 fn w4a8_resnet8_trains_and_runs_on_integer_kernels() {
     let _one = common::one_training_at_a_time();
     // First and last layers at 8 bits, the others W4A8.
-    let q = quantized_zoo_student("resnet8", 0.5, &|k, n| if k == 0 || k + 1 == n { LayerBits { weights: 8, activations: 8 } } else { LayerBits { weights: 4, activations: 8 } });
+    let q = quantized_zoo_student("resnet8", 0.5, &|k, n| {
+        if k == 0 || k + 1 == n {
+            LayerBits { weights: 8, activations: 8 }
+        } else {
+            LayerBits { weights: 4, activations: 8 }
+        }
+    });
     assert_eq!(q.layers.len(), 10, "9 convs and the classifier");
     let (moved, of) = train_a_little(&q.student);
     // LSQ's gradient scale makes some steps' first updates smaller than a float32 ulp.
@@ -172,7 +181,13 @@ fn low_bit_classifier_is_stored_packed_and_runs_as_matmulnbits() {
 #[test]
 fn w4a4_resnet8_keeps_integer_clips_and_integer_kernels() {
     let _one = common::one_training_at_a_time();
-    let q = quantized_zoo_student("resnet8", 0.5, &|k, n| if k == 0 || k + 1 == n { LayerBits { weights: 8, activations: 8 } } else { LayerBits { weights: 4, activations: 4 } });
+    let q = quantized_zoo_student("resnet8", 0.5, &|k, n| {
+        if k == 0 || k + 1 == n {
+            LayerBits { weights: 8, activations: 8 }
+        } else {
+            LayerBits { weights: 4, activations: 4 }
+        }
+    });
     let clips = |weights: bool| q.student.graph.nodes.iter().filter(|n| n.op_type == "Clip" && n.input[0].contains("weight") == weights).count();
     assert_eq!(clips(true), 8, "one integer Clip per 4-bit weight (folded into the stored integers at export)");
     // The data inputs of the 8 inner convs: 6 distinct tensors (two are shared with a shortcut conv).

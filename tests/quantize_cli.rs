@@ -16,8 +16,11 @@ fn quantize_recipe(dir: &std::path::Path, quantize: &str) -> String {
 fn qat_after_distillation_writes_a_qdq_file_on_integer_kernels_and_reports_it() {
     let _one = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let recipe = quantize_recipe(dir.path(), "{weights: 4, activations: 8, epochs: 1, baseline: true, calibration_images: 64, latency: {rounds: 1, batches: [1, 4], threads: [1, 2]}}")
-        .replace("    - {metric: max_rel_diff_tch_vs_ort", "    - {metric: quantized_integer_layer_share, min: 1.0}\n    - {metric: max_rel_diff_tch_vs_ort");
+    let recipe = quantize_recipe(
+        dir.path(),
+        "{weights: 4, activations: 8, epochs: 1, baseline: true, calibration_images: 64, latency: {rounds: 1, batches: [1, 4], threads: [1, 2]}}",
+    )
+    .replace("    - {metric: max_rel_diff_tch_vs_ort", "    - {metric: quantized_integer_layer_share, min: 1.0}\n    - {metric: max_rel_diff_tch_vs_ort");
     std::fs::write(dir.path().join("r.yaml"), recipe).unwrap();
     let r = run_in(dir.path(), &["--recipe", "r.yaml", "--out", "o"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -42,7 +45,10 @@ fn qat_after_distillation_writes_a_qdq_file_on_integer_kernels_and_reports_it() 
     assert_eq!(q["training"]["method"], "kd");
     let latency = q["latency"].as_array().unwrap();
     assert_eq!(latency.len(), 4, "each batch size at each thread count");
-    assert_eq!(latency.iter().map(|l| (l["threads"].as_u64().unwrap(), l["batch"].as_u64().unwrap())).collect::<Vec<_>>(), vec![(1, 1), (1, 4), (2, 1), (2, 4)]);
+    assert_eq!(
+        latency.iter().map(|l| (l["threads"].as_u64().unwrap(), l["batch"].as_u64().unwrap())).collect::<Vec<_>>(),
+        vec![(1, 1), (1, 4), (2, 1), (2, 4)]
+    );
     assert!(latency.iter().all(|l| l["float_ms"].as_f64().unwrap() > 0.0 && l["quantized_ms"].as_f64().unwrap() > 0.0));
     let md = std::fs::read_to_string(dir.path().join("o/report.md")).unwrap();
     assert!(md.contains("## Quantized model (QDQ)") && md.contains("10 of 10 quantized layers run on integer kernels"), "{md}");
@@ -62,7 +68,8 @@ fn qat_after_distillation_writes_a_qdq_file_on_integer_kernels_and_reports_it() 
 
     // Replacing the run with one that does not quantize leaves no quantized file behind that
     // would pass for this run's.
-    let plain = std::fs::read_to_string(dir.path().join("again.yaml")).unwrap().replace("quantize:", "# quantize:").replace("train: {epochs: 0,", "train: {epochs: 1,");
+    let plain =
+        std::fs::read_to_string(dir.path().join("again.yaml")).unwrap().replace("quantize:", "# quantize:").replace("train: {epochs: 0,", "train: {epochs: 1,");
     std::fs::write(dir.path().join("plain.yaml"), plain.lines().filter(|l| !l.contains("quantized_")).collect::<Vec<_>>().join("\n")).unwrap();
     let r = run_in(dir.path(), &["--recipe", "plain.yaml", "--out", "again", "--overwrite"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -88,7 +95,8 @@ fn bad_quantize_sections_are_named_before_training() {
         assert!(!dir.path().join("o/report.json").exists());
     }
     // Quantized gates and zero float epochs need the section.
-    let gate = tiny_recipe("[]", "none").replace("    - {metric: max_rel_diff_tch_vs_ort", "    - {metric: quantized_top1, min: 0.5}\n    - {metric: max_rel_diff_tch_vs_ort");
+    let gate = tiny_recipe("[]", "none")
+        .replace("    - {metric: max_rel_diff_tch_vs_ort", "    - {metric: quantized_top1, min: 0.5}\n    - {metric: max_rel_diff_tch_vs_ort");
     std::fs::write(dir.path().join("g.yaml"), gate).unwrap();
     let r = run_in(dir.path(), &["--recipe", "g.yaml", "--out", "o"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
@@ -100,7 +108,9 @@ fn bad_quantize_sections_are_named_before_training() {
     assert!(r.stderr.contains("train.epochs must be positive"), "{}", r.stderr);
     // The QAT rate defaults to a fiftieth of the float one, and calibration needs images.
     std::fs::write(dir.path().join("r.yaml"), quantize_recipe(dir.path(), "{}")).unwrap();
-    for (set, expected) in [("train.optimizer.sgd.lr=-1", "train.optimizer.sgd.lr must be a positive number"), ("data.train_subset=0", "data.train_subset must be positive")] {
+    for (set, expected) in
+        [("train.optimizer.sgd.lr=-1", "train.optimizer.sgd.lr must be a positive number"), ("data.train_subset=0", "data.train_subset must be positive")]
+    {
         let r = run_in(dir.path(), &["--recipe", "r.yaml", "--out", "o", "--set", set]);
         assert_eq!(r.code, 2, "{set}: {}", r.stderr);
         assert!(r.stderr.contains(expected), "{set}: expected `{expected}` in {}", r.stderr);

@@ -7,13 +7,8 @@ mod common;
 use common::*;
 
 /// Test top-1 from ../shared/onnx/README.md, measured there with ONNX Runtime 1.31.
-const README_TOP1: &[(&str, f64)] = &[
-    ("resnet4b", 0.765),
-    ("sri_resnet_a", 0.795),
-    ("biasfield_base", 0.798),
-    ("squeezenet_tf2onnx", 0.754),
-    ("vit_2_3_16", 0.596),
-];
+const README_TOP1: &[(&str, f64)] =
+    &[("resnet4b", 0.765), ("sri_resnet_a", 0.795), ("biasfield_base", 0.798), ("squeezenet_tf2onnx", 0.754), ("vit_2_3_16", 0.596)];
 
 #[test]
 fn shared_teachers_reach_their_published_accuracy_through_our_import() {

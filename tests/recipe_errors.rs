@@ -61,11 +61,7 @@ fn unsupported_ops_are_all_named_before_training() {
 #[test]
 fn missing_onnx_runtime_library_is_a_runtime_failure() {
     let model = shared().join("onnx/vnncomp21_cifar10_resnet_4b.onnx");
-    let out = bin()
-        .args(["inspect", model.to_str().unwrap(), "--verify"])
-        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1")
-        .output()
-        .unwrap();
+    let out = bin().args(["inspect", model.to_str().unwrap(), "--verify"]).env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("/nonexistent/libonnxruntime.so.1.31.1"), "{stderr}");

@@ -22,7 +22,8 @@ fn recipes_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn every_shipped_recipe_plans() {
     let _ = shared(); // the real-data recipes read ../shared
     let recipes = recipes_in(&repo().join("recipes"));
-    let methods: Vec<String> = recipes.iter().filter(|p| p.parent().unwrap().ends_with("methods")).map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    let methods: Vec<String> =
+        recipes.iter().filter(|p| p.parent().unwrap().ends_with("methods")).map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
     for m in compress::distill::methods::names().into_iter().filter(|m| *m != "none") {
         assert!(methods.iter().any(|r| r == m), "recipes/methods/ has no recipe for `{m}`");
     }

@@ -42,7 +42,8 @@ fn killed_run_resumes_to_the_same_result() {
 fn killed_qat_stage_resumes_to_the_same_result() {
     let _serial = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let recipe = with_epochs(tiny_recipe("[]", "none"), 1024, 1) + "quantize: {weights: 4, epochs: 3, calibration_images: 64, latency: {rounds: 1, batches: [1]}}\n";
+    let recipe =
+        with_epochs(tiny_recipe("[]", "none"), 1024, 1) + "quantize: {weights: 4, epochs: 3, calibration_images: 64, latency: {rounds: 1, batches: [1]}}\n";
     std::fs::write(dir.path().join("r.yaml"), recipe).unwrap();
     kill_and_resume(dir.path(), "qat", 1, 3);
 }
@@ -65,12 +66,7 @@ fn kill_and_resume(dir: &std::path::Path, stage: &str, kill_after: u64, epochs: 
     let full = run_in(dir, &["--recipe", "r.yaml", "--out", "full"]);
     assert_eq!(full.code, 0, "{}", full.stderr);
 
-    let mut child = bin()
-        .args(["--recipe", "r.yaml", "--out", "killed"])
-        .current_dir(dir)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = bin().args(["--recipe", "r.yaml", "--out", "killed"]).current_dir(dir).stderr(std::process::Stdio::null()).spawn().unwrap();
     let marker = dir.join("killed/checkpoints").join(stage).join("last.json");
     let started = Instant::now();
     let epoch_of = |m: &std::path::Path| -> u64 {

@@ -7,8 +7,7 @@ use compress::zoo::ArchSpec;
 use tch::{Device, Tensor};
 
 fn check(arch: &str, dir: &std::path::Path) {
-    let arrays: std::collections::HashMap<String, Tensor> =
-        Tensor::read_npz(dir.join(format!("{arch}.npz"))).unwrap().into_iter().collect();
+    let arrays: std::collections::HashMap<String, Tensor> = Tensor::read_npz(dir.join(format!("{arch}.npz"))).unwrap().into_iter().collect();
     let spec = ArchSpec { num_classes: 10, width: 1.0, image_size: 64 };
     let mut graph = compress::zoo::build(arch, &spec, Device::Cpu).unwrap();
     let want_params = arrays["__param_count__"].int64_value(&[0]);

@@ -78,8 +78,8 @@ fn every_architecture_lists_its_named_taps() {
 
 #[test]
 fn student_forward_returns_the_requested_taps() {
-    use compress::student::Student;
     use compress::graph::RunMode;
+    use compress::student::Student;
     use tch::{Device, Kind, Tensor};
     let spec = compress::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
     let graph = compress::zoo::build("resnet20", &spec, Device::Cpu).unwrap();

@@ -1,6 +1,6 @@
 """What ONNX Runtime (this environment's Python package) does with a blocked low-bit
 DequantizeLinear -> Gemm: whether it fuses it into MatMulNBits, and how far the result is from a
-float matmul of the same dequantized weights. Behind two choices in src/quant/matmul_nbits.rs:
+float matmul of the same dequantized weights. Behind two choices in src/export/matmul_nbits.rs:
 blocks of at most 256 (larger ones are not fused) and 2-bit grids stored as int4 (int2 fused
 results were wrong for a small N).
 Usage: .venv/bin/python scripts/py/check_matmulnbits.py

@@ -48,7 +48,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<i32> {
         LayoutArg::Nhwc => Layout::Nhwc,
     };
     let pre = Preprocess { layout, scale: a.scale, mean: triple(&a.mean, "mean")?, std: triple(&a.std, "std")? };
-    let set = crate::data::image_folder::load_image_folder(&a.data, None, crate::pipeline::dataset_cache_dir().as_deref())?;
+    let set = crate::data::image_folder::load_image_folder(&a.data, None, crate::data::cache::default_dir().as_deref())?;
     let mut model = OrtModel::load(&a.model, 2)?;
     let logits = runtime::eval::logits(&mut model, &set, &pre, a.batch, "eval")?.flatten(1, -1);
     let top1 = metrics::top_k(&logits, &set.labels, 1);

@@ -4,8 +4,8 @@
 //! output max_abs_diff and max_rel_diff.
 
 use crate::bad_input;
-use crate::graph::ops::unsupported_nodes;
 use crate::graph::batching::BatchRunner;
+use crate::graph::ops::unsupported_nodes;
 use crate::graph::taps::candidate_taps;
 use crate::graph::{Dim, Executor, Graph};
 use crate::metrics;
@@ -38,7 +38,14 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<i32> {
         *ops.entry(n.op_type.as_str()).or_default() += 1;
     }
     let unsupported = unsupported_nodes(&graph.nodes);
-    let dims = |d: &[Dim]| d.iter().map(|x| match x { Dim::Fixed(v) => json!(v), Dim::Symbolic(s) => json!(s) }).collect::<Vec<_>>();
+    let dims = |d: &[Dim]| {
+        d.iter()
+            .map(|x| match x {
+                Dim::Fixed(v) => json!(v),
+                Dim::Symbolic(s) => json!(s),
+            })
+            .collect::<Vec<_>>()
+    };
     let mut info = json!({
         "model": a.model,
         "producer": graph.producer,

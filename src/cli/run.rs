@@ -6,10 +6,7 @@ use crate::bad_input;
 use crate::pipeline::{self, Outcome, RunOptions};
 
 pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
-    let recipe = args
-        .recipe
-        .clone()
-        .ok_or_else(|| bad_input!("no recipe given: run `compress --recipe recipes/resnet_to_mobilenet.yaml` (or see --help)"))?;
+    let recipe = args.recipe.clone().ok_or_else(|| bad_input!("no recipe given: run `compress --recipe recipes/resnet_to_mobilenet.yaml` (or see --help)"))?;
     let opts = RunOptions {
         recipe,
         sets: args.sets.clone(),

@@ -103,7 +103,10 @@ fn describe(a: &ZooArgs, name: &str) -> anyhow::Result<i32> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
-        println!("{name} ({}): {} parameters, {} classes, width {}, {}×{} input", arch.family, info["parameters"], spec.num_classes, spec.width, spec.image_size, spec.image_size);
+        println!(
+            "{name} ({}): {} parameters, {} classes, width {}, {}×{} input",
+            arch.family, info["parameters"], spec.num_classes, spec.width, spec.image_size, spec.image_size
+        );
         println!("taps:");
         for t in &taps {
             println!("  {:<8} {:<40} {:?}", t.alias, t.value, t.shape);

@@ -45,11 +45,7 @@ fn draw(aug: &Augment, rng: &mut Rng) -> Draw {
 /// [`super::batches::gather`]; any other shape is a programming error and panics.
 pub fn augment_batch(images: &Tensor, aug: &Augment, rng: &mut Rng) -> Tensor {
     let size = images.size();
-    assert!(
-        size.len() == 4 && size[3] == 3 && images.kind() == Kind::Uint8,
-        "augment_batch expects [B, H, W, 3] uint8, got {size:?} {:?}",
-        images.kind()
-    );
+    assert!(size.len() == 4 && size[3] == 3 && images.kind() == Kind::Uint8, "augment_batch expects [B, H, W, 3] uint8, got {size:?} {:?}", images.kind());
     let (b, h, w) = (size[0] as usize, size[1] as usize, size[2] as usize);
     let src = images.to_device(Device::Cpu).contiguous();
     let numel = b * h * w * 3;
@@ -91,10 +87,7 @@ mod tests {
 
     /// Batch whose every byte differs from its neighbours, so any misplacement shows.
     fn batch(b: i64, h: i64, w: i64) -> Tensor {
-        Tensor::arange(b * h * w * 3, (Kind::Int64, Device::Cpu))
-            .remainder(251)
-            .to_kind(Kind::Uint8)
-            .view([b, h, w, 3])
+        Tensor::arange(b * h * w * 3, (Kind::Int64, Device::Cpu)).remainder(251).to_kind(Kind::Uint8).view([b, h, w, 3])
     }
 
     #[test]

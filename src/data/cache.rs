@@ -19,6 +19,15 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Bytes before the class-names JSON: magic, version, N, H, W, JSON length.
 const FIXED_HEADER: usize = 8 + 4 + 8 * 4;
 
+/// Where decoded image sets are cached: `COMPRESS_CACHE_DIR`, else the user's cache folder.
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("COMPRESS_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("compress").join("datasets"))
+}
+
 /// Hex SHA-256 key of an image folder listing; `files` are paths inside `dir`.
 pub fn cache_key(dir: &Path, files: &[PathBuf]) -> Result<String> {
     let canon = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
@@ -114,11 +123,7 @@ pub fn write(path: &Path, set: &ImageSet) -> Result<()> {
     let json = serde_json::to_vec(&set.class_names)?;
 
     // The pid keeps two processes filling the same entry from interleaving their writes.
-    let tmp = dir.join(format!(
-        "{}.{}.tmp",
-        path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
-        std::process::id()
-    ));
+    let tmp = dir.join(format!("{}.{}.tmp", path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
     let result = (|| -> Result<()> {
         let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let mut out = std::io::BufWriter::new(file);
@@ -147,10 +152,7 @@ mod tests {
     use super::*;
 
     fn sample() -> ImageSet {
-        let images = Tensor::arange(5 * 4 * 3 * 3, (Kind::Int64, tch::Device::Cpu))
-            .remainder(256)
-            .to_kind(Kind::Uint8)
-            .view([5, 4, 3, 3]);
+        let images = Tensor::arange(5 * 4 * 3 * 3, (Kind::Int64, tch::Device::Cpu)).remainder(256).to_kind(Kind::Uint8).view([5, 4, 3, 3]);
         let labels = Tensor::from_slice(&[1i64, 0, 1, 1, 0]);
         ImageSet::new(images, labels, vec!["cat".into(), "dög".into()]).unwrap()
     }

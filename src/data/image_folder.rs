@@ -29,10 +29,7 @@ fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBu
 }
 
 fn is_image(p: &Path) -> bool {
-    p.is_file()
-        && p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+    p.is_file() && p.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
 /// Class names (sorted sub-folder names, hidden ones skipped) and per-file labels.
@@ -122,15 +119,9 @@ pub fn load_image_folder(dir: &Path, image_size: Option<u32>, cache_dir: Option<
     let mut pixels = vec![0u8; files.len() * per];
     let split = files.len().div_ceil(DECODE_THREADS);
     let results: Vec<Result<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(split)
-            .zip(pixels.chunks_mut(split * per))
-            .map(|(fs, out)| s.spawn(move || decode_into(fs, out, (w, h), why)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|hd| hd.join().unwrap_or_else(|_| Err(anyhow::anyhow!("image decoding thread panicked"))))
-            .collect()
+        let handles: Vec<_> =
+            files.chunks(split).zip(pixels.chunks_mut(split * per)).map(|(fs, out)| s.spawn(move || decode_into(fs, out, (w, h), why))).collect();
+        handles.into_iter().map(|hd| hd.join().unwrap_or_else(|_| Err(anyhow::anyhow!("image decoding thread panicked")))).collect()
     });
     // Chunks are in file order, so the first error found is the first offending file.
     for r in results {

@@ -12,9 +12,7 @@ fn png(path: &Path, w: u32, h: u32, tag: u8) {
 
 fn jpg(path: &Path, w: u32, h: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    image::RgbImage::from_pixel(w, h, image::Rgb([200, 100, 50]))
-        .save_with_format(path, image::ImageFormat::Jpeg)
-        .unwrap();
+    image::RgbImage::from_pixel(w, h, image::Rgb([200, 100, 50])).save_with_format(path, image::ImageFormat::Jpeg).unwrap();
 }
 
 /// Two classes, written out of order, plus files and folders that must be ignored.

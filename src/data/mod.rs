@@ -29,10 +29,7 @@ pub struct ImageSet {
 
 impl std::fmt::Debug for ImageSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImageSet")
-            .field("images", &self.images.size())
-            .field("classes", &self.class_names.len())
-            .finish()
+        f.debug_struct("ImageSet").field("images", &self.images.size()).field("classes", &self.class_names.len()).finish()
     }
 }
 
@@ -104,11 +101,7 @@ impl ImageSet {
             panic!("ImageSet::subset: index {bad} out of range for {len} images");
         }
         let idx = Tensor::from_slice(indices);
-        ImageSet {
-            images: self.images.index_select(0, &idx).contiguous(),
-            labels: self.labels.index_select(0, &idx),
-            class_names: self.class_names.clone(),
-        }
+        ImageSet { images: self.images.index_select(0, &idx).contiguous(), labels: self.labels.index_select(0, &idx), class_names: self.class_names.clone() }
     }
 
     /// Number of images per class, indexed by class.
@@ -131,10 +124,7 @@ mod tests {
 
     fn toy(n: i64) -> ImageSet {
         // Image i is filled with the value i so a subset can be traced back to its source.
-        let images = Tensor::arange(n, (Kind::Uint8, tch::Device::Cpu))
-            .view([n, 1, 1, 1])
-            .expand([n, 2, 3, 3], false)
-            .contiguous();
+        let images = Tensor::arange(n, (Kind::Uint8, tch::Device::Cpu)).view([n, 1, 1, 1]).expand([n, 2, 3, 3], false).contiguous();
         let labels = Tensor::arange(n, (Kind::Int64, tch::Device::Cpu)).remainder(3);
         ImageSet::new(images, labels, vec!["a".into(), "b".into(), "c".into()]).unwrap()
     }

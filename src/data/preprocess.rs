@@ -46,8 +46,7 @@ impl Preprocess {
     /// The uint8 batch is moved first and converted there: a quarter of the bytes cross the bus
     /// compared with converting on the CPU.
     pub fn apply(&self, batch_u8_nhwc: &Tensor, device: Device) -> Tensor {
-        self.f_apply(batch_u8_nhwc, device)
-            .unwrap_or_else(|e| panic!("preprocess of a {:?} batch failed: {e:#}", batch_u8_nhwc.size()))
+        self.f_apply(batch_u8_nhwc, device).unwrap_or_else(|e| panic!("preprocess of a {:?} batch failed: {e:#}", batch_u8_nhwc.size()))
     }
 
     /// Fallible form of [`Preprocess::apply`], for callers that can report a shape mismatch.
@@ -56,10 +55,7 @@ impl Preprocess {
         if size.len() != 4 || size[3] != 3 {
             bail!("expected a [B, H, W, 3] batch, got {size:?}");
         }
-        let x = batch_u8_nhwc
-            .f_to_device(device)
-            .context("moving batch to device")?
-            .f_to_kind(Kind::Float)?;
+        let x = batch_u8_nhwc.f_to_device(device).context("moving batch to device")?.f_to_kind(Kind::Float)?;
         // Fold scale into the per-channel affine map: y = x * (scale/std) + (-mean/std), one
         // fused multiply-add per element instead of three passes.
         let mul: Vec<f32> = (0..3).map(|c| (self.scale / self.std[c]) as f32).collect();

@@ -39,12 +39,7 @@ impl Rng {
         let mut st = seed;
         // SplitMix64 never yields four zero words in a row, so the state is never all-zero
         // (the one state xoshiro cannot leave).
-        let s = [
-            splitmix64(&mut st),
-            splitmix64(&mut st),
-            splitmix64(&mut st),
-            splitmix64(&mut st),
-        ];
+        let s = [splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st)];
         Rng { s }
     }
 
@@ -139,15 +134,7 @@ mod tests {
         // algorithms (the synthetic-data prototype); any change here breaks reproducibility.
         let mut r = Rng::new(42);
         let got: Vec<u64> = (0..4).map(|_| r.next_u64()).collect();
-        assert_eq!(
-            got,
-            vec![
-                0x1578_0b2e_0c2e_c716,
-                0x6104_d986_6d11_3a7e,
-                0xae17_5332_39e4_99a1,
-                0xecb8_ad47_03b3_60a1
-            ]
-        );
+        assert_eq!(got, vec![0x1578_0b2e_0c2e_c716, 0x6104_d986_6d11_3a7e, 0xae17_5332_39e4_99a1, 0xecb8_ad47_03b3_60a1]);
         let mut r = Rng::new(42);
         let below: Vec<u64> = (0..8).map(|_| r.below(10)).collect();
         assert_eq!(below, vec![0, 3, 6, 9, 9, 7, 7, 8]);

@@ -9,8 +9,8 @@
 //!
 //! The spatial alignment rules that go in front of `Embed` are here too.
 
-pub use crate::recipe::schema::ConnectorKind;
 use crate::bad_input;
+pub use crate::recipe::schema::ConnectorKind;
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 

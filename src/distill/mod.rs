@@ -1,5 +1,6 @@
-//! Distillation: the trainable student, the optimizer and schedule, the losses, the methods
-//! (one file each behind one trait), and the training loop.
+//! Distillation: the training loop (N learners in lockstep), one learner's step, the optimizer
+//! and schedule, checkpoints, the losses, the connectors and the methods (one file each behind
+//! one trait, with their own option rules). The student itself is `student`'s.
 
 pub mod checkpoint;
 pub mod connectors;

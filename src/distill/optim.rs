@@ -75,11 +75,7 @@ impl Sgd {
 
     /// Momentum buffers by parameter name (absent before the first step).
     pub fn buffers(&self) -> Vec<(String, Tensor)> {
-        self.params
-            .iter()
-            .zip(&self.buffers)
-            .filter_map(|((n, _), b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone())))
-            .collect()
+        self.params.iter().zip(&self.buffers).filter_map(|((n, _), b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone()))).collect()
     }
 
     /// Restores momentum buffers saved by [`Sgd::buffers`].
@@ -148,8 +144,8 @@ mod tests {
     /// are 2×2, already diverges in the second step on random data), hence two steps.
     #[test]
     fn agrees_with_libtorch_sgd_on_a_zoo_student() {
-        use crate::student::Student;
         use crate::graph::RunMode;
+        use crate::student::Student;
         let spec = crate::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
         let build = || {
             tch::manual_seed(9);
@@ -180,4 +176,3 @@ mod tests {
         }
     }
 }
-

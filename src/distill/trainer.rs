@@ -172,10 +172,7 @@ fn record_epoch(track: &mut TrainOutcome, student: &Student, m: EpochMetrics, ke
 /// Each learner's checkpoint folder: the training's own for one learner, a subfolder per label
 /// for several.
 fn checkpoint_dirs(learners: &[Learner], inp: &TrainInputs) -> Vec<Option<PathBuf>> {
-    learners
-        .iter()
-        .map(|l| inp.checkpoints.as_ref().map(|d| if learners.len() == 1 { d.clone() } else { d.join(&l.label) }))
-        .collect()
+    learners.iter().map(|l| inp.checkpoints.as_ref().map(|d| if learners.len() == 1 { d.clone() } else { d.join(&l.label) })).collect()
 }
 
 /// A fresh start, or (with `inp.resume`) every learner restored from its checkpoint; all of

@@ -14,7 +14,8 @@ use tch::Kind;
 /// the number of weights converted.
 pub fn store_weights_as_int8(graph: &mut Graph) -> anyhow::Result<usize> {
     let mut converted = 0;
-    let names: Vec<String> = graph.nodes.iter().filter(|n| n.op_type == "QuantizeLinear" && graph.initializer(&n.input[0]).is_some()).map(|n| n.name.clone()).collect();
+    let names: Vec<String> =
+        graph.nodes.iter().filter(|n| n.op_type == "QuantizeLinear" && graph.initializer(&n.input[0]).is_some()).map(|n| n.name.clone()).collect();
     for q_name in names {
         let q = graph.nodes.iter().find(|n| n.name == q_name).expect("listed above").clone();
         let (w, s) = (&q.input[0], &q.input[1]);
@@ -48,8 +49,10 @@ pub fn store_weights_as_int8(graph: &mut Graph) -> anyhow::Result<usize> {
         graph.nodes.retain(|n| n.name != q_name);
         // A convolution's weight DequantizeLinear needs no zero point (0 is the default); ONNX
         // Runtime fuses QGemm only with one, so a Gemm's keeps it.
-        let conv_readers: std::collections::HashSet<String> = graph.nodes.iter().filter(|n| n.op_type == "Conv").flat_map(|n| n.input.iter().cloned()).collect();
-        let other_readers: std::collections::HashSet<String> = graph.nodes.iter().filter(|n| n.op_type != "Conv").flat_map(|n| n.input.iter().cloned()).collect();
+        let conv_readers: std::collections::HashSet<String> =
+            graph.nodes.iter().filter(|n| n.op_type == "Conv").flat_map(|n| n.input.iter().cloned()).collect();
+        let other_readers: std::collections::HashSet<String> =
+            graph.nodes.iter().filter(|n| n.op_type != "Conv").flat_map(|n| n.input.iter().cloned()).collect();
         for n in graph.nodes.iter_mut() {
             if !n.input.contains(&last) {
                 continue;

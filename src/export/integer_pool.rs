@@ -9,8 +9,8 @@
 //! quantizer after it: a mean within float error of a half step may land one step apart, which
 //! the report's agreement between the fake-quant student and the file would show.
 
-use crate::quant::qdq::qdq_node;
 use crate::graph::Graph;
+use crate::quant::qdq::qdq_node;
 
 /// Ops that only rearrange the pooled values.
 const REARRANGE: &[&str] = &["Flatten", "Reshape"];

@@ -59,7 +59,11 @@ pub fn rewrite_gemm(model: &mut ModelProto, gemm: &str, bits: u32) -> anyhow::Re
     let beta_one = node.attribute.iter().find(|a| a.name == "beta").is_none_or(|a| a.f == 1.0);
     anyhow::ensure!(alpha_one && beta_one, "Gemm `{gemm}`: expected alpha = beta = 1");
     let dq_out = node.input[1].clone();
-    let dq: &NodeProto = graph.node.iter().find(|n| n.op_type == "DequantizeLinear" && n.output[0] == dq_out).ok_or_else(|| anyhow::anyhow!("Gemm `{gemm}`: its weight is not dequantized"))?;
+    let dq: &NodeProto = graph
+        .node
+        .iter()
+        .find(|n| n.op_type == "DequantizeLinear" && n.output[0] == dq_out)
+        .ok_or_else(|| anyhow::anyhow!("Gemm `{gemm}`: its weight is not dequantized"))?;
     let (w_name, s_name) = (dq.input[0].clone(), dq.input[1].clone());
     let w = find_init(model, &w_name).ok_or_else(|| anyhow::anyhow!("`{w_name}` is not an initializer"))?;
     anyhow::ensure!(w.data_type == onnx_protobuf::tensor_proto::DataType::INT8 as i32 && w.dims.len() == 2, "`{w_name}`: expected a 2-D int8 initializer");

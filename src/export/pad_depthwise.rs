@@ -152,7 +152,8 @@ fn pads_with(graph: &Graph, conv: &NodeProto, channels: i64) -> bool {
 /// Whether `node` passes channels through one by one: an elementwise op whose other inputs are
 /// scalars.
 fn elementwise(graph: &Graph, node: &NodeProto) -> bool {
-    ELEMENTWISE.contains(&node.op_type.as_str()) && node.input.iter().skip(1).filter(|i| !i.is_empty()).all(|i| graph.initializer(i).is_some_and(|t| t.numel() == 1))
+    ELEMENTWISE.contains(&node.op_type.as_str())
+        && node.input.iter().skip(1).filter(|i| !i.is_empty()).all(|i| graph.initializer(i).is_some_and(|t| t.numel() == 1))
 }
 
 /// The group-1 convolution that produces `value` through elementwise ops, each step read by the
@@ -207,7 +208,7 @@ enum Fill {
 
 /// Appends `extra` slices along `axis` to the initializer `name`.
 fn grow_initializer(graph: &mut Graph, name: &str, axis: i64, extra: i64, fill: Fill) {
-    let t = graph.initializer(name).expect("checked by the plan");
+    let t = graph.initializer(name).expect("checked by plan_padding");
     let len = t.size()[axis as usize];
     let tail = match fill {
         Fill::Zero => {
@@ -224,7 +225,7 @@ fn grow_initializer(graph: &mut Graph, name: &str, axis: i64, extra: i64, fill: 
 /// Grows the output channels of a convolution: zero weights and bias.
 fn grow_outputs(graph: &mut Graph, conv: usize, extra: i64) {
     let node = graph.nodes[conv].clone();
-    let w = stored_weight(graph, &node).expect("checked by the plan");
+    let w = stored_weight(graph, &node).expect("checked by plan_padding");
     grow_initializer(graph, &w.ints, 0, extra, Fill::Zero);
     if graph.initializer(&w.scale).expect("checked").numel() > 1 {
         grow_initializer(graph, &w.scale, 0, extra, Fill::LastSlice);

@@ -4,12 +4,12 @@
 //! opened with ONNX Runtime's optimized-model dump to record, per layer, the kernel it really
 //! runs and what it stores.
 
+use super::int8_storage::{compact_names, one_dequantize_per_reader, store_weights_as_int8};
 use super::integer_pool::quantize_pool_outputs;
 use super::matmul_nbits;
 use super::pad_depthwise::{pad_depthwise_channels, PaddedDepthwise};
-use super::int8_storage::{compact_names, one_dequantize_per_reader, store_weights_as_int8};
-use crate::quant::qdq::QuantizedLayer;
 use crate::graph::Graph;
+use crate::quant::qdq::QuantizedLayer;
 use crate::runtime::OrtModel;
 use serde::Serialize;
 use std::collections::BTreeMap;

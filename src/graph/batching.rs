@@ -42,9 +42,7 @@ impl BatchRunner {
 
 fn per_sample(exec: &Executor, x: &Tensor) -> anyhow::Result<Vec<Tensor>> {
     let runs: Vec<Vec<Tensor>> = (0..x.size()[0]).map(|i| exec.run(&[&x.narrow(0, i, 1)], RunMode::Eval)).collect::<anyhow::Result<_>>()?;
-    Ok((0..runs.first().map_or(0, Vec::len))
-        .map(|k| Tensor::cat(&runs.iter().map(|r| r[k].shallow_clone()).collect::<Vec<_>>(), 0))
-        .collect())
+    Ok((0..runs.first().map_or(0, Vec::len)).map(|k| Tensor::cat(&runs.iter().map(|r| r[k].shallow_clone()).collect::<Vec<_>>(), 0)).collect())
 }
 
 /// Runs three random samples batched through `relaxed` and one by one through `strict`.
@@ -55,6 +53,5 @@ fn matches_per_sample(relaxed: &Executor, strict: &Executor, device: Device, sam
     let x = Tensor::randn(shape.as_slice(), (Kind::Float, device));
     let Ok(batched) = relaxed.run(&[&x], RunMode::Eval) else { return Ok(false) };
     let singles = per_sample(strict, &x)?;
-    Ok(batched.len() == singles.len()
-        && batched.iter().zip(&singles).all(|(b, s)| b.size() == s.size() && crate::metrics::max_rel_diff(b, s) < 1e-5))
+    Ok(batched.len() == singles.len() && batched.iter().zip(&singles).all(|(b, s)| b.size() == s.size() && crate::metrics::max_rel_diff(b, s) < 1e-5))
 }

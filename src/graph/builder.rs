@@ -234,11 +234,7 @@ impl GraphBuilder {
     /// Declares `value` as the float output `name` of width `classes` and returns the graph.
     pub fn finish(mut self, value: &str, classes: i64) -> Graph {
         let out = self.node("Identity", "logits", &[value], vec![]);
-        self.graph.outputs.push(ValueDecl {
-            name: out,
-            elem_type: DataType::FLOAT as i32,
-            dims: vec![Dim::Symbolic("batch".into()), Dim::Fixed(classes)],
-        });
+        self.graph.outputs.push(ValueDecl { name: out, elem_type: DataType::FLOAT as i32, dims: vec![Dim::Symbolic("batch".into()), Dim::Fixed(classes)] });
         self.graph
     }
 }

@@ -4,8 +4,8 @@
 //! All unsupported nodes are reported together, each by name, before anything runs.
 
 use super::ir::Graph;
-use super::ops::{is_float, unsupported_nodes};
 use super::ops::{self, Inputs, Kernel, NodeCtx, RunCtx};
+use super::ops::{is_float, unsupported_nodes};
 use crate::bad_input;
 use onnx_protobuf::NodeProto;
 use std::collections::{HashMap, HashSet};

@@ -1,14 +1,11 @@
 //! The graph: declared inputs and outputs, named initializers held as tch tensors, and the
 //! nodes in topological order. Conversion from and to `ModelProto` lives here.
 
-use crate::bad_input;
 use super::ops::is_float;
+use crate::bad_input;
 use crate::onnx::tensor;
 use onnx_protobuf::type_proto::Value as TypeValue;
-use onnx_protobuf::{
-    tensor_shape_proto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
-};
+use onnx_protobuf::{tensor_shape_proto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorShapeProto, TypeProto, ValueInfoProto};
 use std::collections::HashSet;
 use tch::{Device, Tensor};
 
@@ -44,10 +41,7 @@ pub struct Graph {
 impl Graph {
     /// Builds the graph from a parsed model whose external data is already inlined.
     pub fn from_model(model: &ModelProto, origin: &str) -> anyhow::Result<Graph> {
-        let g = model
-            .graph
-            .as_ref()
-            .ok_or_else(|| bad_input!("{origin}: the model has no graph"))?;
+        let g = model.graph.as_ref().ok_or_else(|| bad_input!("{origin}: the model has no graph"))?;
         let opset = model
             .opset_import
             .iter()
@@ -71,12 +65,7 @@ impl Graph {
         }
         let init_names: HashSet<&str> = g.initializer.iter().map(|i| i.name.as_str()).collect();
         // Old exporters list initializers among the inputs too; those are constants, not inputs.
-        let inputs = g
-            .input
-            .iter()
-            .filter(|i| !init_names.contains(i.name.as_str()))
-            .map(decl_of)
-            .collect();
+        let inputs = g.input.iter().filter(|i| !init_names.contains(i.name.as_str())).map(decl_of).collect();
         Ok(Graph {
             name: g.name.clone(),
             opset,
@@ -183,21 +172,14 @@ impl Graph {
     /// statistics of BatchNormalization and the bounds of Clip.
     pub fn non_parameter_initializers(&self) -> HashSet<String> {
         const STATE_INPUTS: &[(&str, usize)] = &[("BatchNormalization", 3), ("BatchNormalization", 4), ("Clip", 1), ("Clip", 2)];
-        self.nodes
-            .iter()
-            .flat_map(|n| STATE_INPUTS.iter().filter(|(op, _)| *op == n.op_type).filter_map(|(_, i)| n.input.get(*i).cloned()))
-            .collect()
+        self.nodes.iter().flat_map(|n| STATE_INPUTS.iter().filter(|(op, _)| *op == n.op_type).filter_map(|(_, i)| n.input.get(*i).cloned())).collect()
     }
 
     /// Number of parameter elements (float initializers that are not state), the count
     /// PyTorch's `sum(p.numel() for p in model.parameters())` gives.
     pub fn parameter_count(&self) -> i64 {
         let state = self.non_parameter_initializers();
-        self.initializers
-            .iter()
-            .filter(|(name, t)| is_float(t.kind()) && !state.contains(name))
-            .map(|(_, t)| t.numel() as i64)
-            .sum()
+        self.initializers.iter().filter(|(name, t)| is_float(t.kind()) && !state.contains(name)).map(|(_, t)| t.numel() as i64).sum()
     }
 }
 

@@ -17,9 +17,30 @@ pub struct Tap {
 /// Ops whose output is still a convolutional feature map when their (first computed) input is
 /// one: activations, normalization, pooling, elementwise arithmetic, concatenation, resizing.
 const MAP_PRESERVING: &[&str] = &[
-    "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "PRelu", "BatchNormalization",
-    "InstanceNormalization", "MaxPool", "AveragePool", "Add", "Sub", "Mul", "Div", "Concat", "Identity", "Dropout", "Pad",
-    "Resize", "Upsample",
+    "Relu",
+    "LeakyRelu",
+    "Clip",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Elu",
+    "Selu",
+    "PRelu",
+    "BatchNormalization",
+    "InstanceNormalization",
+    "MaxPool",
+    "AveragePool",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Concat",
+    "Identity",
+    "Dropout",
+    "Pad",
+    "Resize",
+    "Upsample",
 ];
 
 /// The values that are convolutional feature maps: Conv outputs and what map-preserving ops
@@ -106,11 +127,8 @@ pub fn named_taps(graph: &Graph, shapes: &[(String, Vec<i64>)]) -> Vec<NamedTap>
         Some(list) => list.split(',').map(str::to_string).collect(),
         None => candidate_taps(graph, shapes).into_iter().filter(|t| t.role == "stage").map(|t| t.name).collect(),
     };
-    let mut taps: Vec<NamedTap> = stages
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| Some(NamedTap { alias: format!("stage{}", i + 1), value: v.clone(), shape: shape_of(v)? }))
-        .collect();
+    let mut taps: Vec<NamedTap> =
+        stages.iter().enumerate().filter_map(|(i, v)| Some(NamedTap { alias: format!("stage{}", i + 1), value: v.clone(), shape: shape_of(v)? })).collect();
     if let Some(last) = taps.last() {
         taps.push(NamedTap { alias: "last_stage".into(), ..last.clone() });
     }

@@ -85,9 +85,7 @@ impl<'a> Attrs<'a> {
             None => Ok(None),
             Some(a) => {
                 self.expect_type(a, AttributeType::STRING)?;
-                String::from_utf8(a.s.clone())
-                    .map(Some)
-                    .map_err(|_| bad_input!("{}: not UTF-8", self.where_(name)))
+                String::from_utf8(a.s.clone()).map(Some).map_err(|_| bad_input!("{}: not UTF-8", self.where_(name)))
             }
         }
     }

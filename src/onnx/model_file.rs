@@ -8,10 +8,8 @@ use std::path::{Component, Path, PathBuf};
 
 /// Reads a model and inlines every initializer stored as external data.
 pub fn read(path: &Path) -> anyhow::Result<ModelProto> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| bad_input!("cannot read model file {}: {e}", path.display()))?;
-    let mut model = ModelProto::parse_from_bytes(&bytes)
-        .map_err(|e| bad_input!("{} is not a valid ONNX model: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| bad_input!("cannot read model file {}: {e}", path.display()))?;
+    let mut model = ModelProto::parse_from_bytes(&bytes).map_err(|e| bad_input!("{} is not a valid ONNX model: {e}", path.display()))?;
     // A bare file name has an empty parent: its folder is the current one.
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let graph = model.graph.mut_or_insert_default();
@@ -44,12 +42,10 @@ fn inline_external(t: &mut TensorProto, dir: &Path, model: &Path) -> anyhow::Res
         }
     }
     let location = location.ok_or_else(|| bad_field(t, model, "location"))?;
-    let file = safe_join(dir, &location).map_err(|why| {
-        bad_input!("{}: initializer `{}` external data location `{location}` {why}", model.display(), t.name)
-    })?;
-    let data = std::fs::read(&file).map_err(|e| {
-        bad_input!("{}: initializer `{}`: cannot read external data {}: {e}", model.display(), t.name, file.display())
-    })?;
+    let file =
+        safe_join(dir, &location).map_err(|why| bad_input!("{}: initializer `{}` external data location `{location}` {why}", model.display(), t.name))?;
+    let data =
+        std::fs::read(&file).map_err(|e| bad_input!("{}: initializer `{}`: cannot read external data {}: {e}", model.display(), t.name, file.display()))?;
     let end = match length {
         Some(len) => offset + len,
         None => data.len() as u64,

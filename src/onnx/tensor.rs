@@ -44,20 +44,13 @@ pub fn data_type_of(kind: Kind) -> anyhow::Result<DataType> {
 
 /// Decodes a tensor held in memory (raw bytes or the typed repeated fields).
 pub fn to_tch(t: &TensorProto) -> anyhow::Result<Tensor> {
-    let kind = kind_of(t.data_type)
-        .ok_or_else(|| bad_input!("tensor `{}`: unsupported element type {}", t.name, t.data_type))?;
+    let kind = kind_of(t.data_type).ok_or_else(|| bad_input!("tensor `{}`: unsupported element type {}", t.name, t.data_type))?;
     let dims: Vec<i64> = t.dims.clone();
     let numel: i64 = dims.iter().product();
     if !t.raw_data.is_empty() {
         let want = numel as usize * kind.elt_size_in_bytes();
         if t.raw_data.len() != want {
-            return Err(bad_input!(
-                "tensor `{}`: raw_data has {} bytes, shape {:?} of {:?} needs {want}",
-                t.name,
-                t.raw_data.len(),
-                dims,
-                kind
-            ));
+            return Err(bad_input!("tensor `{}`: raw_data has {} bytes, shape {:?} of {:?} needs {want}", t.name, t.raw_data.len(), dims, kind));
         }
         return Ok(Tensor::from_data_size(&t.raw_data, &dims, kind));
     }
@@ -73,12 +66,7 @@ pub fn to_tch(t: &TensorProto) -> anyhow::Result<Tensor> {
         _ => Tensor::from_slice(&t.int32_data).to_kind(kind),
     };
     if flat.numel() as i64 != numel {
-        return Err(bad_input!(
-            "tensor `{}`: holds {} values, shape {:?} needs {numel}",
-            t.name,
-            flat.numel(),
-            dims
-        ));
+        return Err(bad_input!("tensor `{}`: holds {} values, shape {:?} needs {numel}", t.name, flat.numel(), dims));
     }
     Ok(flat.reshape(&dims))
 }

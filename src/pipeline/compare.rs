@@ -6,17 +6,13 @@
 //! (its exported file, final weights and best-epoch weights), the time each method's own steps
 //! take per epoch, and the teachers' own accuracies and ensembles.
 
+use super::distiller::Distiller;
+use super::plan::{MethodUse, Plan};
 use crate::bad_input;
-use crate::data::augment::Augment;
 use crate::distill::checkpoint::Identity;
-use crate::distill::learner::Learner;
-use crate::distill::methods::{self, Method, Setup};
-use crate::distill::trainer::{self, Lockstep, TrainInputs, TrainOutcome};
-use crate::student::Student;
 use crate::distill::record::EpochMetrics;
-use super::plan::Plan;
+use crate::distill::trainer::{self, Lockstep, TrainInputs, TrainOutcome};
 use crate::teacher::evaluate::evaluate_teachers;
-use crate::zoo::ArchSpec;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -77,75 +73,42 @@ pub struct Comparison {
     pub methods: Vec<MethodResult>,
 }
 
-/// A method ready to train for one seed.
-struct Entry {
-    label: String,
-    student: Student,
-    method: Box<dyn Method>,
-    teacher_taps: Vec<String>,
-    teachers: Vec<usize>,
-}
-
 pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
     let plan = Plan::resolve(&opts.recipe, &opts.sets, opts.device.as_deref())?;
-    let compare = plan.recipe.compare.clone().ok_or_else(|| bad_input!("{}: compress compare needs a `compare` section (seeds and methods)", opts.recipe.display()))?;
-    if plan.recipe.quantize.is_some() {
-        return Err(bad_input!("{}: quantize: compress compare trains float students only; remove the section (or run the recipe with compress --recipe)", opts.recipe.display()));
+    let Some((compare, uses)) = &plan.compare else {
+        return Err(bad_input!("{}: compress compare needs a `compare` section (seeds and methods)", opts.recipe.display()));
+    };
+    if plan.quantize.is_some() {
+        return Err(bad_input!(
+            "{}: quantize: compress compare trains float students only; remove the section (or run the recipe with compress --recipe)",
+            opts.recipe.display()
+        ));
     }
-    let out = opts.out.clone().unwrap_or_else(|| Path::new("out").join(&plan.recipe.name));
+    let out = opts.out.clone().unwrap_or_else(|| super::plan::default_out(&plan.name));
     let results = out.join("comparison.json");
     if results.exists() && !opts.overwrite {
         return Err(bad_input!("{} already holds a comparison; pass --overwrite to replace it or --out to choose another folder", out.display()));
     }
-    std::fs::create_dir_all(&out).map_err(|e| bad_input!("cannot create output folder {}: {e}", out.display()))?;
-    let r = &plan.recipe;
-    if r.train.threads > 0 {
-        tch::set_num_threads(r.train.threads as i32);
-    }
-    let (train, test) = super::load_data(&plan)?;
+    super::output::claim(&out, &["comparison.json".into(), "comparison.md".into()], opts.overwrite, true)?;
+    super::set_threads(&plan);
+    let (train, test) = super::load::data(&plan.data, plan.seed)?;
     let evaluation = evaluate_teachers(&plan.teachers, &test)?;
-    let spec = ArchSpec { num_classes: train.num_classes() as i64, width: r.student.width, image_size: r.data.image_size as i64 };
-    let names: Vec<String> = plan.teachers.iter().map(|t| t.name.clone()).collect();
-    let augment = Augment { random_crop_padding: r.data.augment.random_crop_padding, horizontal_flip: r.data.augment.horizontal_flip };
-    let pre = plan.student_preprocess();
-    let mut methods_out: Vec<MethodResult> = compare
-        .methods
-        .iter()
-        .map(|m| {
-            let subset = m.distill.teacher_indices(&names).unwrap_or_default();
-            let teachers = if m.distill.method == "none" { vec![] } else { subset.iter().map(|&i| names[i].clone()).collect() };
-            MethodResult { label: m.label(), method: m.distill.method.clone(), teachers, seeds: vec![] }
-        })
-        .collect();
+    let mut methods_out: Vec<MethodResult> = uses.iter().map(|u| method_result(&plan, u)).collect();
     let mut teacher_seconds = Vec::new();
     for &seed in &compare.seeds {
-        let mut entries = Vec::new();
-        for m in &compare.methods {
-            // The same initial student weights for every method under this seed.
-            tch::manual_seed(seed as i64);
-            let graph = crate::student::source::build(&r.student, &spec, plan.device)?;
-            let needs = methods::needs(&m.distill)?;
-            let student = Student::with_taps(graph, plan.device, &needs.student_taps)?;
-            let subset = m.distill.teacher_indices(&names).map_err(|e| bad_input!("{e}"))?;
-            let chosen: Vec<&crate::teacher::Teacher> = subset.iter().map(|&i| &plan.teachers[i]).collect();
-            let shapes = student.taps().iter().map(|t| t.shape.clone()).collect();
-            let setup = Setup::for_models(&chosen, shapes, &needs, spec.num_classes, plan.device, r.train.batch_size as i64)?;
-            let method = methods::build(&m.distill, &setup)?;
-            entries.push(Entry { label: m.label(), student, method, teacher_taps: needs.teacher_taps, teachers: subset });
-        }
         let inputs = TrainInputs {
             train: &train,
             test: &test,
-            preprocess: &pre,
-            augment: &augment,
+            preprocess: &plan.data.preprocess,
+            augment: &plan.data.augment,
             teachers: &plan.teachers,
             seed,
             label: "compare",
             checkpoints: None,
             resume: false,
-            identity: Identity { recipe_sha256: plan.recipe_sha256.clone(), teacher_sha256: vec![] },
+            identity: Identity { recipe_sha256: plan.recipe_sha256.clone(), teacher_sha256: plan.teacher_hashes() },
         };
-        let (per_method, teacher_time) = train_lockstep(&plan, &entries, &inputs, seed)?;
+        let (per_method, teacher_time) = train_lockstep(&plan, uses, &inputs, seed)?;
         teacher_seconds.push(teacher_time);
         for (slot, result) in methods_out.iter_mut().zip(per_method) {
             slot.seeds.push(result);
@@ -156,34 +119,45 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
         device: crate::device::name(plan.device),
         train_images: train.len(),
         test_images: test.len(),
-        epochs: r.train.epochs,
-        batch_size: r.train.batch_size,
-        student: r.student.label(),
+        epochs: plan.train.epochs,
+        batch_size: plan.train.batch_size,
+        student: plan.student.label.clone(),
         teachers: evaluation.records.iter().map(|t| TeacherResult { name: t.name.clone(), top1_tch: t.top1_tch, top1_ort: t.top1_ort }).collect(),
         ensemble_mean_top1: evaluation.ensemble_mean,
         ensemble_vote_top1: evaluation.ensemble_vote,
         teacher_seconds_per_epoch: mean(&teacher_seconds),
         methods: methods_out,
     };
-    let markdown = render(&comparison, &compare.seeds);
+    write(&out, &comparison, &compare.seeds)
+}
+
+/// A method's results so far: its label, method and teachers by name.
+fn method_result(plan: &Plan, usage: &MethodUse) -> MethodResult {
+    let teachers = if usage.distill.method == "none" { vec![] } else { usage.teachers.iter().map(|&i| plan.teachers[i].name.clone()).collect() };
+    MethodResult { label: usage.label.clone(), method: usage.distill.method.clone(), teachers, seeds: vec![] }
+}
+
+/// `comparison.md` and `comparison.json` (last: its presence marks a finished comparison).
+fn write(out: &Path, comparison: &Comparison, seeds: &[u64]) -> anyhow::Result<i32> {
+    let markdown = render(comparison, seeds);
     crate::fsio::write_atomic(&out.join("comparison.md"), markdown.as_bytes())?;
-    crate::fsio::write_atomic(&results, serde_json::to_string_pretty(&comparison)?.as_bytes())?;
+    crate::fsio::write_atomic(&out.join("comparison.json"), serde_json::to_string_pretty(comparison)?.as_bytes())?;
     println!("{markdown}");
     eprintln!("comparison written to {}", out.display());
     Ok(0)
 }
 
-/// Trains every entry for one seed in lockstep (the trainer's N-learner case), then exports
-/// each student at its final and its best epoch and checks both files in ONNX Runtime; returns
-/// each one's result and the mean seconds per epoch spent in the teachers.
-fn train_lockstep(plan: &Plan, entries: &[Entry], inputs: &TrainInputs, seed: u64) -> anyhow::Result<(Vec<SeedResult>, f64)> {
-    let cfg = &plan.recipe.train;
-    let learners = entries
-        .iter()
-        .map(|e| Learner::new(&format!("seed {seed} {}", e.label), &e.student, e.method.as_ref(), &e.teacher_taps, e.teachers.clone(), &plan.teachers, &cfg.optimizer.sgd))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+/// Trains every method for one seed in lockstep (the trainer's N-learner case), each student
+/// from the same initial weights, then exports each at its final and its best epoch and checks
+/// both files in ONNX Runtime; returns each one's result and the mean seconds per epoch spent
+/// in the teachers.
+fn train_lockstep(plan: &Plan, uses: &[MethodUse], inputs: &TrainInputs, seed: u64) -> anyhow::Result<(Vec<SeedResult>, f64)> {
+    let entries = uses.iter().map(|u| Distiller::fresh(plan, u, seed)).collect::<anyhow::Result<Vec<_>>>()?;
+    let learners =
+        entries.iter().map(|e| e.learner(&format!("seed {seed} {}", e.usage.label), &plan.teachers, &plan.train)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut lockstep = Lockstep { learners, keep_best: true };
-    let trained = trainer::train(&mut lockstep, cfg, inputs)?;
+    let trained = trainer::train(&mut lockstep, &plan.train, inputs)?;
+    drop(lockstep);
     let mut results = Vec::new();
     for (e, outcome) in entries.iter().zip(trained.outcomes) {
         results.push(export_both(plan, e, outcome, inputs, seed)?);
@@ -191,12 +165,12 @@ fn train_lockstep(plan: &Plan, entries: &[Entry], inputs: &TrainInputs, seed: u6
     Ok((results, trained.teacher_seconds_per_epoch))
 }
 
-/// Exports one entry's student with its final weights, then with its best epoch's, and checks
-/// each file in ONNX Runtime.
-fn export_both(plan: &Plan, e: &Entry, outcome: TrainOutcome, inputs: &TrainInputs, seed: u64) -> anyhow::Result<SeedResult> {
-    let (opset, fold) = (plan.recipe.export.opset, plan.recipe.export.fold_batch_norm);
+/// Exports one student with its final weights, then with its best epoch's, and checks each
+/// file in ONNX Runtime.
+fn export_both(plan: &Plan, e: &Distiller, outcome: TrainOutcome, inputs: &TrainInputs, seed: u64) -> anyhow::Result<SeedResult> {
+    let (opset, fold) = (plan.export.opset, plan.export.fold_batch_norm);
     let dir = tempfile_dir()?;
-    let path = dir.join(format!("{}-{seed}.onnx", sanitize(&e.label)));
+    let path = dir.join(format!("{}-{seed}.onnx", sanitize(&e.usage.label)));
     crate::export::write_onnx(&e.student.graph, opset, fold, &[], &path)?;
     let last = crate::export::validate_export(&e.student, &path, inputs.test, inputs.preprocess)?;
     if let Some(state) = &outcome.best_state {
@@ -249,7 +223,11 @@ fn spread(v: &[f64]) -> String {
 /// The comparison as a markdown report.
 pub fn render(c: &Comparison, seeds: &[u64]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Student {}, {} epochs, batch {}, {} training and {} test images, device {}, seeds {:?}.\n", c.student, c.epochs, c.batch_size, c.train_images, c.test_images, c.device, seeds);
+    let _ = writeln!(
+        s,
+        "Student {}, {} epochs, batch {}, {} training and {} test images, device {}, seeds {:?}.\n",
+        c.student, c.epochs, c.batch_size, c.train_images, c.test_images, c.device, seeds
+    );
     let _ = writeln!(s, "| teacher | top-1 (tch) | top-1 (ONNX Runtime) |\n|---|---|---|");
     for t in &c.teachers {
         let _ = writeln!(s, "| {} | {:.2}% | {:.2}% |", t.name, 100.0 * t.top1_tch, 100.0 * t.top1_ort);

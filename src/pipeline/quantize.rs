@@ -4,22 +4,21 @@
 //! design's `student.<bits>.onnx`), and is measured:
 //! accuracy in tch and ONNX Runtime, agreement, integer kernels per layer, size, latency.
 
-use super::Distiller;
-use crate::distill::trainer::TrainInputs;
-use crate::metrics;
-use crate::export::quantized::write_quantized;
-use crate::quant::stage::quantized_graph;
-use crate::recipe::schema::{Distill, Quantize, Schedule, Train};
+use super::distiller::Distiller;
+use super::plan::MethodUse;
 use super::plan::Plan;
+use crate::distill::trainer::TrainInputs;
+use crate::export::quantized::write_quantized;
+use crate::metrics;
+use crate::quant::stage::quantized_graph;
+use crate::recipe::schema::{Quantize, Schedule, Train};
 use crate::report::{LatencyRecord, QuantizationRecord};
 use crate::runtime::{self, OrtModel};
-use crate::zoo::ArchSpec;
 use std::path::Path;
 use tch::Tensor;
 
 pub(super) struct Stage<'a> {
     pub plan: &'a Plan,
-    pub spec: &'a ArchSpec,
     pub q: &'a Quantize,
     /// The trained float student and its method.
     pub float: &'a Distiller,
@@ -49,11 +48,10 @@ impl Stage<'_> {
     /// BatchNorm folded nothing normalizes the layers any more, and a tenth already undid
     /// most of the float training in a first trial (ResNet-8, 37% → 26% in one epoch).
     fn train_config(&self) -> Train {
-        let r = &self.plan.recipe;
-        let mut cfg = r.train.clone();
+        let mut cfg = self.plan.train.clone();
         cfg.epochs = self.q.epochs;
         cfg.baseline = false;
-        cfg.optimizer.sgd.lr = self.q.lr.unwrap_or(r.train.optimizer.sgd.lr / 50.0);
+        cfg.optimizer.sgd.lr = self.q.lr.unwrap_or(self.plan.train.optimizer.sgd.lr / 50.0);
         cfg.schedule = Schedule { cosine: Some(Default::default()), step: None };
         cfg
     }
@@ -66,33 +64,56 @@ impl Stage<'_> {
         self.inputs.preprocess.apply(&images, self.plan.device)
     }
 
-    /// One QAT run from the float student under `distill`.
-    fn qat(&self, distill: &Distill, label: &str, calibration: &Tensor) -> anyhow::Result<(Distiller, Vec<crate::quant::qdq::QuantizedLayer>, crate::report::TrainingRecord)> {
+    /// One QAT run from the float student under `usage`.
+    fn qat(
+        &self,
+        usage: &MethodUse,
+        label: &str,
+        calibration: &Tensor,
+    ) -> anyhow::Result<(Distiller, Vec<crate::quant::qdq::QuantizedLayer>, crate::report::TrainingRecord)> {
         let (graph, layers) = quantized_graph(&self.float.student.graph, self.q, calibration)?;
-        let distiller = if distill.method == self.plan.recipe.distill.method {
+        let distiller = if usage.distill.method == self.float.usage.distill.method {
             // The same method object: its connectors and state carry on from the float stage.
             let f = self.float;
-            let student = crate::student::Student::with_taps(graph, self.plan.device, &f.needs.student_taps)?;
-            Distiller { student, method: f.method.clone(), needs: f.needs.clone(), subset: f.subset.clone() }
+            let student = crate::student::Student::with_taps(graph, self.plan.device, &f.usage.needs.student_taps)?;
+            Distiller { student, method: f.method.clone(), usage: f.usage.clone() }
         } else {
-            Distiller::new(self.plan, self.spec, distill, graph)?
+            Distiller::new(self.plan, usage, graph)?
         };
         let inputs = TrainInputs { label, checkpoints: Some(self.out.join("checkpoints").join(label)), identity: self.inputs.identity.clone(), ..*self.inputs };
-        let record = distiller.train(distill, &self.train_config(), &inputs)?;
+        let record = distiller.train(&self.train_config(), &inputs)?;
         // The biases on ONNX Runtime's int32 grid, so the student measured and exported here
         // computes what the file computes.
         crate::quant::qdq::snap_biases(&distiller.student.graph)?;
         Ok((distiller, layers, record))
     }
 
+    /// Latency of the float and the quantized file, side by side, per thread count and batch.
+    fn latency(&self, float_path: &Path, path: &Path) -> anyhow::Result<Vec<LatencyRecord>> {
+        let size = self.plan.data.image_size as i64;
+        let lat = &self.q.latency;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        eprintln!("quantize: timing {} and {name} in ONNX Runtime ({:?} threads, {} rounds)", float_path.display(), lat.threads, lat.rounds);
+        let mut latency = Vec::new();
+        for &threads in &lat.threads {
+            let rows = runtime::latency::measure(&[float_path, path], &[3, size, size], &lat.batches, lat.rounds, threads)?;
+            latency.extend(rows.iter().map(|r| LatencyRecord {
+                threads,
+                batch: r.batch,
+                float_ms: r.median_ms[0],
+                quantized_ms: r.median_ms[1],
+                speedup: r.median_ms[0] / r.median_ms[1],
+            }));
+        }
+        Ok(latency)
+    }
+
     pub(super) fn run(&self) -> anyhow::Result<QuantizationRecord> {
         let calibration = self.calibration();
-        let distill = &self.plan.recipe.distill;
-        let (quantized, layers, training) = self.qat(distill, "qat", &calibration)?;
+        let (quantized, layers, training) = self.qat(&self.plan.method, "qat", &calibration)?;
         // (A run without a distillation method has no teachers to compare against.)
-        let baseline = if self.q.baseline && distill.method != "none" {
-            let labels_only = Distill { method: "none".into(), ..distill.clone() };
-            Some(self.qat(&labels_only, "qat_baseline", &calibration)?.2)
+        let baseline = if self.q.baseline && self.plan.method.distill.method != "none" {
+            Some(self.qat(&self.plan.method.labels_only(), "qat_baseline", &calibration)?.2)
         } else {
             None
         };
@@ -102,7 +123,7 @@ impl Stage<'_> {
         let bits: Vec<_> = layers.iter().map(|l| (l.node.clone(), l.bits.weights, l.bits.activations)).collect();
         let mut metadata = self.metadata.entries()?;
         metadata.push((crate::export::metadata::QUANTIZATION, serde_json::to_string(&bits)?));
-        let opset = self.plan.recipe.export.opset;
+        let opset = self.plan.export.opset;
         let exported = write_quantized(&quantized.student.graph, &layers, opset, &metadata, &path)?;
         let file = crate::export::file_record(&path, exported.opset, &storage_summary(&exported.layers))?;
         // Accuracy and agreement on the test set.
@@ -113,21 +134,7 @@ impl Stage<'_> {
         let fake_quant = quantized.student.logits(test, pre, 256)?;
         let quant_ort = runtime::eval::logits(&mut OrtModel::load(&path, 2)?, test, pre, 256, "ORT quantized student")?;
         let top1 = |l: &Tensor| metrics::top_k(l, &test.labels, 1);
-        // Latency of both files, side by side.
-        let size = self.plan.recipe.data.image_size as i64;
-        let lat = &self.q.latency;
-        eprintln!("quantize: timing {} and {file_name} in ONNX Runtime ({:?} threads, {} rounds)", float_path.display(), lat.threads, lat.rounds);
-        let mut latency = Vec::new();
-        for &threads in &lat.threads {
-            let rows = runtime::latency::measure(&[&float_path, &path], &[3, size, size], &lat.batches, lat.rounds, threads)?;
-            latency.extend(rows.iter().map(|r| LatencyRecord {
-                threads,
-                batch: r.batch,
-                float_ms: r.median_ms[0],
-                quantized_ms: r.median_ms[1],
-                speedup: r.median_ms[0] / r.median_ms[1],
-            }));
-        }
+        let latency = self.latency(&float_path, &path)?;
         let float_file_bytes = std::fs::metadata(&float_path)?.len();
         let record = QuantizationRecord {
             integer_layers: exported.layers.iter().filter(|l| l.integer_kernel).count(),
@@ -148,7 +155,7 @@ impl Stage<'_> {
             top1_agreement_fake_quant_vs_ort: metrics::agreement(&fake_quant, &quant_ort),
             top1_agreement_float_vs_quantized_ort: metrics::agreement(&float_ort, &quant_ort),
             max_abs_diff_fake_quant_vs_ort: metrics::max_abs_diff(&fake_quant, &quant_ort),
-            latency_rounds: lat.rounds,
+            latency_rounds: self.q.latency.rounds,
             latency,
         };
         eprintln!("{}", summary(&record));
@@ -171,7 +178,11 @@ fn storage_summary(layers: &[crate::export::quantized::LayerRecord]) -> String {
 }
 
 fn summary(r: &QuantizationRecord) -> String {
-    let lat: Vec<String> = r.latency.iter().map(|l| format!("{} thread(s) batch {} {:.3} vs {:.3} ms ({:.2}×)", l.threads, l.batch, l.float_ms, l.quantized_ms, l.speedup)).collect();
+    let lat: Vec<String> = r
+        .latency
+        .iter()
+        .map(|l| format!("{} thread(s) batch {} {:.3} vs {:.3} ms ({:.2}×)", l.threads, l.batch, l.float_ms, l.quantized_ms, l.speedup))
+        .collect();
     format!(
         "quantize: float {:.2}% → quantized {:.2}% in ONNX Runtime (fake-quant tch {:.2}%, agreement {:.2}%); {}/{} layers on integer kernels; {:.2}× smaller; {}",
         100.0 * r.top1_float_ort,
@@ -191,7 +202,14 @@ mod tests {
     fn quantized_file_names() {
         let q: crate::recipe::schema::Quantize = serde_yaml::from_str("{weights: 4}").unwrap();
         assert_eq!(super::file_name(&q), "student.w4a8.onnx");
-        for (name, ours) in [("student.w4a8.onnx", true), ("student.w8a8.onnx", true), ("student.onnx", false), ("student.wa8.onnx", false), ("student.w4a8.onnx.bak", false), ("student.wxa8.onnx", false)] {
+        for (name, ours) in [
+            ("student.w4a8.onnx", true),
+            ("student.w8a8.onnx", true),
+            ("student.onnx", false),
+            ("student.wa8.onnx", false),
+            ("student.w4a8.onnx.bak", false),
+            ("student.wxa8.onnx", false),
+        ] {
             assert_eq!(super::is_quantized_file(name), ours, "{name}");
         }
     }

@@ -163,7 +163,11 @@ mod tests {
             let g = Tensor::run_backward(&[(&theirs * &dy).sum(Kind::Float)], &[&x2, &s2], false, false);
             assert!(max_diff(&ours, &theirs) < 1e-6, "{bits} bits: forward");
             assert!(max_diff(&gx, &g[0]) < 1e-6, "{bits} bits: dx");
-            assert!((gs.double_value(&[0]) - g[1].double_value(&[0])).abs() < 1e-4 * g[1].abs().double_value(&[0]).max(1.0), "{bits} bits: ds {gs} vs {}", g[1]);
+            assert!(
+                (gs.double_value(&[0]) - g[1].double_value(&[0])).abs() < 1e-4 * g[1].abs().double_value(&[0]).max(1.0),
+                "{bits} bits: ds {gs} vs {}",
+                g[1]
+            );
         }
     }
 

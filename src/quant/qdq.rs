@@ -42,7 +42,17 @@ pub fn qdq_node(op: &str, name: &str, inputs: &[&str], axis: Option<i64>) -> Nod
 /// value is `{base}.dq`. `scale` is the initial step (a scalar, or 1-D along `axis`); the
 /// integers are stored in uint8 when `unsigned`, else int8.
 #[allow(clippy::too_many_arguments)]
-fn insert_pair(graph: &mut Graph, new_nodes: &mut Vec<NodeProto>, x: &str, base: &str, scale: Tensor, bits: u32, axis: Option<i64>, grid: Grid, unsigned: bool) {
+fn insert_pair(
+    graph: &mut Graph,
+    new_nodes: &mut Vec<NodeProto>,
+    x: &str,
+    base: &str,
+    scale: Tensor,
+    bits: u32,
+    axis: Option<i64>,
+    grid: Grid,
+    unsigned: bool,
+) {
     // LSQ's gradient scale of a weight step: the elements of its channel share it. (An
     // activation's is recorded by the caller, which knows the per-sample size.)
     if let (Some(a), Some(w)) = (axis, graph.initializer(x)) {
@@ -194,7 +204,11 @@ pub fn insert_qdq(graph: &mut Graph, calibration: &Tensor, bits: &dyn Fn(usize, 
             let w = node.input[1].clone();
             // A weight shared with an earlier layer keeps that layer's quantization.
             if quantized_weights.insert(w.clone()) {
-                let weight = graph.initializer(&w).ok_or_else(|| anyhow::anyhow!("`{}`'s weight `{w}` is not an initializer", node.name))?.detach().to_device(tch::Device::Cpu);
+                let weight = graph
+                    .initializer(&w)
+                    .ok_or_else(|| anyhow::anyhow!("`{}`'s weight `{w}` is not an initializer", node.name))?
+                    .detach()
+                    .to_device(tch::Device::Cpu);
                 let trans_b = node.op_type == "Gemm" && node.attribute.iter().any(|a| a.name == "transB" && a.i == 1);
                 let axis = if node.op_type == "Conv" || trans_b { 0 } else { 1 };
                 let grid = Grid::weights(b.weights);
@@ -242,12 +256,8 @@ fn add_grad_scale(graph: &mut Graph, scale: &str, per_step: i64, grid: Grid) {
         return;
     }
     let g = 1.0 / ((per_step * grid.hi.max(1)) as f64).sqrt();
-    let mut map: serde_json::Map<String, serde_json::Value> = graph
-        .metadata
-        .iter()
-        .find(|(k, _)| k == GRAD_SCALES_KEY)
-        .and_then(|(_, v)| serde_json::from_str(v).ok())
-        .unwrap_or_default();
+    let mut map: serde_json::Map<String, serde_json::Value> =
+        graph.metadata.iter().find(|(k, _)| k == GRAD_SCALES_KEY).and_then(|(_, v)| serde_json::from_str(v).ok()).unwrap_or_default();
     map.insert(scale.to_string(), serde_json::json!(g));
     graph.metadata.retain(|(k, _)| k != GRAD_SCALES_KEY);
     graph.metadata.push((GRAD_SCALES_KEY.into(), serde_json::Value::Object(map).to_string()));

@@ -117,7 +117,12 @@ pub fn check_layers(q: &Quantize, graph: &Graph) -> Vec<String> {
             let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
             attr("transA").is_some_and(|a| a.i != 0) || attr("alpha").is_some_and(|a| a.f != 1.0) || attr("beta").is_some_and(|a| a.f != 1.0)
         })
-        .map(|n| format!("quantize: Gemm `{}` below 8 bits needs transA = 0 and alpha = beta = 1 (MatMulNBits); give it `quantize.layers.{}.weights: 8`", n.name, n.name));
+        .map(|n| {
+            format!(
+                "quantize: Gemm `{}` below 8 bits needs transA = 0 and alpha = beta = 1 (MatMulNBits); give it `quantize.layers.{}.weights: 8`",
+                n.name, n.name
+            )
+        });
     let shared = graph
         .nodes
         .iter()
@@ -211,7 +216,13 @@ mod tests {
         let names = vec!["conv1".to_string(), "fc".to_string()];
         let q = section("{weights: 3, activations: 2, epochs: 0, layers: {conv9: {weights: 16}}}");
         let problems = check(&q, Some(&names)).join("\n");
-        for key in ["quantize.weights: 3 bits", "quantize.activations: 2 bits", "quantize.epochs", "quantize.layers.conv9.weights: 16 bits", "quantize.layers.conv9: the student has no Conv or Gemm named `conv9`"] {
+        for key in [
+            "quantize.weights: 3 bits",
+            "quantize.activations: 2 bits",
+            "quantize.epochs",
+            "quantize.layers.conv9.weights: 16 bits",
+            "quantize.layers.conv9: the student has no Conv or Gemm named `conv9`",
+        ] {
             assert!(problems.contains(key), "{key} missing in:\n{problems}");
         }
         assert!(check(&section("{}"), Some(&names)).is_empty());

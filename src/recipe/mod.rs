@@ -5,8 +5,8 @@
 pub mod overrides;
 pub mod schema;
 
-pub use schema::Recipe;
 use crate::bad_input;
+pub use schema::Recipe;
 use std::path::Path;
 
 /// Parses the recipe file with overrides into the typed schema.

@@ -6,9 +6,7 @@ use serde_yaml::{Mapping, Value};
 
 /// Applies one `path=value` override; the value is parsed as YAML (`3`, `true`, `[1, 2]`, text).
 pub fn apply(doc: &mut Value, spec: &str) -> anyhow::Result<()> {
-    let (path, raw) = spec
-        .split_once('=')
-        .ok_or_else(|| bad_input!("--set `{spec}`: expected key.path=value"))?;
+    let (path, raw) = spec.split_once('=').ok_or_else(|| bad_input!("--set `{spec}`: expected key.path=value"))?;
     let value: Value = serde_yaml::from_str(raw).map_err(|e| bad_input!("--set `{spec}`: value is not valid YAML: {e}"))?;
     let keys: Vec<&str> = path.split('.').collect();
     if keys.iter().any(|k| k.is_empty()) {

@@ -21,7 +21,16 @@ pub fn render(r: &Report) -> String {
     if !r.teachers.is_empty() {
         let _ = writeln!(s, "## Teachers\n\n| name | top-1 (our import) | top-1 (ONNX Runtime) | agreement | execution | sha256 |\n|---|---|---|---|---|---|");
         for t in &r.teachers {
-            let _ = writeln!(s, "| {} | {} | {} | {} | {} | `{}…` |", t.name, pct(t.top1_tch), pct(t.top1_ort), pct(t.top1_agreement_tch_vs_ort), t.execution, &t.sha256[..12]);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | `{}…` |",
+                t.name,
+                pct(t.top1_tch),
+                pct(t.top1_ort),
+                pct(t.top1_agreement_tch_vs_ort),
+                t.execution,
+                &t.sha256[..12]
+            );
         }
         if let Some(e) = r.teacher_ensemble_top1 {
             let _ = writeln!(s, "\nEnsemble (mean probabilities): {}", pct(e));
@@ -53,7 +62,11 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(s, "| {} | {} | {:.4} | {:.4} | {} |", g.metric, g.rule, g.threshold, g.value, if g.passed { "pass" } else { "FAIL" });
         }
     }
-    let _ = writeln!(s, "\n## Epochs ({})\n\n| epoch | lr | losses | train top-1 | test top-1 | teacher weights | seconds |\n|---|---|---|---|---|---|---|", r.training.method);
+    let _ = writeln!(
+        s,
+        "\n## Epochs ({})\n\n| epoch | lr | losses | train top-1 | test top-1 | teacher weights | seconds |\n|---|---|---|---|---|---|---|",
+        r.training.method
+    );
     for e in &r.training.epochs {
         let losses: Vec<String> = e.losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
         let w = e.teacher_weights.as_ref().map(|w| w.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" / ")).unwrap_or_default();
@@ -67,15 +80,8 @@ pub fn render(r: &Report) -> String {
 }
 
 fn training_summary(s: &mut String, label: &str, t: &TrainingRecord) {
-    let _ = writeln!(
-        s,
-        "- {label} (`{}`): best top-1 {} (epoch {}), final {} in {:.0} s",
-        t.method,
-        pct(t.best_top1),
-        t.best_epoch,
-        pct(t.final_top1),
-        t.seconds
-    );
+    let _ =
+        writeln!(s, "- {label} (`{}`): best top-1 {} (epoch {}), final {} in {:.0} s", t.method, pct(t.best_top1), t.best_epoch, pct(t.final_top1), t.seconds);
 }
 
 fn quantization(s: &mut String, q: &QuantizationRecord) {
@@ -96,7 +102,8 @@ fn quantization(s: &mut String, q: &QuantizationRecord) {
         q.compression
     );
     for l in &q.latency {
-        let _ = writeln!(s, "| latency, batch {}, {} thread(s) | {:.3} ms | {:.3} ms ({:.2}× faster) |", l.batch, l.threads, l.float_ms, l.quantized_ms, l.speedup);
+        let _ =
+            writeln!(s, "| latency, batch {}, {} thread(s) | {:.3} ms | {:.3} ms ({:.2}× faster) |", l.batch, l.threads, l.float_ms, l.quantized_ms, l.speedup);
     }
     let _ = writeln!(
         s,
@@ -109,11 +116,17 @@ fn quantization(s: &mut String, q: &QuantizationRecord) {
     );
     if !q.padded_depthwise.is_empty() {
         let padded: Vec<String> = q.padded_depthwise.iter().map(|p| format!("{} {}→{}", p.node, p.channels, p.padded_to)).collect();
-        let _ = writeln!(s, "Depthwise layers padded with zero channels to a multiple of {} for ONNX Runtime's int8 kernel (the file computes the same): {}.\n", crate::export::pad_depthwise::CHANNEL_BLOCK, padded.join(", "));
+        let _ = writeln!(
+            s,
+            "Depthwise layers padded with zero channels to a multiple of {} for ONNX Runtime's int8 kernel (the file computes the same): {}.\n",
+            crate::export::pad_depthwise::CHANNEL_BLOCK,
+            padded.join(", ")
+        );
     }
     if !q.integer_pools.is_empty() {
         let runs = q.runtime_ops.get("com.microsoft::QLinearGlobalAveragePool").copied().unwrap_or(0);
-        let _ = writeln!(s, "Average pools quantized at their output: {}; ONNX Runtime runs {runs} as `QLinearGlobalAveragePool`.\n", q.integer_pools.join(", "));
+        let _ =
+            writeln!(s, "Average pools quantized at their output: {}; ONNX Runtime runs {runs} as `QLinearGlobalAveragePool`.\n", q.integer_pools.join(", "));
     }
     let _ = writeln!(s, "{} of {} quantized layers run on integer kernels.\n\n| layer | op | weight bits | activation bits | weights stored as | ONNX Runtime kernel |\n|---|---|---|---|---|---|", q.integer_layers, q.layers.len());
     for l in &q.layers {

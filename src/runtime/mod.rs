@@ -85,11 +85,7 @@ impl OrtModel {
             .and_then(|b| b.with_intra_op_spinning(false).map_err(ort::Error::from))
             .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| bad_input!("ONNX Runtime cannot load {}: {e}", path.display()))?;
-        let fixed_batch_one = session
-            .inputs()
-            .first()
-            .and_then(|i| i.dtype().tensor_shape().map(|s| s.first() == Some(&1)))
-            .unwrap_or(false);
+        let fixed_batch_one = session.inputs().first().and_then(|i| i.dtype().tensor_shape().map(|s| s.first() == Some(&1))).unwrap_or(false);
         Ok(OrtModel { session, fixed_batch_one })
     }
 

@@ -53,11 +53,7 @@ fn check_classifier(graph: &Graph, arch: &ArchSpec, path: &std::path::Path, devi
     let x = Tensor::zeros([2, 3, arch.image_size, arch.image_size], (Kind::Float, device));
     let out = tch::no_grad(|| exec.run(&[&x], RunMode::Eval)).map_err(|e| e.context(where_.clone()))?.remove(0);
     if out.size() != [2, arch.num_classes] {
-        return Err(bad_input!(
-            "{where_}: the output must be [batch, {}] for this data's classes; a batch of 2 gives {:?}",
-            arch.num_classes,
-            out.size()
-        ));
+        return Err(bad_input!("{where_}: the output must be [batch, {}] for this data's classes; a batch of 2 gives {:?}", arch.num_classes, out.size()));
     }
     Ok(())
 }

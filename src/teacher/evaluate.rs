@@ -3,8 +3,8 @@
 
 use crate::data::ImageSet;
 use crate::metrics;
-use serde::Serialize;
 use crate::runtime::{self, OrtModel};
+use serde::Serialize;
 use tch::{Kind, Tensor};
 
 /// One teacher and what it scores on the test set.
@@ -68,7 +68,10 @@ pub fn evaluate_teachers(teachers: &[super::Teacher], test: &ImageSet) -> anyhow
         let theirs = runtime::eval::logits(&mut ort, test, &t.preprocess, 256, &format!("ORT {}", t.name))?.flatten(1, -1);
         preds.push(ours.argmax(1, false));
         let p = ours.softmax(1, Kind::Float);
-        probs = Some(match probs.take() { Some(s) => s + p, None => p });
+        probs = Some(match probs.take() {
+            Some(s) => s + p,
+            None => p,
+        });
         let rec = TeacherRecord {
             name: t.name.clone(),
             path: t.path.display().to_string(),
@@ -80,7 +83,13 @@ pub fn evaluate_teachers(teachers: &[super::Teacher], test: &ImageSet) -> anyhow
             top1_ort: metrics::top_k(&theirs, &test.labels, 1),
             top1_agreement_tch_vs_ort: metrics::agreement(&ours, &theirs),
         };
-        eprintln!("teacher `{}`: top-1 {:.2}% (ORT {:.2}%, agreement {:.2}%)", rec.name, 100.0 * rec.top1_tch, 100.0 * rec.top1_ort, 100.0 * rec.top1_agreement_tch_vs_ort);
+        eprintln!(
+            "teacher `{}`: top-1 {:.2}% (ORT {:.2}%, agreement {:.2}%)",
+            rec.name,
+            100.0 * rec.top1_tch,
+            100.0 * rec.top1_ort,
+            100.0 * rec.top1_agreement_tch_vs_ort
+        );
         records.push(rec);
     }
     let ensemble_mean = probs.as_ref().map(|p| metrics::top_k(p, &test.labels, 1));

@@ -59,7 +59,11 @@ impl Teacher {
         let origin = format!("teacher `{name}` ({})", path.display());
         let mut graph = Graph::from_model(&model, &origin)?;
         if graph.inputs.len() != 1 || graph.outputs.is_empty() {
-            return Err(bad_input!("{origin}: expected one image input and at least one output, found {} inputs and {} outputs", graph.inputs.len(), graph.outputs.len()));
+            return Err(bad_input!(
+                "{origin}: expected one image input and at least one output, found {} inputs and {} outputs",
+                graph.inputs.len(),
+                graph.outputs.len()
+            ));
         }
         let sample = match preprocess.layout {
             Layout::Nchw => [1, 3, image_size, image_size],
@@ -67,11 +71,7 @@ impl Teacher {
         };
         let ResolvedTaps { aliases: tap_names, values: tap_values, shapes: tap_shapes } =
             resolve_taps(&graph, &sample, taps, method_taps).map_err(|e| e.context(origin.clone()))?;
-        let head = if *head {
-            crate::graph::taps::linear_head(&graph).map(|(weight, bias)| Head { weight, bias })
-        } else {
-            None
-        };
+        let head = if *head { crate::graph::taps::linear_head(&graph).map(|(weight, bias)| Head { weight, bias }) } else { None };
         graph.to_device(device);
         let mut fetch = vec![graph.outputs[0].name.clone()];
         fetch.extend(tap_values);
@@ -168,7 +168,10 @@ fn resolve_taps(graph: &Graph, sample: &[i64], user: &BTreeMap<String, String>, 
     for alias in wanted.iter().filter(|a| !user.contains_key(*a)) {
         let tap = named.iter().find(|t| &t.alias == alias).ok_or_else(|| {
             let known: Vec<&str> = named.iter().map(|t| t.alias.as_str()).collect();
-            bad_input!("the distillation method needs tap `{alias}`, which this model does not have (it has: {}); name a value for it under teachers[].taps", known.join(", "))
+            bad_input!(
+                "the distillation method needs tap `{alias}`, which this model does not have (it has: {}); name a value for it under teachers[].taps",
+                known.join(", ")
+            )
         })?;
         aliases.push(alias.clone());
         values.push(tap.value.clone());

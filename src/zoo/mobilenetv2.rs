@@ -12,8 +12,7 @@ use crate::graph::Graph;
 use tch::Device;
 
 /// (expansion t, channels c, repeats n, first stride s); the first group never expands (t = 1).
-const SETTINGS: [(i64, i64, i64, i64); 7] =
-    [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
+const SETTINGS: [(i64, i64, i64, i64); 7] = [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
 
 /// The block groups whose output RepDistiller returns as a feature (f1 … f4): the stage taps.
 const STAGE_ENDS: [usize; 4] = [1, 2, 4, 6];

@@ -9,8 +9,7 @@ use crate::graph::Graph;
 use tch::Device;
 
 /// (expansion t, channels c, repeats n, first stride s), ImageNet strides.
-const SETTINGS: [(i64, i64, i64, i64); 7] =
-    [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
+const SETTINGS: [(i64, i64, i64, i64); 7] = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
 
 /// torchvision's `_make_divisible(v, 8)`: round to the nearest multiple of 8, never more than
 /// 10% below `v`.

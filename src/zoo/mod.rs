@@ -78,10 +78,7 @@ pub fn names() -> Vec<&'static str> {
 }
 
 pub fn find(name: &str) -> anyhow::Result<&'static Arch> {
-    ARCHS
-        .iter()
-        .find(|a| a.name == name)
-        .ok_or_else(|| bad_input!("unknown student architecture `{name}` (known: {})", names().join(", ")))
+    ARCHS.iter().find(|a| a.name == name).ok_or_else(|| bad_input!("unknown student architecture `{name}` (known: {})", names().join(", ")))
 }
 
 pub fn build(arch: &str, spec: &ArchSpec, device: Device) -> anyhow::Result<Graph> {

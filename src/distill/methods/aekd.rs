@@ -23,16 +23,21 @@ pub struct Aekd {
 /// The capped simplex must hold a point: c_tol in (0, 1] and c_tol·K ≥ 1.
 pub fn check(cfg: &Distill, teachers: usize) -> Vec<String> {
     match &cfg.aekd {
-        Some(a) if !(a.c_tol > 0.0 && a.c_tol <= 1.0) || (teachers > 1 && a.c_tol * (teachers as f64) < 1.0) => vec![format!(
-            "distill.aekd.c_tol: {} leaves no weights summing to 1 over {teachers} teachers (needs c_tol·K ≥ 1, c_tol ≤ 1)",
-            a.c_tol
-        )],
+        Some(a) if !(a.c_tol > 0.0 && a.c_tol <= 1.0) || (teachers > 1 && a.c_tol * (teachers as f64) < 1.0) => {
+            vec![format!("distill.aekd.c_tol: {} leaves no weights summing to 1 over {teachers} teachers (needs c_tol·K ≥ 1, c_tol ≤ 1)", a.c_tol)]
+        }
         _ => Vec::new(),
     }
 }
 
 pub fn build(cfg: &Distill, _: &Setup) -> anyhow::Result<Box<dyn Method>> {
-    Ok(Box::new(Aekd { ce: cfg.loss_weights.ce, kd: cfg.loss_weights.kd, temperature: cfg.temperature, o: cfg.aekd.clone().unwrap_or_default(), last: Default::default() }))
+    Ok(Box::new(Aekd {
+        ce: cfg.loss_weights.ce,
+        kd: cfg.loss_weights.kd,
+        temperature: cfg.temperature,
+        o: cfg.aekd.clone().unwrap_or_default(),
+        last: Default::default(),
+    }))
 }
 
 /// ḡ_k, the batch mean of the gradient of teacher k's batch-mean KD loss with respect to the
@@ -152,7 +157,6 @@ impl Aekd {
 }
 
 impl Method for Aekd {
-
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let a = self.current_weights(batch);
         *self.last.borrow_mut() = Some(a.clone());

@@ -23,7 +23,6 @@ pub fn aver_kd(student: &Tensor, teachers: &[Tensor], t: f64) -> Tensor {
 }
 
 impl Method for Aver {
-
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let kd = aver_kd(batch.student, batch.teachers, self.temperature);
         Ok(vec![ce_term(self.ce, batch), LossTerm { name: "kd", value: kd * self.kd }])

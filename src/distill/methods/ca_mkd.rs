@@ -10,11 +10,11 @@
 //! L = γ·CE + α·L_div + β·L_kd.
 
 use super::features::FeatureLevel;
-use crate::teacher::Head;
 use super::{ce_term, feature_weight, BatchOutputs, LossTerm, Method, Setup};
 use crate::bad_input;
 use crate::distill::losses::{ce_per_sample, kd_per_sample, mse_per_sample};
 use crate::recipe::schema::Distill;
+use crate::teacher::Head;
 use tch::{nn, Kind, Tensor};
 
 pub struct CaMkd {
@@ -101,7 +101,6 @@ pub fn feature_term(h: &[Tensor], f: &[Tensor], heads: &[Head], labels: &Tensor,
 }
 
 impl Method for CaMkd {
-
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let kd = ca_mkd_kd(batch.student, batch.teachers, batch.labels, self.temperature);
         let mut terms = vec![ce_term(self.ce, batch), LossTerm { name: "kd", value: kd * self.kd }];

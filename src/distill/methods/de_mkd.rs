@@ -85,7 +85,6 @@ impl DeMkd {
 }
 
 impl Method for DeMkd {
-
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let ramp = warmup(batch.epoch, self.o.warmup_epochs) * self.kd;
         let de = de_loss(batch.student, batch.teachers, batch.labels, self.temperature, &self.o);

@@ -28,7 +28,6 @@ pub fn warmup(epoch: usize, warmup_epochs: usize) -> f64 {
 }
 
 impl Method for Dkd {
-
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let (tckd, nckd) = dkd_per_sample(batch.student, &batch.teachers[0], batch.labels, self.temperature);
         let ramp = warmup(batch.epoch, self.o.warmup_epochs) * self.kd;

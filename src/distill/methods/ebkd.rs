@@ -32,7 +32,6 @@ pub fn entropy_weights(teachers: &[Tensor]) -> Tensor {
 }
 
 impl Method for Ebkd {
-
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let w = entropy_weights(batch.teachers);
         let kl = stack_teachers(batch, |z| kd_per_sample(batch.student, z, self.temperature));

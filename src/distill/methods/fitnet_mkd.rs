@@ -32,7 +32,6 @@ pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {
 }
 
 impl Method for FitnetMkd {
-
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let kd = aver_kd(batch.student, batch.teachers, self.temperature);
         let mut terms = vec![ce_term(self.ce, batch), LossTerm { name: "kd", value: kd * self.kd }];

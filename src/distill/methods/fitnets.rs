@@ -19,7 +19,6 @@ pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {
 }
 
 impl Method for FitNets {
-
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let mut terms = vec![ce_term(self.ce, batch)];
         if let Some(features) = &self.features {

@@ -17,7 +17,6 @@ pub fn build(cfg: &Distill, _: &Setup) -> anyhow::Result<Box<dyn Method>> {
 }
 
 impl Method for Kd {
-
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let kd = kd_per_sample(batch.student, &batch.teachers[0], self.temperature).mean(Kind::Float);
         Ok(vec![ce_term(self.ce, batch), LossTerm { name: "kd", value: kd * self.kd }])

@@ -13,7 +13,6 @@ pub fn build(cfg: &Distill, _: &Setup) -> anyhow::Result<Box<dyn Method>> {
 }
 
 impl Method for LabelsOnly {
-
     fn needs_teachers(&self) -> bool {
         false
     }

@@ -141,16 +141,51 @@ const fn feat(weight: f64, student: &'static str, teacher: &'static str, connect
 const REGISTRY: &[Entry] = &[
     Entry { name: "none", single_teacher: false, pooled: false, features: None, check: no_check, build: labels_only::build },
     Entry { name: "kd", single_teacher: true, pooled: false, features: None, check: no_check, build: kd::build },
-    Entry { name: "fitnets", single_teacher: true, pooled: false, features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false), check: no_check, build: fitnets::build },
+    Entry {
+        name: "fitnets",
+        single_teacher: true,
+        pooled: false,
+        features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false),
+        check: no_check,
+        build: fitnets::build,
+    },
     Entry { name: "dkd", single_teacher: true, pooled: false, features: None, check: no_check, build: dkd::build },
     Entry { name: "aver", single_teacher: false, pooled: false, features: None, check: no_check, build: aver::build },
-    Entry { name: "fitnet_mkd", single_teacher: false, pooled: false, features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false), check: no_check, build: fitnet_mkd::build },
+    Entry {
+        name: "fitnet_mkd",
+        single_teacher: false,
+        pooled: false,
+        features: feat(100.0, "stage2", "stage2", ConnectorKind::ConvReg, false),
+        check: no_check,
+        build: fitnet_mkd::build,
+    },
     Entry { name: "ebkd", single_teacher: false, pooled: false, features: None, check: ebkd::check, build: ebkd::build },
     Entry { name: "aekd", single_teacher: false, pooled: false, features: None, check: aekd::check, build: aekd::build },
-    Entry { name: "ca_mkd", single_teacher: false, pooled: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, true), check: no_check, build: ca_mkd::build },
-    Entry { name: "de_mkd", single_teacher: false, pooled: false, features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, false), check: no_check, build: de_mkd::build },
+    Entry {
+        name: "ca_mkd",
+        single_teacher: false,
+        pooled: false,
+        features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, true),
+        check: no_check,
+        build: ca_mkd::build,
+    },
+    Entry {
+        name: "de_mkd",
+        single_teacher: false,
+        pooled: false,
+        features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, false),
+        check: no_check,
+        build: de_mkd::build,
+    },
     Entry { name: "mgd", single_teacher: false, pooled: true, features: None, check: no_check, build: mgd::build },
-    Entry { name: "mmkd", single_teacher: false, pooled: false, features: feat(100.0, "last_stage", "last_stage", ConnectorKind::Embed, false), check: mmkd::check, build: mmkd::build },
+    Entry {
+        name: "mmkd",
+        single_teacher: false,
+        pooled: false,
+        features: feat(100.0, "last_stage", "last_stage", ConnectorKind::Embed, false),
+        check: mmkd::check,
+        build: mmkd::build,
+    },
 ];
 
 /// The methods the recipe's `distill.method` accepts.
@@ -248,8 +283,8 @@ pub fn check(cfg: &Distill, teachers: usize) -> Vec<String> {
         ));
     }
     problems.extend((e.check)(cfg, teachers));
-    if cfg.temperature <= 0.0 {
-        problems.push(format!("distill.temperature: must be positive, got {}", cfg.temperature));
+    if !(cfg.temperature > 0.0 && cfg.temperature.is_finite()) {
+        problems.push(format!("distill.temperature: must be a positive number, got {}", cfg.temperature));
     }
     problems
 }
@@ -273,17 +308,27 @@ pub struct Setup {
 impl Setup {
     /// The setup for a method that distils `teachers`, whose student taps have
     /// `student_shapes` (in `needs.student_taps` order), on `device`.
-    pub fn for_models(teachers: &[&crate::teacher::Teacher], student_shapes: Vec<Vec<i64>>, needs: &Needs, num_classes: i64, device: Device, batch_size: i64) -> anyhow::Result<Setup> {
+    pub fn for_models(
+        teachers: &[&crate::teacher::Teacher],
+        student_shapes: Vec<Vec<i64>>,
+        needs: &Needs,
+        num_classes: i64,
+        device: Device,
+        batch_size: i64,
+    ) -> anyhow::Result<Setup> {
         let mut teacher_shapes = Vec::new();
         for t in teachers {
             let shapes = needs
                 .teacher_taps
                 .iter()
-                .map(|a| t.taps.iter().position(|x| x == a).map(|i| t.tap_shapes[i].clone()).ok_or_else(|| anyhow::anyhow!("teacher `{}` has no tap `{a}`", t.name)))
+                .map(|a| {
+                    t.taps.iter().position(|x| x == a).map(|i| t.tap_shapes[i].clone()).ok_or_else(|| anyhow::anyhow!("teacher `{}` has no tap `{a}`", t.name))
+                })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             teacher_shapes.push(shapes);
         }
-        let teacher_heads = teachers.iter().map(|t| t.head.as_ref().map(|h| Head { weight: h.weight.to_device(device), bias: h.bias.to_device(device) })).collect();
+        let teacher_heads =
+            teachers.iter().map(|t| t.head.as_ref().map(|h| Head { weight: h.weight.to_device(device), bias: h.bias.to_device(device) })).collect();
         Ok(Setup { teachers: teachers.len(), num_classes, student_shapes, teacher_shapes, teacher_heads, device, batch_size })
     }
 }

@@ -5,8 +5,8 @@
 //! ONNX integer division truncates toward zero (torch's `/` would give floats). Gemm computes
 //! alpha·A'·B' + beta·C with optional transposes; C is optional from opset 11.
 
-use super::{binary, single, unary, Kernel, NodeCtx, Registry};
 use super::is_float;
+use super::{binary, single, unary, Kernel, NodeCtx, Registry};
 use tch::Tensor;
 
 pub fn register(reg: &mut Registry) {

@@ -40,9 +40,7 @@ fn reshape(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
                 }
             }
         }
-        x.f_reshape(target.as_slice()).map_err(|e| {
-            bad_input!("node `{}` (Reshape): cannot reshape {:?} to {:?}: {e}", ins.node.name, x.size(), target)
-        })
+        x.f_reshape(target.as_slice()).map_err(|e| bad_input!("node `{}` (Reshape): cannot reshape {:?} to {:?}: {e}", ins.node.name, x.size(), target))
     }))
 }
 
@@ -134,8 +132,7 @@ fn unsqueeze(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let opset = ctx.opset;
     Ok(single(move |ins, _| {
         let x = ins.get(0)?;
-        let axes = axes_arg(ins, &attr, opset)?
-            .ok_or_else(|| bad_input!("node `{}` (Unsqueeze): axes are required", ins.node.name))?;
+        let axes = axes_arg(ins, &attr, opset)?.ok_or_else(|| bad_input!("node `{}` (Unsqueeze): axes are required", ins.node.name))?;
         let out_rank = x.dim() as i64 + axes.len() as i64;
         let mut axes: Vec<i64> = axes.iter().map(|&a| norm_axis(ins.node, a, out_rank)).collect::<Result<_, _>>()?;
         axes.sort_unstable();

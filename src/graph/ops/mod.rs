@@ -35,9 +35,7 @@ pub struct Inputs<'a> {
 
 impl<'a> Inputs<'a> {
     pub fn get(&self, i: usize) -> anyhow::Result<&'a Tensor> {
-        self.opt(i).ok_or_else(|| {
-            bad_input!("node `{}` ({}): required input {i} is missing", self.node.name, self.node.op_type)
-        })
+        self.opt(i).ok_or_else(|| bad_input!("node `{}` ({}): required input {i} is missing", self.node.name, self.node.op_type))
     }
 
     pub fn opt(&self, i: usize) -> Option<&'a Tensor> {

@@ -39,13 +39,7 @@ impl Window {
         if !matches!(auto_pad.as_str(), "NOTSET" | "VALID" | "SAME_UPPER" | "SAME_LOWER") {
             return Err(a.unsupported("auto_pad", &auto_pad));
         }
-        Ok(Window {
-            kernel: a.ints("kernel_shape")?,
-            strides: a.ints("strides")?,
-            dilations: a.ints("dilations")?,
-            pads: a.ints("pads")?,
-            auto_pad,
-        })
+        Ok(Window { kernel: a.ints("kernel_shape")?, strides: a.ints("strides")?, dilations: a.ints("dilations")?, pads: a.ints("pads")?, auto_pad })
     }
 
     fn ones(v: &Option<Vec<i64>>, nd: usize) -> Vec<i64> {
@@ -119,27 +113,13 @@ fn batch_norm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let momentum = 1.0 - a.float_or("momentum", 0.9)? as f64;
     Ok(single(move |ins, rc| {
         let x = ins.get(0)?;
-        Ok(x.f_batch_norm(
-            Some(ins.get(1)?),
-            Some(ins.get(2)?),
-            Some(ins.get(3)?),
-            Some(ins.get(4)?),
-            rc.train,
-            momentum,
-            eps,
-            true,
-        )?)
+        Ok(x.f_batch_norm(Some(ins.get(1)?), Some(ins.get(2)?), Some(ins.get(3)?), Some(ins.get(4)?), rc.train, momentum, eps, true)?)
     }))
 }
 
 fn pool_2d_check(ins: &super::Inputs, x: &Tensor) -> anyhow::Result<()> {
     if x.dim() != 4 {
-        return Err(bad_input!(
-            "node `{}` ({}): only 2-D pooling (4-D input) is supported, got shape {:?}",
-            ins.node.name,
-            ins.node.op_type,
-            x.size()
-        ));
+        return Err(bad_input!("node `{}` ({}): only 2-D pooling (4-D input) is supported, got shape {:?}", ins.node.name, ins.node.op_type, x.size()));
     }
     Ok(())
 }

@@ -28,7 +28,13 @@ fn along_axis(ins: &Inputs, t: &Tensor, x: &Tensor, axis: i64) -> anyhow::Result
     }
     let a = norm_axis(ins.node, axis, x.dim() as i64)?;
     if t.dim() != 1 || t.size()[0] != x.size()[a as usize] {
-        return Err(bad_input!("node `{}` ({}): a per-axis scale must be 1-D with {} entries (axis {a}), got {:?}", ins.node.name, ins.node.op_type, x.size()[a as usize], t.size()));
+        return Err(bad_input!(
+            "node `{}` ({}): a per-axis scale must be 1-D with {} entries (axis {a}), got {:?}",
+            ins.node.name,
+            ins.node.op_type,
+            x.size()[a as usize],
+            t.size()
+        ));
     }
     let mut shape = vec![1i64; x.dim()];
     shape[a as usize] = -1;

@@ -6,7 +6,6 @@
 
 use super::{norm_axis, single, Kernel, NodeCtx, Registry};
 
-
 pub fn register(reg: &mut Registry) {
     reg.insert("ReduceMean", reduce_mean);
     reg.insert("ReduceSum", reduce_sum);
@@ -62,4 +61,3 @@ fn reduce(ctx: &NodeCtx, how: How, axes_input_since: i64) -> anyhow::Result<Kern
         })
     }))
 }
-

@@ -175,7 +175,6 @@ fn cast(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(single(move |ins, _| Ok(ins.get(0)?.f_to_kind(kind)?)))
 }
 
-
 /// CastLike (15+): the first input converted to the element type of the second (unoptimized
 /// torch.export graphs use it around every scalar constant).
 fn cast_like(_: &NodeCtx) -> anyhow::Result<Kernel> {

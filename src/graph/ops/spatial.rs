@@ -71,7 +71,11 @@ fn resize(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let mode = a.string("mode")?.unwrap_or_else(|| "nearest".into());
     let coord = a.string("coordinate_transformation_mode")?.unwrap_or_else(|| {
         // Upsample (and Resize-10) have no such attribute and behave as `asymmetric`.
-        if ctx.node.op_type == "Upsample" || ctx.opset < 11 { "asymmetric".into() } else { "half_pixel".into() }
+        if ctx.node.op_type == "Upsample" || ctx.opset < 11 {
+            "asymmetric".into()
+        } else {
+            "half_pixel".into()
+        }
     });
     let nearest_mode = a.string("nearest_mode")?.unwrap_or_else(|| if ctx.opset < 11 { "floor".into() } else { "round_prefer_floor".into() });
     let how = match (mode.as_str(), coord.as_str()) {

@@ -56,7 +56,7 @@ impl Distill {
     /// The teachers (indices into `names`, the recipe's) this section uses; the error names
     /// the unknown teacher under the key `teachers`.
     pub fn teacher_indices(&self, names: &[String]) -> Result<Vec<usize>, String> {
-            match &self.teachers {
+        match &self.teachers {
             None => Ok((0..names.len()).collect()),
             Some(chosen) => chosen
                 .iter()

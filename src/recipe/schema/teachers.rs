@@ -49,11 +49,6 @@ pub struct TeacherInput {
 
 impl Default for TeacherInput {
     fn default() -> Self {
-        TeacherInput {
-            layout: Layout::Nchw,
-            scale: super::data::default_scale(),
-            mean: [0.0; 3],
-            std: [1.0; 3],
-        }
+        TeacherInput { layout: Layout::Nchw, scale: super::data::default_scale(), mean: [0.0; 3], std: [1.0; 3] }
     }
 }

@@ -15,8 +15,8 @@ use crate::bad_input;
 use crate::distill::losses::kd_per_sample;
 mod self_analyzing;
 
-use self_analyzing::{Features, Mlp, SelfAnalyzing, BRANCHES};
 use crate::recipe::schema::{Distill, MgdMode, MgdOptions};
+use self_analyzing::{Features, Mlp, SelfAnalyzing, BRANCHES};
 use std::cell::RefCell;
 use tch::{nn, Kind, Tensor};
 
@@ -73,7 +73,6 @@ pub fn stable_target(z: &Tensor, z_a: &Tensor, z_d: &Tensor) -> Tensor {
 }
 
 impl Method for Mgd {
-
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let f_s = &batch.student_feats[0];
         let k = batch.teachers.len() as f64;
@@ -81,7 +80,17 @@ impl Method for Mgd {
         let mut enc = Tensor::zeros([], (Kind::Float, batch.student.device()));
         for (i, (z, heads)) in batch.teachers.iter().zip(&self.heads).enumerate() {
             let f_t = &batch.teacher_feats[i][0];
-            let codes: Vec<(Tensor, Tensor)> = tch::no_grad(|| heads.branches.iter().map(|b| { let c = b.encoder.forward(f_t); let z = b.decoder.forward(&c); (c, z) }).collect());
+            let codes: Vec<(Tensor, Tensor)> = tch::no_grad(|| {
+                heads
+                    .branches
+                    .iter()
+                    .map(|b| {
+                        let c = b.encoder.forward(f_t);
+                        let z = b.decoder.forward(&c);
+                        (c, z)
+                    })
+                    .collect()
+            });
             for ((b, (code, _)), student_enc) in heads.branches.iter().zip(&codes).zip(&self.encoders[i]) {
                 enc += code_kl(&student_enc.forward(f_s), code, b.temperature);
             }
@@ -107,7 +116,11 @@ impl Method for Mgd {
     fn prepare(&self, ctx: &PrepareContext) -> anyhow::Result<()> {
         let mut report = Vec::new();
         for (k, (teacher, heads)) in ctx.teachers.iter().zip(&self.heads).enumerate() {
-            let pooled = teacher.taps.iter().position(|t| t == "pooled").ok_or_else(|| anyhow::anyhow!("teacher `{}` was loaded without its pooled tap", teacher.name))?;
+            let pooled = teacher
+                .taps
+                .iter()
+                .position(|t| t == "pooled")
+                .ok_or_else(|| anyhow::anyhow!("teacher `{}` was loaded without its pooled tap", teacher.name))?;
             let features = |set: &crate::data::ImageSet| -> anyhow::Result<Features> {
                 let (mut fs, mut zs) = (Vec::new(), Vec::new());
                 let n = set.len() as i64;

@@ -99,7 +99,14 @@ impl SelfAnalyzing {
         let mut best: Vec<(f64, Vec<Tensor>)> = self.branches.iter().map(|b| (-1.0, b.snapshot())).collect();
         let n = train.labels.size()[0];
         for epoch in 0..epochs {
-            let lr = 0.01 * if epoch * 4 >= epochs * 3 { 0.01 } else if epoch * 2 >= epochs { 0.1 } else { 1.0 };
+            let lr = 0.01
+                * if epoch * 4 >= epochs * 3 {
+                    0.01
+                } else if epoch * 2 >= epochs {
+                    0.1
+                } else {
+                    1.0
+                };
             for (b, opt) in self.branches.iter().zip(opts.iter_mut()) {
                 opt.lr = lr;
                 let mut order: Vec<i64> = (0..n).collect();
@@ -115,7 +122,8 @@ impl SelfAnalyzing {
                 }
             }
             for (i, b) in self.branches.iter().enumerate() {
-                let acc = tch::no_grad(|| crate::metrics::top_k(&b.logits(&test.pooled).to_device(tch::Device::Cpu), &test.labels.to_device(tch::Device::Cpu), 1));
+                let acc =
+                    tch::no_grad(|| crate::metrics::top_k(&b.logits(&test.pooled).to_device(tch::Device::Cpu), &test.labels.to_device(tch::Device::Cpu), 1));
                 if acc > best[i].0 {
                     best[i] = (acc, b.snapshot());
                 }

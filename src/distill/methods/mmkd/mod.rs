@@ -19,10 +19,10 @@ use super::{ce_term, feature_weight, BatchOutputs, LossTerm, Method, Setup, Step
 use crate::distill::losses::{ce_per_sample, kd_per_sample, mse_per_sample};
 mod meta;
 
-use meta::{Adam, HardBuffer, Samples, WeightNet};
-use crate::student::Student;
 use crate::graph::RunMode;
 use crate::recipe::schema::{Distill, MmkdOptions};
+use crate::student::Student;
+use meta::{Adam, HardBuffer, Samples, WeightNet};
 use std::cell::RefCell;
 use tch::{nn, Kind, Tensor};
 
@@ -221,7 +221,6 @@ impl BufferSnapshot {
 }
 
 impl Method for Mmkd {
-
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let o = self.objectives(batch);
         let mut terms = vec![ce_term(self.ce, batch), LossTerm { name: "kd", value: o.kd * self.kd }];

@@ -1,0 +1,128 @@
+//! Plan resolution: the recipe parsed strictly, overrides applied, paths resolved against the
+//! recipe's folder, the device chosen, teachers loaded and every op checked. Each section's check
+//! returns its problems, each naming its key; all are reported together, before any training.
+//! What comes out is typed and ready: the stages take their part of the plan and derive nothing.
+
+mod data;
+mod methods;
+mod sections;
+mod student;
+mod teachers;
+
+pub use data::{DataPlan, DataSource};
+pub use methods::MethodUse;
+pub use student::StudentPlan;
+
+use crate::bad_input;
+use crate::recipe::schema::{Compare, Export, Gate, Quantize, Recipe, Train};
+use crate::teacher::Teacher;
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+/// The recipe resolved: what every stage needs, checked and typed.
+pub struct Plan {
+    /// The recipe's `name` (the default output folder).
+    pub name: String,
+    /// The recipe after overrides, as YAML (written to `recipe.resolved.yaml`).
+    pub resolved_yaml: String,
+    pub recipe_sha256: String,
+    pub device: Device,
+    pub seed: u64,
+    /// libtorch CPU threads (0: libtorch's default).
+    pub threads: usize,
+    pub data: DataPlan,
+    pub student: StudentPlan,
+    pub teachers: Vec<Teacher>,
+    /// The run's method (`distill`).
+    pub method: MethodUse,
+    /// The methods of `compare`, in order, with its seeds.
+    pub compare: Option<(Compare, Vec<MethodUse>)>,
+    pub train: Train,
+    /// Whether the run also trains the labels-only baseline (`train.baseline` with a method).
+    pub baseline: bool,
+    pub export: Export,
+    pub gates: Vec<Gate>,
+    pub quantize: Option<Quantize>,
+}
+
+impl Plan {
+    pub fn resolve(path: &Path, sets: &[String], device_override: Option<&str>) -> anyhow::Result<Plan> {
+        let (mut recipe, resolved_yaml) = crate::recipe::parse(path, sets)?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut problems = check_version(&recipe);
+        let device = resolve_device(&recipe, device_override, &mut problems);
+        let data = data::resolve(&mut recipe, &base, &mut problems);
+        let uses = methods::resolve(&recipe, &mut problems);
+        let classes = data::class_count(&recipe);
+        let student = student::resolve(&mut recipe, &base, device, classes, &methods::student_taps(&uses), &mut problems);
+        problems.extend(sections::check(&recipe, student.as_ref()));
+        let teachers = teachers::load(&mut recipe, &base, device, classes, &uses, &mut problems)?;
+        if problems.is_empty() {
+            if let (Some(s), Some(all)) = (&student, &teachers) {
+                problems.extend(methods::try_build(&uses, s, all, recipe.train.batch_size));
+            }
+        }
+        match (data, student, teachers) {
+            (Some(data), Some(student), Some(teachers)) if problems.is_empty() => Ok(assemble(recipe, resolved_yaml, device, data, student, teachers, uses)),
+            _ => Err(bad_input!("recipe {} has {} problem(s):\n  - {}", path.display(), problems.len().max(1), problems.join("\n  - "))),
+        }
+    }
+
+    /// The teacher records a checkpoint must match.
+    pub fn teacher_hashes(&self) -> Vec<String> {
+        self.teachers.iter().map(|t| t.sha256.clone()).collect()
+    }
+}
+
+fn check_version(recipe: &Recipe) -> Vec<String> {
+    match recipe.version {
+        1 => vec![],
+        v => vec![format!("version: {v} is not supported (this tool reads version 1)")],
+    }
+}
+
+/// The device from the command line or the recipe.
+fn resolve_device(recipe: &Recipe, device_override: Option<&str>, problems: &mut Vec<String>) -> Device {
+    crate::device::resolve(device_override.unwrap_or(&recipe.device)).unwrap_or_else(|e| {
+        problems.push(format!("device: {e}"));
+        Device::Cpu
+    })
+}
+
+/// The resolved plan from a recipe without problems.
+fn assemble(
+    recipe: Recipe,
+    resolved_yaml: String,
+    device: Device,
+    data: DataPlan,
+    student: StudentPlan,
+    teachers: Vec<Teacher>,
+    mut uses: Vec<MethodUse>,
+) -> Plan {
+    let recipe_sha256 = crate::fsio::sha256_hex(resolved_yaml.as_bytes());
+    let method = uses.remove(0);
+    let compare = recipe.compare.map(|c| (c, uses));
+    Plan {
+        name: recipe.name,
+        resolved_yaml,
+        recipe_sha256,
+        device,
+        seed: recipe.seed,
+        threads: recipe.train.threads,
+        data,
+        student,
+        teachers,
+        baseline: recipe.train.baseline && method.distill.method != "none",
+        method,
+        compare,
+        train: recipe.train,
+        export: recipe.export,
+        gates: recipe.validate.gates,
+        quantize: recipe.quantize,
+    }
+}
+
+/// Where a run writes when no `--out` is given.
+pub fn default_out(name: &str) -> PathBuf {
+    Path::new("out").join(name)
+}
