@@ -34,9 +34,27 @@ impl SyntheticSpec {
         if !(8..=1024).contains(&self.image_size) {
             return Err(crate::bad_input!("{what}: image_size must be in 8..=1024, got {}", self.image_size));
         }
+        if self.train_size == 0 || self.test_size == 0 {
+            return Err(crate::bad_input!("{what}: train_size and test_size must be positive"));
+        }
+        let pixels = 3 * self.image_size as u128 * self.image_size as u128;
+        let bytes = (self.train_size as u128 + self.test_size as u128) * pixels;
+        if bytes > MAX_BYTES as u128 {
+            return Err(crate::bad_input!(
+                "{what}: train_size + test_size = {} images of {}×{} take {:.1} GiB in memory, above the limit of {} GiB",
+                self.train_size as u128 + self.test_size as u128,
+                self.image_size,
+                self.image_size,
+                bytes as f64 / (1u64 << 30) as f64,
+                MAX_BYTES >> 30
+            ));
+        }
         Ok(())
     }
 }
+
+/// The most memory a synthetic set may take (its uint8 pixels), so a typo cannot exhaust it.
+pub const MAX_BYTES: u64 = 8 << 30;
 
 // Knobs of the generator, as tuned in the prototype. Changing any changes every data set.
 const PARTS: usize = 3; // parts per class

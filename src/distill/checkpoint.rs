@@ -67,8 +67,7 @@ pub fn load(dir: &Path, identity: &Identity) -> anyhow::Result<Option<Checkpoint
     if !meta_path.exists() {
         return Ok(None);
     }
-    let meta: Meta = serde_json::from_slice(&std::fs::read(&meta_path)?)
-        .map_err(|e| bad_input!("checkpoint {} is unreadable: {e}", meta_path.display()))?;
+    let meta: Meta = serde_json::from_slice(&std::fs::read(&meta_path)?).map_err(|e| bad_input!("checkpoint {} is unreadable: {e}", meta_path.display()))?;
     if meta.identity.recipe_sha256 != identity.recipe_sha256 {
         return Err(bad_input!("cannot resume from {}: the recipe changed since it was written (pass --overwrite to start over)", dir.display()));
     }
@@ -85,4 +84,55 @@ pub fn load(dir: &Path, identity: &Identity) -> anyhow::Result<Option<Checkpoint
         }
     }
     Ok(Some(Checkpoint { meta, model, momentum }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accuracies and losses as training produces them: many quotients and sums.
+    fn epochs() -> Vec<EpochMetrics> {
+        (1..=600usize)
+            .map(|i| EpochMetrics {
+                epoch: i,
+                lr: 0.05 * (0.5 + 0.5 * (i as f64 / 600.0 * std::f64::consts::PI).cos()),
+                losses: [("ce".to_string(), (i as f64).ln() / 7.0), ("kd".to_string(), 1.0 / (i as f64 + 0.3))].into(),
+                train_top1: (i * 37 % 6400) as f64 / 6400.0,
+                test_top1: (i * 13 % 2000) as f64 / 2000.0,
+                teacher_weights: Some(vec![1.0 / 3.0 + i as f64 * 1e-7, 0.2 / i as f64]),
+                teacher_weight_std: None,
+                teacher_top_share: None,
+                seconds: i as f64 * 0.731,
+            })
+            .collect()
+    }
+
+    /// A resumed run must report exactly the figures of an uninterrupted one: every float of a
+    /// checkpoint reads back to the same bits.
+    #[test]
+    fn metrics_read_back_bit_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity { recipe_sha256: "r".into(), teacher_sha256: vec![] };
+        let meta = Meta {
+            identity: identity.clone(),
+            epoch: 3,
+            step: 30,
+            rng: [1, 2, 3, 4],
+            epochs: epochs(),
+            best_top1: 0.1 + 0.2,
+            best_epoch: 2,
+            state_file: "state-3.safetensors".into(),
+        };
+        save(dir.path(), &meta, &[("w".into(), Tensor::from_slice(&[1.5f32]))], &[]).unwrap();
+        let back = load(dir.path(), &identity).unwrap().expect("a checkpoint");
+        for (x, y) in meta.epochs.iter().zip(&back.meta.epochs) {
+            for (p, q) in [(x.lr, y.lr), (x.train_top1, y.train_top1), (x.test_top1, y.test_top1), (x.seconds, y.seconds)] {
+                assert_eq!(p.to_bits(), q.to_bits(), "{p} read back as {q}");
+            }
+            for ((_, p), (_, q)) in x.losses.iter().zip(&y.losses) {
+                assert_eq!(p.to_bits(), q.to_bits(), "{p} read back as {q}");
+            }
+        }
+        assert_eq!(back.meta.best_top1.to_bits(), meta.best_top1.to_bits());
+    }
 }

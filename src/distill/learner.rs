@@ -4,13 +4,13 @@
 
 use super::methods::{BatchOutputs, Method, PrepareContext, StepContext};
 use super::optim::Sgd;
-use crate::student::Student;
 use super::record::EpochMetrics;
 use crate::data::preprocess::Preprocess;
 use crate::data::ImageSet;
 use crate::graph::RunMode;
 use crate::metrics;
 use crate::recipe::schema::Sgd as SgdConfig;
+use crate::student::Student;
 use crate::teacher::Teacher;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -47,12 +47,23 @@ pub struct Learner<'a> {
     weights: WeightStats,
     seen: i64,
     steps: usize,
+    /// The first step of the epoch whose loss was not finite (`i64::MAX` while none), kept on
+    /// the device and read once per epoch.
+    first_nonfinite: Option<Tensor>,
     /// Seconds spent in this learner's steps this epoch (excluding shared teacher passes).
     busy: f64,
 }
 
 impl<'a> Learner<'a> {
-    pub fn new(label: &str, student: &'a Student, method: &'a dyn Method, teacher_taps: &[String], teachers: Vec<usize>, all: &[Teacher], sgd: &SgdConfig) -> anyhow::Result<Learner<'a>> {
+    pub fn new(
+        label: &str,
+        student: &'a Student,
+        method: &'a dyn Method,
+        teacher_taps: &[String],
+        teachers: Vec<usize>,
+        all: &[Teacher],
+        sgd: &SgdConfig,
+    ) -> anyhow::Result<Learner<'a>> {
         let positions = teachers
             .iter()
             .map(|&i| {
@@ -78,6 +89,7 @@ impl<'a> Learner<'a> {
             weights: WeightStats::default(),
             seen: 0,
             steps: 0,
+            first_nonfinite: None,
             busy: 0.0,
         })
     }
@@ -92,7 +104,17 @@ impl<'a> Learner<'a> {
     /// One optimizer step on a batch: `x` the preprocessed student input, `outputs` every
     /// teacher's outputs (at least this learner's).
     #[allow(clippy::too_many_arguments)]
-    pub fn step(&mut self, x: &Tensor, labels: &Tensor, outputs: &[Option<TeacherOutputs>], epoch: usize, index: usize, last: bool, lr: f64, seed: u64) -> anyhow::Result<()> {
+    pub fn step(
+        &mut self,
+        x: &Tensor,
+        labels: &Tensor,
+        outputs: &[Option<TeacherOutputs>],
+        epoch: usize,
+        index: usize,
+        last: bool,
+        lr: f64,
+        seed: u64,
+    ) -> anyhow::Result<()> {
         let started = Instant::now();
         self.opt.lr = lr;
         let mut logits_t = Vec::new();
@@ -106,6 +128,7 @@ impl<'a> Learner<'a> {
         let batch = BatchOutputs { student: &logits, student_feats: &student_feats, teachers: &logits_t, teacher_feats: &feats_t, labels, epoch };
         let terms = self.method.losses(&batch)?;
         let total = terms.iter().map(|t| t.value.shallow_clone()).reduce(|a, b| a + b).expect("a method returns terms");
+        self.note_finite(&total, index);
         self.opt.zero_grad();
         total.backward();
         self.opt.step();
@@ -119,7 +142,10 @@ impl<'a> Learner<'a> {
             self.sums.entry(t.name).and_modify(|s| *s += &v).or_insert(v);
         }
         let hits = logits.argmax(1, false).eq_tensor(labels).sum(Kind::Int64);
-        self.correct = Some(match self.correct.take() { Some(c) => c + hits, None => hits });
+        self.correct = Some(match self.correct.take() {
+            Some(c) => c + hits,
+            None => hits,
+        });
         if let Some(w) = weights {
             self.weights.add(&w);
         }
@@ -129,9 +155,38 @@ impl<'a> Learner<'a> {
         Ok(())
     }
 
+    /// Records, without reading it back, whether step `index`'s loss was finite.
+    fn note_finite(&mut self, total: &Tensor, index: usize) {
+        let _guard = tch::no_grad_guard();
+        let bad = total.isfinite().logical_not().to_kind(Kind::Int64);
+        let step = &bad * index as i64 + (1 - &bad) * i64::MAX;
+        self.first_nonfinite = Some(match self.first_nonfinite.take() {
+            Some(first) => first.minimum(&step),
+            None => step,
+        });
+    }
+
+    /// Stops a diverged training: a loss or a parameter that is not finite ends it with the
+    /// epoch and step (before its checkpoint could replace the last good one).
+    fn check_finite(&mut self, epoch: usize, lr: f64) -> anyhow::Result<()> {
+        let first = self.first_nonfinite.take().map_or(i64::MAX, |t| t.int64_value(&[]));
+        let bad_params = trainable(self.student, self.method).iter().filter(|(_, t)| t.isfinite().all().int64_value(&[]) == 0).count();
+        if first == i64::MAX && bad_params == 0 {
+            return Ok(());
+        }
+        let at = if first == i64::MAX { "its end".to_string() } else { format!("step {} of {}", first + 1, self.steps) };
+        Err(anyhow::anyhow!(
+            "{}: training diverged in epoch {epoch} at {at}: the loss or {bad_params} parameter tensor(s) are not finite (NaN or infinite). \
+             The run stops here and keeps the last good checkpoint; no student is exported. Lower train.optimizer.sgd.lr (this step used {lr}), \
+             or check that the teachers' outputs and the input normalization are sane.",
+            self.label
+        ))
+    }
+
     /// The epoch's figures (test accuracy on `test`), resetting the running sums; `seconds` is
-    /// this learner's own time: its steps and the evaluation.
+    /// this learner's own time: its steps and the evaluation. Fails when the training diverged.
     pub fn finish_epoch(&mut self, epoch: usize, lr: f64, test: &ImageSet, pre: &Preprocess) -> anyhow::Result<EpochMetrics> {
+        self.check_finite(epoch, lr)?;
         let started = Instant::now();
         let batches = self.steps.max(1) as f64;
         let losses = std::mem::take(&mut self.sums).iter().map(|(k, v)| (k.to_string(), v.double_value(&[]) / batches)).collect();
@@ -189,7 +244,12 @@ impl WeightStats {
         let w = if w.dim() == 1 { w.unsqueeze(1) } else { w };
         let k = w.size()[0];
         let top = w.argmax(0, false).one_hot(k).to_kind(Kind::Double).sum_dim_intlist(0, false, Kind::Double);
-        let acc = |slot: &mut Option<Tensor>, v: Tensor| *slot = Some(match slot.take() { Some(s) => s + v, None => v });
+        let acc = |slot: &mut Option<Tensor>, v: Tensor| {
+            *slot = Some(match slot.take() {
+                Some(s) => s + v,
+                None => v,
+            })
+        };
         acc(&mut self.sum, w.sum_dim_intlist(1, false, Kind::Double));
         acc(&mut self.sum_sq, w.square().sum_dim_intlist(1, false, Kind::Double));
         acc(&mut self.top, top);

@@ -9,7 +9,6 @@ use crate::student::Student;
 use serde::Serialize;
 use std::path::Path;
 
-
 /// Writes `student.onnx`: a detached copy of the trained graph (BatchNorm folded unless the
 /// recipe says otherwise) at the recipe's opset, with `metadata` (preprocessing, class names,
 /// recipe hash) in `metadata_props`.
@@ -31,6 +30,7 @@ pub fn write_onnx(graph: &Graph, opset: i64, fold: bool, metadata: &[(&str, Stri
 
 /// The model [`write_onnx`] writes, and the number of folded BatchNorms.
 pub fn onnx_model(graph: &Graph, opset: i64, fold: bool, metadata: &[(&str, String)]) -> anyhow::Result<(onnx_protobuf::ModelProto, usize)> {
+    refuse_non_finite(graph)?;
     let mut graph = graph.detached_copy();
     let folded = if fold { fold_batch_norm(&mut graph)? } else { 0 };
     graph.opset = opset;
@@ -67,4 +67,37 @@ pub struct ExportedFile {
     pub sha256: String,
     pub opset: i64,
     pub weight_storage: String,
+}
+
+/// A model with NaN or infinite weights is never written: whatever happened before, it would
+/// only look finished.
+fn refuse_non_finite(graph: &Graph) -> anyhow::Result<()> {
+    let bad: Vec<&str> = graph
+        .initializers
+        .iter()
+        .filter(|(_, t)| crate::graph::ops::is_float(t.kind()) && t.isfinite().all().int64_value(&[]) == 0)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    match bad.as_slice() {
+        [] => Ok(()),
+        [first, ..] => Err(anyhow::anyhow!("refusing to export: {} weight tensor(s) hold NaN or infinite values (first: `{first}`)", bad.len())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::zoo::{self, ArchSpec};
+
+    #[test]
+    fn non_finite_weights_are_never_written() {
+        let spec = ArchSpec { num_classes: 10, width: 0.25, image_size: 32 };
+        let graph = zoo::build("resnet8", &spec, tch::Device::Cpu).unwrap();
+        assert!(super::onnx_model(&graph, 13, true, &[]).is_ok());
+        let (name, t) = graph.initializers.iter().find(|(_, t)| t.numel() > 1).unwrap();
+        tch::no_grad(|| {
+            let _ = t.get(0).fill_(f64::NAN);
+        });
+        let err = super::onnx_model(&graph, 13, true, &[]).unwrap_err().to_string();
+        assert!(err.contains("NaN") && err.contains(name.as_str()), "{err}");
+    }
 }

@@ -38,6 +38,9 @@ pub fn check_spec(g: &Gate) -> anyhow::Result<()> {
     if !METRICS.contains(&g.metric.as_str()) {
         return Err(bad_input!("unknown metric `{}` (known: {})", g.metric, METRICS.join(", ")));
     }
+    if let Some(v) = [g.min, g.max, g.value].into_iter().flatten().find(|v| !v.is_finite()) {
+        return Err(bad_input!("thresholds must be finite numbers, got {v}"));
+    }
     let rules = [g.min.is_some(), g.max.is_some(), g.max_drop_vs.is_some()].iter().filter(|b| **b).count();
     if rules != 1 {
         return Err(bad_input!("give exactly one of min, max, max_drop_vs (with value)"));
@@ -67,9 +70,7 @@ pub fn evaluate(gates: &[Gate], metrics: &BTreeMap<&str, f64>, references: &BTre
                 ("max".to_string(), max, value <= max)
             } else {
                 let r = g.max_drop_vs.as_deref().unwrap_or_default();
-                let reference = *references
-                    .get(r)
-                    .ok_or_else(|| bad_input!("gate on `{}`: reference `{r}` is not available in this run", g.metric))?;
+                let reference = *references.get(r).ok_or_else(|| bad_input!("gate on `{}`: reference `{r}` is not available in this run", g.metric))?;
                 let threshold = reference - g.value.unwrap_or(0.0);
                 (format!("max_drop_vs {r} ({reference:.4}) by {}", g.value.unwrap_or(0.0)), threshold, value >= threshold)
             };

@@ -1,0 +1,127 @@
+//! Reliability regressions (issue 13): a diverged run never passes and never replaces its last
+//! good checkpoint, and the recipe cannot steer the output folder outside `out/`.
+
+mod common;
+use common::*;
+
+/// The last checkpoint's epoch and whether every tensor of its state file is finite.
+fn last_checkpoint(dir: &std::path::Path) -> Option<(u64, bool)> {
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("last.json")).ok()?).ok()?;
+    let state = dir.join(meta["state_file"].as_str()?);
+    let finite = tch::Tensor::read_safetensors(state).ok()?.iter().all(|(_, t)| !t.is_floating_point() || t.isfinite().all().int64_value(&[]) == 1);
+    Some((meta["epoch"].as_u64()?, finite))
+}
+
+#[test]
+fn a_diverged_run_stops_with_exit_3_and_exports_nothing() {
+    let _serial = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe("[]", "none")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml", "--set", "train.optimizer.sgd.lr=1e6"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("diverged in epoch 1") && r.stderr.contains("train.optimizer.sgd.lr"), "{}", r.stderr);
+    let out = dir.path().join("out/tiny");
+    assert!(!out.join("student.onnx").exists() && !out.join("report.json").exists(), "nothing may look finished");
+    assert!(last_checkpoint(&out.join("checkpoints/distill")).is_none(), "no checkpoint of a diverged epoch");
+}
+
+#[test]
+fn divergence_in_a_later_epoch_keeps_the_last_good_checkpoint() {
+    let _serial = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    // Epoch 1 trains at 0.05; from epoch 2 the rate is multiplied by 1e9.
+    let recipe = tiny_recipe("[]", "none").replace(
+        "train: {epochs: 1, batch_size: 32, threads: 2}",
+        "train: {epochs: 3, batch_size: 32, threads: 2, schedule: {step: {milestones: [1], gamma: 1.0e9}}}",
+    );
+    std::fs::write(dir.path().join("r.yaml"), recipe).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("diverged in epoch 2"), "{}", r.stderr);
+    let out = dir.path().join("out/tiny");
+    assert_eq!(last_checkpoint(&out.join("checkpoints/distill")), Some((1, true)), "epoch 1's checkpoint stays, finite");
+    assert!(!out.join("student.onnx").exists());
+}
+
+#[test]
+fn a_nan_temperature_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe("[]", "none")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml", "--dry-run", "--set", "distill.temperature=.nan"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("distill.temperature"), "{}", r.stderr);
+}
+
+#[test]
+fn the_recipe_name_cannot_leave_the_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("work")).unwrap();
+    for name in ["../../escaped", "/tmp/absolute", "a/b", "..", ".hidden", ""] {
+        let recipe = tiny_recipe("[]", "none").replace("name: tiny", &format!("name: '{name}'"));
+        std::fs::write(dir.path().join("work/r.yaml"), recipe).unwrap();
+        let r = run_in(&dir.path().join("work"), &["--recipe", "r.yaml", "--dry-run"]);
+        assert_eq!(r.code, 2, "{name}: {}", r.stderr);
+        assert!(r.stderr.contains("name: `"), "{name}: {}", r.stderr);
+    }
+    assert!(!dir.path().join("escaped").exists() && !dir.path().join("work/out").exists());
+}
+
+#[test]
+fn a_dry_run_refuses_out_of_range_numbers_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe("[]", "none")).unwrap();
+    let cases = [
+        ("student.width=0", "student.width"),
+        ("student.width=-1", "student.width"),
+        ("student.width=.nan", "student.width"),
+        ("student.width=.inf", "student.width"),
+        ("train.threads=100000", "train.threads"),
+        ("train.threads=9223372036854775807", "train.threads"),
+        ("data.synthetic.train_size=1000000000", "data.synthetic"),
+        ("data.image_size=10000", "data.image_size"),
+        ("validate.gates.0.min=.nan", "validate.gates.0"),
+        ("train.optimizer.sgd.momentum=1.5", "train.optimizer.sgd.momentum"),
+        ("distill.loss_weights.ce=-1", "distill.loss_weights.ce"),
+    ];
+    for (set, key) in cases {
+        let r = run_in(dir.path(), &["--recipe", "r.yaml", "--dry-run", "--set", set]);
+        assert_eq!(r.code, 2, "{set}: {}", r.stderr);
+        assert!(r.stderr.contains(key), "{set}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{set}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn out_into_a_folder_of_the_users_never_replaces_their_files() {
+    let _serial = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe("[]", "none")).unwrap();
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("student.onnx"), b"my own model").unwrap();
+    std::fs::write(mine.join("notes.txt"), b"my notes").unwrap();
+    let run = |extra: &[&str]| run_in(dir.path(), &[&["--recipe", "r.yaml", "--out", "mine"], extra].concat());
+
+    let r = run(&[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("student.onnx"), "{}", r.stderr);
+    let r = run(&["--overwrite"]);
+    assert_eq!(r.code, 2, "a file of the user's is never replaced: {}", r.stderr);
+    assert_eq!(std::fs::read(mine.join("student.onnx")).unwrap(), b"my own model");
+
+    std::fs::remove_file(mine.join("student.onnx")).unwrap();
+    let r = run(&[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("notes.txt") && r.stderr.contains("--overwrite"), "{}", r.stderr);
+    let r = run(&["--overwrite"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(mine.join("student.onnx").is_file() && mine.join("report.json").is_file());
+
+    // The tool's own files are replaced, the user's stay, even inside checkpoints/.
+    std::fs::create_dir_all(mine.join("checkpoints/mydata")).unwrap();
+    std::fs::write(mine.join("checkpoints/mydata/thesis.tex"), b"chapter 1").unwrap();
+    let r = run(&["--overwrite"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read(mine.join("notes.txt")).unwrap(), b"my notes");
+    assert_eq!(std::fs::read(mine.join("checkpoints/mydata/thesis.tex")).unwrap(), b"chapter 1");
+}
