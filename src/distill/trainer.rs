@@ -3,7 +3,7 @@
 //! every epoch and resuming from them. A normal run is the one-learner case; `compress compare`
 //! the N-learner case. Loss sums stay on the device and are read once per epoch.
 
-use super::checkpoint::{self, Checkpoint, Identity, Meta};
+use super::checkpoint::{self, Checkpoint, Expect, Identity, Meta};
 use super::learner::{teacher_outputs, Learner};
 use super::methods::Method;
 use super::record::EpochMetrics;
@@ -82,7 +82,7 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
         return Err(crate::bad_input!("train.batch_size {} exceeds the {} training images", cfg.batch_size, inp.train.len()));
     }
     let dirs = checkpoint_dirs(learners, inp);
-    let mut at = resume(learners, &dirs, inp)?;
+    let mut at = resume(learners, &dirs, inp, &Expect { epochs: cfg.epochs, steps_per_epoch })?;
     if at.first_epoch == 1 {
         for l in learners.iter() {
             l.prepare(inp.train, inp.test, inp.teachers, cfg.batch_size as i64, inp.seed)?;
@@ -177,7 +177,7 @@ fn checkpoint_dirs(learners: &[Learner], inp: &TrainInputs) -> Vec<Option<PathBu
 
 /// A fresh start, or (with `inp.resume`) every learner restored from its checkpoint; all of
 /// them must stand at the same epoch, step and generator state.
-fn resume(learners: &mut [Learner], dirs: &[Option<PathBuf>], inp: &TrainInputs) -> anyhow::Result<Progression> {
+fn resume(learners: &mut [Learner], dirs: &[Option<PathBuf>], inp: &TrainInputs, expect: &Expect) -> anyhow::Result<Progression> {
     let fresh = || TrainOutcome { method_summary: None, epochs: vec![], best_top1: -1.0, best_epoch: 0, final_top1: 0.0, best_state: None };
     let mut at = Progression { rng: Rng::new(inp.seed), step: 0, first_epoch: 1, tracks: learners.iter().map(|_| fresh()).collect() };
     if !inp.resume {
@@ -186,7 +186,7 @@ fn resume(learners: &mut [Learner], dirs: &[Option<PathBuf>], inp: &TrainInputs)
     let mut found: Option<(usize, usize, [u64; 4])> = None;
     for (k, dir) in dirs.iter().enumerate() {
         let Some(dir) = dir else { continue };
-        let Some(ck) = checkpoint::load(dir, &inp.identity)? else { continue };
+        let Some(ck) = checkpoint::load(dir, &inp.identity, expect)? else { continue };
         let here = (ck.meta.epoch, ck.meta.step, ck.meta.rng);
         if found.is_some_and(|f| f != here) {
             return Err(crate::bad_input!("cannot resume: the checkpoints under {} stand at different epochs", dir.display()));
@@ -214,6 +214,7 @@ fn save(dir: &std::path::Path, learner: &Learner, at: &Progression, k: usize, ep
         best_top1: track.best_top1,
         best_epoch: track.best_epoch,
         state_file: format!("state-{epoch}.safetensors"),
+        state_sha256: String::new(),
     };
     checkpoint::save(dir, &meta, &model_state(learner.student, learner.method), &learner.opt.buffers())
 }
