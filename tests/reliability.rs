@@ -125,3 +125,34 @@ fn out_into_a_folder_of_the_users_never_replaces_their_files() {
     assert_eq!(std::fs::read(mine.join("notes.txt")).unwrap(), b"my notes");
     assert_eq!(std::fs::read(mine.join("checkpoints/mydata/thesis.tex")).unwrap(), b"chapter 1");
 }
+
+#[test]
+fn a_second_run_into_a_busy_folder_is_refused() {
+    use std::os::unix::io::AsRawFd;
+    let _serial = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe("[]", "none")).unwrap();
+    let busy = dir.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    // Another run holds the folder's lock.
+    let held = std::fs::File::create(busy.join(".compress.lock")).unwrap();
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+    let r = run_in(dir.path(), &["--recipe", "r.yaml", "--out", "busy"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("in use by another compress run"), "{}", r.stderr);
+    assert!(!busy.join("student.onnx").exists());
+    drop(held);
+    let r = run_in(dir.path(), &["--recipe", "r.yaml", "--out", "busy"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn a_write_that_fails_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // The target is a folder: the rename fails after the temporary was written.
+    std::fs::create_dir(dir.path().join("report.json")).unwrap();
+    std::fs::write(dir.path().join("report.json/keep"), b"x").unwrap();
+    assert!(compress::fsio::write_atomic(&dir.path().join("report.json"), b"{}").is_err());
+    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, vec!["report.json".to_string()]);
+}

@@ -61,9 +61,14 @@ pub fn save(dir: &Path, meta: &Meta, model: &[(String, Tensor)], momentum: &[(St
         .chain(momentum.iter().map(|(n, t)| (format!("{MOMENTUM}{n}"), t.detach().to_device(tch::Device::Cpu))))
         .collect();
     let tmp = dir.join(format!(".{}.tmp", meta.state_file));
-    Tensor::write_safetensors(&named, &tmp)?;
-    let state_sha256 = crate::fsio::sha256_hex(&std::fs::read(&tmp)?);
-    std::fs::rename(&tmp, dir.join(&meta.state_file))?;
+    let written = Tensor::write_safetensors(&named, &tmp).map_err(anyhow::Error::from).and_then(|()| {
+        let state_sha256 = crate::fsio::sha256_hex(&std::fs::read(&tmp)?);
+        std::fs::rename(&tmp, dir.join(&meta.state_file))?;
+        Ok(state_sha256)
+    });
+    let state_sha256 = written.inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
     let meta = Meta { state_sha256, ..meta.clone() };
     crate::fsio::write_atomic(&dir.join("last.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
     // Older state files are no longer referenced.

@@ -90,6 +90,7 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
         return Err(bad_input!("{} already holds a comparison; pass --overwrite to replace it or --out to choose another folder", out.display()));
     }
     super::output::claim(&out, &["comparison.json".into(), "comparison.md".into()], opts.overwrite, true)?;
+    let _lock = super::output::lock(&out)?;
     super::set_threads(&plan);
     let (train, test) = super::load::data(&plan.data, plan.seed)?;
     let evaluation = evaluate_teachers(&plan.teachers, &test)?;

@@ -53,7 +53,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     let mut stages = Stages(Vec::new(), Instant::now());
     let plan = Plan::resolve(&opts.recipe, &opts.sets, opts.device.as_deref())?;
     let out = opts.out.clone().unwrap_or_else(|| plan::default_out(&plan.name));
-    output::prepare(&out, opts, &output::run_names(&plan))?;
+    let _lock = output::prepare(&out, opts, &output::run_names(&plan))?;
     print_plan(&plan, &out);
     if opts.dry_run {
         return Ok(Outcome::Passed);

@@ -16,6 +16,25 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 pub const MANIFEST: &str = ".compress-manifest.json";
+/// Held (an exclusive `flock`) by the run writing in the folder, released when it ends however
+/// it ends; a second run into the same folder is refused while it is held.
+pub const LOCK: &str = ".compress.lock";
+
+/// The held lock of an output folder.
+pub struct Lock(#[allow(dead_code)] std::fs::File);
+
+/// Takes the folder's lock, or refuses when another run holds it.
+pub fn lock(out: &Path) -> anyhow::Result<Lock> {
+    use std::os::unix::io::AsRawFd;
+    let path = out.join(LOCK);
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| bad_input!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a file descriptor this process owns; it is released when the file closes.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(bad_input!("{} is in use by another compress run; wait for it to end or choose another --out", out.display()));
+    }
+    Ok(Lock(file))
+}
 
 /// Names the tool writes; a folder without a manifest that holds `report.json`, `checkpoints/`
 /// or `comparison.json` was written by an earlier version, and these names in it are its own.
@@ -30,8 +49,8 @@ pub fn run_names(plan: &Plan) -> Vec<String> {
 
 /// Refuses to overwrite a finished run (its `report.json`) or an interrupted one (its
 /// checkpoints) unless asked: `--overwrite` starts over, `--resume` continues. Then claims the
-/// folder for `names` (see [`claim`]).
-pub fn prepare(out: &Path, opts: &RunOptions, names: &[String]) -> anyhow::Result<()> {
+/// folder for `names` (see [`claim`]) and, unless this is a dry run, holds its lock.
+pub fn prepare(out: &Path, opts: &RunOptions, names: &[String]) -> anyhow::Result<Option<Lock>> {
     let report = out.join("report.json");
     let checkpoints = out.join("checkpoints");
     if opts.resume && opts.overwrite {
@@ -48,10 +67,14 @@ pub fn prepare(out: &Path, opts: &RunOptions, names: &[String]) -> anyhow::Resul
         return Err(bad_input!("{} holds an interrupted run: pass --resume to continue it or --overwrite to start over", out.display()));
     }
     claim(out, names, opts.overwrite, !opts.dry_run)?;
-    if opts.overwrite && !opts.dry_run {
+    if opts.dry_run {
+        return Ok(None);
+    }
+    let held = lock(out)?;
+    if opts.overwrite {
         clear_previous_run(out)?;
     }
-    Ok(())
+    Ok(Some(held))
 }
 
 /// Makes `out` the tool's folder for `names`: refuses when a file there that the tool did not
@@ -110,7 +133,7 @@ fn foreign(out: &Path, owned: &BTreeSet<String>) -> Vec<String> {
     let mut found: Vec<String> = entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != MANIFEST && !owned.contains(n))
+        .filter(|n| n != MANIFEST && n != LOCK && !owned.contains(n))
         .filter(|n| !n.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).is_some_and(|n| owned.contains(n) || n == MANIFEST))
         .collect();
     found.sort();
