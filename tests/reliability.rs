@@ -156,3 +156,73 @@ fn a_write_that_fails_leaves_no_temporary_file() {
     let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, vec!["report.json".to_string()]);
 }
+
+#[test]
+fn recipes_that_are_not_regular_files_or_nest_too_deep_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let deep = format!("version: 1\nname: x\ndata: {}1{}\n", "[".repeat(5000), "]".repeat(5000));
+    std::fs::write(dir.path().join("deep.yaml"), deep).unwrap();
+    for (args, what) in [
+        (vec!["--recipe", "/dev/zero"], "not a regular file"),
+        (vec!["--recipe", "fifo.yaml"], "not a regular file"),
+        (vec!["inspect", "/dev/zero"], "not a regular file"),
+        (vec!["inspect", "fifo.yaml"], "not a regular file"),
+        (vec!["--recipe", "deep.yaml"], "deeper than"),
+    ] {
+        let started = std::time::Instant::now();
+        let r = run_in(dir.path(), &args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(what), "{args:?}: {}", r.stderr);
+        assert!(started.elapsed().as_secs() < 20, "{args:?} took {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn recipe_type_errors_name_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe("[]", "none")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml", "--dry-run", "--set", "train.batch_size=.nan"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("train.batch_size:"), "{}", r.stderr);
+    // Without --set the line is named too.
+    std::fs::write(dir.path().join("t.yaml"), tiny_recipe("[]", "none").replace("epochs: 1", "epochs: three")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "t.yaml", "--dry-run"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("train.epochs:") && r.stderr.contains("line 13"), "{}", r.stderr);
+}
+
+#[test]
+fn a_teacher_libtorch_rejects_is_bad_input_naming_the_node() {
+    use compress::graph::{Dim, Graph, ValueDecl};
+    use onnx_protobuf::NodeProto;
+    let dir = tempfile::tempdir().unwrap();
+    let mut conv = NodeProto::new();
+    conv.op_type = "Conv".into();
+    conv.name = "mismatched_conv".into();
+    conv.input = vec!["x".into(), "w".into()];
+    conv.output = vec!["y".into()];
+    let mut flat = NodeProto::new();
+    flat.op_type = "GlobalAveragePool".into();
+    flat.name = "pool".into();
+    flat.input = vec!["y".into()];
+    flat.output = vec!["logits".into()];
+    // The weight expects 5 input channels; images have 3.
+    let g = Graph {
+        name: "bad".into(),
+        opset: 13,
+        producer: "test".into(),
+        inputs: vec![ValueDecl { name: "x".into(), elem_type: 1, dims: vec![Dim::Symbolic("N".into()), Dim::Fixed(3), Dim::Fixed(32), Dim::Fixed(32)] }],
+        outputs: vec![ValueDecl { name: "logits".into(), elem_type: 1, dims: vec![] }],
+        initializers: vec![("w".into(), tch::Tensor::zeros([10, 5, 3, 3], (tch::Kind::Float, tch::Device::Cpu)))],
+        nodes: vec![conv, flat],
+        metadata: vec![],
+    };
+    compress::onnx::model_file::write(&g.to_model(8).unwrap(), &dir.path().join("bad.onnx")).unwrap();
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe("[{name: bad, onnx: bad.onnx, input: {layout: nchw}}]", "kd")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml", "--dry-run"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("teachers.0") && r.stderr.contains("mismatched_conv"), "{}", r.stderr);
+}

@@ -1,14 +1,18 @@
 //! Reading and writing ONNX model files: protobuf parsing with errors that name the file,
-//! external-data inlining with path-safety checks, and atomic writes.
+//! external-data inlining with path-safety checks (each tensor reads only its own range of a
+//! regular file), and atomic writes.
 
 use crate::bad_input;
 use onnx_protobuf::tensor_proto::DataLocation;
 use onnx_protobuf::{Message, ModelProto, TensorProto};
 use std::path::{Component, Path, PathBuf};
 
+/// The largest model file read: protobuf's own limit (external data lies beside it).
+pub const MAX_MODEL_BYTES: u64 = 2 << 30;
+
 /// Reads a model and inlines every initializer stored as external data.
 pub fn read(path: &Path) -> anyhow::Result<ModelProto> {
-    let bytes = std::fs::read(path).map_err(|e| bad_input!("cannot read model file {}: {e}", path.display()))?;
+    let bytes = crate::fsio::read_regular(path, "model file", MAX_MODEL_BYTES)?;
     let mut model = ModelProto::parse_from_bytes(&bytes).map_err(|e| bad_input!("{} is not a valid ONNX model: {e}", path.display()))?;
     // A bare file name has an empty parent: its folder is the current one.
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -44,22 +48,8 @@ fn inline_external(t: &mut TensorProto, dir: &Path, model: &Path) -> anyhow::Res
     let location = location.ok_or_else(|| bad_field(t, model, "location"))?;
     let file =
         safe_join(dir, &location).map_err(|why| bad_input!("{}: initializer `{}` external data location `{location}` {why}", model.display(), t.name))?;
-    let data =
-        std::fs::read(&file).map_err(|e| bad_input!("{}: initializer `{}`: cannot read external data {}: {e}", model.display(), t.name, file.display()))?;
-    let end = match length {
-        Some(len) => offset + len,
-        None => data.len() as u64,
-    };
-    if offset > end || end > data.len() as u64 {
-        return Err(bad_input!(
-            "{}: initializer `{}`: external data range {offset}..{end} is outside {} ({} bytes)",
-            model.display(),
-            t.name,
-            file.display(),
-            data.len()
-        ));
-    }
-    t.raw_data = data[offset as usize..end as usize].to_vec();
+    let what = format!("{}: initializer `{}`: external data", model.display(), t.name);
+    t.raw_data = crate::fsio::read_range(&file, &what, offset, length)?;
     t.external_data.clear();
     t.data_location = DataLocation::DEFAULT.into();
     Ok(())

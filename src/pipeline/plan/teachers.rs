@@ -10,8 +10,9 @@ use crate::teacher::{Teacher, TeacherSpec};
 use std::path::Path;
 use tch::Device;
 
-/// Loads every teacher; None when any has a problem (all are reported). A failure that is not
-/// the user's (libtorch, memory) ends the plan.
+/// Loads every teacher; None when any has a problem (all are reported). libtorch rejecting the
+/// model's own computation (shapes, types: the error names the node) is the model's problem; a
+/// failure that is not the user's (memory, the device) ends the plan.
 pub fn load(
     recipe: &mut Recipe,
     base: &Path,
@@ -31,7 +32,7 @@ pub fn load(
                 problems.extend(check(i, &teacher, classes, uses));
                 teachers.push(teacher)
             }
-            Err(e) if is_bad_input(&e) => problems.push(format!("teachers.{i} ({}): {e:#}", t.name)),
+            Err(e) if is_bad_input(&e) || rejected_by_libtorch(&e) => problems.push(format!("teachers.{i} ({}): {e:#}", t.name)),
             Err(e) => return Err(e),
         }
     }
@@ -89,4 +90,11 @@ fn check(i: usize, teacher: &Teacher, classes: Option<usize>, uses: &[MethodUse]
         }
     }
     problems
+}
+
+/// Whether libtorch refused a computation of the model (an error from a kernel, the node named
+/// in its context), as opposed to running out of memory or losing the device.
+fn rejected_by_libtorch(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    e.chain().any(|c| c.is::<tch::TchError>()) && !["out of memory", "CUDA error", "cudaError"].iter().any(|m| text.contains(m))
 }
