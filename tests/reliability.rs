@@ -226,3 +226,116 @@ fn a_teacher_libtorch_rejects_is_bad_input_naming_the_node() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("teachers.0") && r.stderr.contains("mismatched_conv"), "{}", r.stderr);
 }
+
+/// A one-input graph whose nodes produce `out`, written to `dir/name`.
+fn write_model(
+    dir: &std::path::Path,
+    name: &str,
+    input: Vec<compress::graph::Dim>,
+    nodes: Vec<onnx_protobuf::NodeProto>,
+    inits: Vec<(&str, tch::Tensor)>,
+    out: &str,
+) -> onnx_protobuf::ModelProto {
+    use compress::graph::{Graph, ValueDecl};
+    let g = Graph {
+        name: "m".into(),
+        opset: 13,
+        producer: "test".into(),
+        inputs: vec![ValueDecl { name: "x".into(), elem_type: 1, dims: input }],
+        outputs: vec![ValueDecl { name: out.into(), elem_type: 1, dims: vec![] }],
+        initializers: inits.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),
+        nodes,
+        metadata: vec![],
+    };
+    let model = g.to_model(8).unwrap();
+    compress::onnx::model_file::write(&model, &dir.join(name)).unwrap();
+    model
+}
+
+fn op(op: &str, inputs: &[&str], out: &str, attrs: Vec<onnx_protobuf::AttributeProto>) -> onnx_protobuf::NodeProto {
+    let mut n = onnx_protobuf::NodeProto::new();
+    n.op_type = op.into();
+    n.name = format!("{out}_node");
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = vec![out.into()];
+    n.attribute = attrs;
+    n
+}
+
+#[test]
+fn malformed_models_are_bad_input_not_panics() {
+    use compress::graph::Dim::Fixed;
+    use compress::onnx::attr::{int, ints};
+    use tch::{Device, Kind, Tensor};
+    let dir = tempfile::tempdir().unwrap();
+    let w = || Tensor::zeros([4, 3, 3, 3], (Kind::Float, Device::Cpu));
+    write_model(dir.path(), "conv_rank1.onnx", vec![Fixed(12)], vec![op("Conv", &["x", "w"], "y", vec![])], vec![("w", w())], "y");
+    write_model(
+        dir.path(),
+        "conv_strides.onnx",
+        vec![Fixed(1), Fixed(3), Fixed(8), Fixed(8)],
+        vec![op("Conv", &["x", "w"], "y", vec![ints("strides", &[0, 0])])],
+        vec![("w", w())],
+        "y",
+    );
+    write_model(
+        dir.path(),
+        "flatten_axis.onnx",
+        vec![Fixed(1), Fixed(3), Fixed(8), Fixed(8)],
+        vec![op("Flatten", &["x"], "y", vec![int("axis", 7)])],
+        vec![],
+        "y",
+    );
+    write_model(dir.path(), "huge_input.onnx", vec![Fixed(1), Fixed(3), Fixed(8000), Fixed(8000)], vec![op("Relu", &["x"], "y", vec![])], vec![], "y");
+    let mut negative = write_model(
+        dir.path(),
+        "neg.onnx",
+        vec![Fixed(1), Fixed(4)],
+        vec![op("Add", &["x", "b"], "y", vec![])],
+        vec![("b", Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)))],
+        "y",
+    );
+    negative.graph.as_mut().unwrap().initializer[0].dims = vec![-1, -4];
+    compress::onnx::model_file::write(&negative, &dir.path().join("neg.onnx")).unwrap();
+    let mut overflow = negative.clone();
+    overflow.graph.as_mut().unwrap().initializer[0].dims = vec![i64::MAX, 4];
+    compress::onnx::model_file::write(&overflow, &dir.path().join("overflow.onnx")).unwrap();
+    for (file, what) in [
+        ("conv_rank1.onnx", "conv_rank1"),
+        ("conv_strides.onnx", "strides"),
+        ("flatten_axis.onnx", "axis 7"),
+        ("huge_input.onnx", "COMPRESS_MAX_INPUT_VALUES"),
+        ("neg.onnx", "negative"),
+        ("overflow.onnx", "negative"),
+    ] {
+        let started = std::time::Instant::now();
+        let r = run_in(dir.path(), &["inspect", file]);
+        assert_eq!(r.code, 2, "{file}: {}", r.stderr);
+        assert!(r.stderr.contains(what) || r.stderr.contains("y_node"), "{file}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked") && !r.stderr.contains("Internal torch error"), "{file}: {}", r.stderr);
+        assert!(started.elapsed().as_secs() < 20, "{file} took {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn a_range_whose_bounds_disagree_with_its_step_is_empty() {
+    use compress::graph::Dim::Fixed;
+    use tch::{Device, Kind, Tensor};
+    let dir = tempfile::tempdir().unwrap();
+    // Range(5, 0, 1) is empty in ONNX; its sum (0) is added to x.
+    let scalar = |v: f32| Tensor::from(v).to_kind(Kind::Float).to_device(Device::Cpu);
+    write_model(
+        dir.path(),
+        "range.onnx",
+        vec![Fixed(1), Fixed(3)],
+        vec![op("Range", &["s", "l", "d"], "r", vec![]), op("ReduceSum", &["r"], "z", vec![]), op("Add", &["x", "z"], "y", vec![])],
+        vec![("s", scalar(5.0)), ("l", scalar(0.0)), ("d", scalar(1.0))],
+        "y",
+    );
+    let r = run_in(dir.path(), &["inspect", "range.onnx", "--verify", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    for run in v["verify"]["runs"].as_array().unwrap() {
+        assert_eq!(run["outputs"][0]["max_abs_diff"].as_f64(), Some(0.0), "{}", v["verify"]);
+    }
+}

@@ -76,6 +76,12 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// The most values a probe input may have: 2^26 (a 4,096×4,096 RGB image at batch 1),
+/// `COMPRESS_MAX_INPUT_VALUES` overrides it.
+fn max_input_values() -> i64 {
+    std::env::var("COMPRESS_MAX_INPUT_VALUES").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 26)
+}
+
 /// A seeded random input of the declared shape, with `batch` for the batch dimension.
 fn probe_input(graph: &Graph, batch: i64, a: &InspectArgs) -> anyhow::Result<Tensor> {
     let input = graph.inputs.first().ok_or_else(|| bad_input!("{}: the model has no inputs", a.model.display()))?;
@@ -89,6 +95,15 @@ fn probe_input(graph: &Graph, batch: i64, a: &InspectArgs) -> anyhow::Result<Ten
             Dim::Symbolic(_) => 1,
         })
         .collect();
+    let limit = max_input_values();
+    let values = shape.iter().try_fold(1i64, |n, &d| if d < 0 { None } else { n.checked_mul(d) });
+    if values.is_none_or(|v| v > limit) {
+        return Err(bad_input!(
+            "{}: input `{}` declares shape {shape:?}, more than {limit} values to probe (COMPRESS_MAX_INPUT_VALUES raises the limit)",
+            a.model.display(),
+            input.name
+        ));
+    }
     tch::manual_seed(0);
     Ok(Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)))
 }

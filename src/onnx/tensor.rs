@@ -42,17 +42,25 @@ pub fn data_type_of(kind: Kind) -> anyhow::Result<DataType> {
     })
 }
 
+/// The most values one tensor may declare (2^31: 8 GiB of float32; a model's weights stay far
+/// below, and a corrupted shape is refused before anything is allocated).
+pub const MAX_ELEMENTS: i64 = 1 << 31;
+
 /// Decodes a tensor held in memory (raw bytes or the typed repeated fields).
 pub fn to_tch(t: &TensorProto) -> anyhow::Result<Tensor> {
     let kind = kind_of(t.data_type).ok_or_else(|| bad_input!("tensor `{}`: unsupported element type {}", t.name, t.data_type))?;
     let dims: Vec<i64> = t.dims.clone();
-    let numel: i64 = dims.iter().product();
+    let numel = dims
+        .iter()
+        .try_fold(1i64, |n, &d| if d < 0 { None } else { n.checked_mul(d) })
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| bad_input!("tensor `{}`: shape {dims:?} is negative or holds more than {MAX_ELEMENTS} values", t.name))?;
     if !t.raw_data.is_empty() {
         let want = numel as usize * kind.elt_size_in_bytes();
         if t.raw_data.len() != want {
             return Err(bad_input!("tensor `{}`: raw_data has {} bytes, shape {:?} of {:?} needs {want}", t.name, t.raw_data.len(), dims, kind));
         }
-        return Ok(Tensor::from_data_size(&t.raw_data, &dims, kind));
+        return Ok(Tensor::f_from_data_size(&t.raw_data, &dims, kind)?);
     }
     let flat = match kind {
         Kind::Float => Tensor::from_slice(&t.float_data),
@@ -68,7 +76,7 @@ pub fn to_tch(t: &TensorProto) -> anyhow::Result<Tensor> {
     if flat.numel() as i64 != numel {
         return Err(bad_input!("tensor `{}`: holds {} values, shape {:?} needs {numel}", t.name, flat.numel(), dims));
     }
-    Ok(flat.reshape(&dims))
+    Ok(flat.f_reshape(&dims)?)
 }
 
 /// Encodes a tch tensor (any device) as a `TensorProto` with `raw_data`.

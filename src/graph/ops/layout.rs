@@ -50,6 +50,9 @@ fn flatten(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         let x = ins.get(0)?;
         let rank = x.dim() as i64;
         let a = if axis < 0 { axis + rank } else { axis };
+        if !(0..=rank).contains(&a) {
+            return Err(bad_input!("node `{}` (Flatten): axis {axis} is outside -{rank}..={rank} for an input of shape {:?}", ins.node.name, x.size()));
+        }
         let dims = x.size();
         let outer: i64 = dims[..a as usize].iter().product();
         Ok(x.f_reshape([outer, -1])?)

@@ -42,6 +42,24 @@ impl Window {
         Ok(Window { kernel: a.ints("kernel_shape")?, strides: a.ints("strides")?, dilations: a.ints("dilations")?, pads: a.ints("pads")?, auto_pad })
     }
 
+    /// The attributes must fit `nd` spatial dimensions, with positive kernel, strides and
+    /// dilations and non-negative pads (ONNX leaves anything else undefined).
+    fn check(&self, ins: &super::Inputs, nd: usize) -> anyhow::Result<()> {
+        let fields =
+            [("kernel_shape", &self.kernel, nd, 1), ("strides", &self.strides, nd, 1), ("dilations", &self.dilations, nd, 1), ("pads", &self.pads, 2 * nd, 0)];
+        for (name, values, len, min) in fields {
+            let Some(v) = values else { continue };
+            if v.len() != len || v.iter().any(|&x| x < min) {
+                return Err(bad_input!(
+                    "node `{}` ({}): `{name}` {v:?} does not fit an input with {nd} spatial dimensions ({len} values, each at least {min})",
+                    ins.node.name,
+                    ins.node.op_type
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn ones(v: &Option<Vec<i64>>, nd: usize) -> Vec<i64> {
         v.clone().unwrap_or_else(|| vec![1; nd])
     }
@@ -95,7 +113,11 @@ fn conv(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(single(move |ins, _| {
         let x = ins.get(0)?;
         let w = ins.get(1)?;
-        let nd = w.dim().saturating_sub(2);
+        if x.dim() < 3 || w.dim() != x.dim() {
+            return Err(bad_input!("node `{}` (Conv): input {:?} and weight {:?} must have the same rank, at least 3", ins.node.name, x.size(), w.size()));
+        }
+        let nd = w.dim() - 2;
+        win.check(ins, nd)?;
         let kernel = win.kernel.clone().unwrap_or_else(|| w.size()[2..].to_vec());
         let spatial = &x.size()[2..];
         let (b, e) = win.pads(spatial, &kernel);
@@ -135,6 +157,7 @@ fn max_pool(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(single(move |ins, _| {
         let x = ins.get(0)?;
         pool_2d_check(ins, x)?;
+        win.check(ins, 2)?;
         let (b, e) = win.pads(&x.size()[2..], &kernel);
         let (x, pad) = apply_pads(x, &b, &e, f64::NEG_INFINITY)?;
         let strides = Window::ones(&win.strides, 2);
@@ -155,6 +178,7 @@ fn average_pool(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(single(move |ins, _| {
         let x = ins.get(0)?;
         pool_2d_check(ins, x)?;
+        win.check(ins, 2)?;
         let (b, e) = win.pads(&x.size()[2..], &kernel);
         if b != e && !include_pad {
             return Err(bad_input!("node `{}` (AveragePool): asymmetric pads without count_include_pad", ins.node.name));

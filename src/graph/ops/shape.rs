@@ -161,10 +161,22 @@ fn constant(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(single(move |_, _| Ok(held.tensor())))
 }
 
+/// The longest Range computed (a model's shape arithmetic never needs more).
+const MAX_RANGE: i64 = 1 << 24;
+
 fn range(_: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(single(|ins, _| {
         let kind = ins.get(0)?.kind();
         let (s, l, d) = (ins.opt_scalar(0)?.unwrap_or(0.0), ins.opt_scalar(1)?.unwrap_or(0.0), ins.opt_scalar(2)?.unwrap_or(1.0));
+        // ONNX: max(ceil((limit − start) / delta), 0) elements; bounds that disagree with the
+        // step's sign give an empty range, where torch's arange fails.
+        let n = ((l - s) / d).ceil().max(0.0);
+        if d == 0.0 || !n.is_finite() || n > MAX_RANGE as f64 {
+            return Err(bad_input!("node `{}` (Range): start {s}, limit {l}, delta {d} do not make a range of at most {MAX_RANGE} values", ins.node.name));
+        }
+        if n == 0.0 {
+            return Ok(Tensor::f_empty([0], (kind, Device::Cpu))?);
+        }
         Ok(Tensor::f_arange_start_step(s, l, d, (kind, Device::Cpu))?)
     }))
 }
