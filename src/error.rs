@@ -31,6 +31,24 @@ pub fn is_bad_input(err: &anyhow::Error) -> bool {
     err.chain().any(|e| e.is::<BadInput>())
 }
 
+/// Whether libtorch refused an operation because of its operands (shapes, ranks, types that do
+/// not fit), as opposed to running out of memory or losing the device.
+pub fn is_operand_error(err: &anyhow::Error) -> bool {
+    let text = format!("{err:#}");
+    err.chain().any(|e| e.is::<tch::TchError>())
+        && !["out of memory", "CUDA error", "cudaError", "CUBLAS_STATUS", "CUDNN_STATUS"].iter().any(|m| text.contains(m))
+}
+
+/// `err` in a node of a model: a libtorch refusal of the node's operands is the model's problem
+/// (bad input, the node named in `what`); anything else keeps its class.
+pub fn in_node(err: anyhow::Error, what: String) -> anyhow::Error {
+    if is_operand_error(&err) {
+        anyhow::Error::new(BadInput(format!("{what}: the model's values do not fit this operation: {err:#}")))
+    } else {
+        err.context(what)
+    }
+}
+
 /// Extension to mark an arbitrary error as bad input while adding context that names the input.
 pub trait BadInputContext<T> {
     fn bad_input<F: FnOnce() -> String>(self, what: F) -> anyhow::Result<T>;
@@ -45,6 +63,16 @@ impl<T, E: std::fmt::Display> BadInputContext<T> for Result<T, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_libtorch_refusal_in_a_node_is_bad_input() {
+        let refused =
+            tch::Tensor::zeros([2, 3], (tch::Kind::Float, tch::Device::Cpu)).f_matmul(&tch::Tensor::zeros([2, 3], (tch::Kind::Float, tch::Device::Cpu)));
+        let err = in_node(anyhow::Error::from(refused.unwrap_err()), "running node `fc` (Gemm)".into());
+        assert!(is_bad_input(&err) && err.to_string().contains("`fc`"), "{err:#}");
+        let other = in_node(anyhow::anyhow!("disk full"), "running node `fc` (Gemm)".into());
+        assert!(!is_bad_input(&other));
+    }
 
     #[test]
     fn bad_input_is_found_under_context() {

@@ -123,7 +123,7 @@ impl Executor {
             }
             let values = step.inputs.iter().map(|s| s.and_then(|s| known.get(&s))).collect();
             let outs = (step.kernel)(&Inputs { node: &step.node, values }, &ctx)
-                .map_err(|e| e.context(format!("folding constant node `{}` ({})", step.node.name, step.node.op_type)))?;
+                .map_err(|e| crate::error::in_node(e, format!("folding constant node `{}` ({})", step.node.name, step.node.op_type)))?;
             for (slot, t) in step.outputs.iter().zip(outs) {
                 if let Some(s) = slot {
                     let t = if is_float(t.kind()) { t.to_device(device) } else { t };
@@ -195,7 +195,7 @@ impl Executor {
         for step in &self.steps {
             let values = step.inputs.iter().map(|s| s.and_then(|s| slots[s].as_ref())).collect();
             let outs = (step.kernel)(&Inputs { node: &step.node, values }, &ctx)
-                .map_err(|e| e.context(format!("running node `{}` ({})", step.node.name, step.node.op_type)))?;
+                .map_err(|e| crate::error::in_node(e, format!("running node `{}` ({})", step.node.name, step.node.op_type)))?;
             let mut outs = outs.into_iter();
             for (slot, name) in step.outputs.iter().zip(&step.node.output) {
                 let t = outs.next();

@@ -4,7 +4,7 @@
 
 use super::methods::MethodUse;
 use crate::data::preprocess::Preprocess;
-use crate::error::is_bad_input;
+use crate::error::{is_bad_input, is_operand_error};
 use crate::recipe::schema::{Recipe, TeacherEntry};
 use crate::teacher::{Teacher, TeacherSpec};
 use std::path::Path;
@@ -32,7 +32,7 @@ pub fn load(
                 problems.extend(check(i, &teacher, classes, uses));
                 teachers.push(teacher)
             }
-            Err(e) if is_bad_input(&e) || rejected_by_libtorch(&e) => problems.push(format!("teachers.{i} ({}): {e:#}", t.name)),
+            Err(e) if is_bad_input(&e) || is_operand_error(&e) => problems.push(format!("teachers.{i} ({}): {e:#}", t.name)),
             Err(e) => return Err(e),
         }
     }
@@ -90,11 +90,4 @@ fn check(i: usize, teacher: &Teacher, classes: Option<usize>, uses: &[MethodUse]
         }
     }
     problems
-}
-
-/// Whether libtorch refused a computation of the model (an error from a kernel, the node named
-/// in its context), as opposed to running out of memory or losing the device.
-fn rejected_by_libtorch(e: &anyhow::Error) -> bool {
-    let text = format!("{e:#}");
-    e.chain().any(|c| c.is::<tch::TchError>()) && !["out of memory", "CUDA error", "cudaError"].iter().any(|m| text.contains(m))
 }
