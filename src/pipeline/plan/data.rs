@@ -2,6 +2,7 @@
 //! synthetic spec), subsets, augmentation, the student's input transform and the number of
 //! classes known before loading.
 
+use super::Checked;
 use crate::data::augment::Augment;
 use crate::data::preprocess::{Layout, Preprocess};
 use crate::data::synthetic::SyntheticSpec;
@@ -34,10 +35,11 @@ pub struct DataPlan {
     pub classes: Option<usize>,
 }
 
-/// Checks `recipe.data` (its folders made absolute against `base`) and returns it resolved.
-pub fn resolve(recipe: &mut Recipe, base: &Path, problems: &mut Vec<String>) -> Option<DataPlan> {
-    let found = problems.len();
-    let source = source(recipe, base, problems);
+/// Checks `recipe.data` (its folders made absolute against `base`) and returns it resolved, or
+/// its problems.
+pub fn resolve(recipe: &mut Recipe, base: &Path) -> Checked<DataPlan> {
+    let mut problems = Vec::new();
+    let source = source(recipe, base, &mut problems);
     let d = &recipe.data;
     if !(MIN_IMAGE_SIZE..=MAX_IMAGE_SIZE).contains(&d.image_size) {
         problems.push(format!("data.image_size must be in {MIN_IMAGE_SIZE}..={MAX_IMAGE_SIZE}, got {}", d.image_size));
@@ -52,13 +54,10 @@ pub fn resolve(recipe: &mut Recipe, base: &Path, problems: &mut Vec<String>) -> 
     if let Err(e) = preprocess.validate("data.normalize") {
         problems.push(format!("{e:#}"));
     }
-    let source = source?;
-    if problems.len() > found {
-        return None;
-    }
+    let Some(source) = source.filter(|_| problems.is_empty()) else { return Err(problems) };
     let classes = class_count(recipe);
     let d = &recipe.data;
-    Some(DataPlan {
+    Ok(DataPlan {
         source,
         format: d.format,
         image_size: d.image_size,

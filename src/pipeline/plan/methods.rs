@@ -31,8 +31,10 @@ impl MethodUse {
     }
 }
 
-/// Every method section, checked; the run's `distill` comes first.
-pub fn resolve(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<MethodUse> {
+/// Every method section that checks out (the run's `distill` first), and the problems of the
+/// others.
+pub fn resolve(recipe: &Recipe) -> (Vec<MethodUse>, Vec<String>) {
+    let mut problems = Vec::new();
     let names: Vec<String> = recipe.teachers.iter().map(|t| t.name.clone()).collect();
     let mut sections = vec![("distill".to_string(), recipe.distill.method.clone(), recipe.distill.clone())];
     if let Some(c) = &recipe.compare {
@@ -51,7 +53,7 @@ pub fn resolve(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<MethodUse> {
             Err(e) => problems.push(format!("{key}: {e:#}")),
         }
     }
-    uses
+    (uses, problems)
 }
 
 /// The problems of one method section under `key`.

@@ -19,6 +19,9 @@ use crate::teacher::Teacher;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
+/// A section resolved, or its problems (each naming its key).
+pub type Checked<T> = Result<T, Vec<String>>;
+
 /// The recipe resolved: what every stage needs, checked and typed.
 pub struct Plan {
     /// The recipe's `name` (the default output folder).
@@ -51,19 +54,24 @@ impl Plan {
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut problems = check_version(&recipe);
         let device = resolve_device(&recipe, device_override, &mut problems);
-        let data = data::resolve(&mut recipe, &base, &mut problems);
-        let uses = methods::resolve(&recipe, &mut problems);
+        let data = data::resolve(&mut recipe, &base);
+        let (uses, method_problems) = methods::resolve(&recipe);
         let classes = data::class_count(&recipe);
-        let student = student::resolve(&mut recipe, &base, device, classes, &methods::student_taps(&uses), &mut problems);
-        problems.extend(sections::check(&recipe, student.as_ref()));
-        let teachers = teachers::load(&mut recipe, &base, device, classes, &uses, &mut problems)?;
+        let student = student::resolve(&mut recipe, &base, device, classes, &methods::student_taps(&uses));
+        let section_problems = sections::check(&recipe, student.as_ref().ok());
+        let teachers = teachers::load(&mut recipe, &base, device, classes, &uses)?;
+        for found in
+            [data.as_ref().err(), Some(&method_problems), student.as_ref().err(), Some(&section_problems), teachers.as_ref().err()].into_iter().flatten()
+        {
+            problems.extend(found.iter().cloned());
+        }
         if problems.is_empty() {
-            if let (Some(s), Some(all)) = (&student, &teachers) {
+            if let (Ok(s), Ok(all)) = (&student, &teachers) {
                 problems.extend(methods::try_build(&uses, s, all, recipe.train.batch_size));
             }
         }
         match (data, student, teachers) {
-            (Some(data), Some(student), Some(teachers)) if problems.is_empty() => Ok(assemble(recipe, resolved_yaml, device, data, student, teachers, uses)),
+            (Ok(data), Ok(student), Ok(teachers)) if problems.is_empty() => Ok(assemble(recipe, resolved_yaml, device, data, student, teachers, uses)),
             _ => Err(bad_input!("recipe {} has {} problem(s):\n  - {}", path.display(), problems.len().max(1), problems.join("\n  - "))),
         }
     }

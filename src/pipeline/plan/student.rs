@@ -1,6 +1,7 @@
 //! The `student` section resolved: a known architecture or an ONNX file that loads, runs and
 //! fits the data, its architecture spec, and the shapes of the taps the methods read from it.
 
+use super::Checked;
 use crate::recipe::schema::{Recipe, Student as StudentSpec};
 use crate::zoo::ArchSpec;
 use std::path::Path;
@@ -31,7 +32,7 @@ impl StudentPlan {
 /// Checks the student (built once on the CPU, or on `device` for an ONNX file) against the
 /// data's `classes` (10 when unknown, which is reported elsewhere) and the taps the methods
 /// read (`wanted`).
-pub fn resolve(recipe: &mut Recipe, base: &Path, device: Device, classes: Option<usize>, wanted: &[String], problems: &mut Vec<String>) -> Option<StudentPlan> {
+pub fn resolve(recipe: &mut Recipe, base: &Path, device: Device, classes: Option<usize>, wanted: &[String]) -> Checked<StudentPlan> {
     if let Some(path) = recipe.student.onnx.as_mut() {
         *path = base.join(&*path);
     }
@@ -40,25 +41,23 @@ pub fn resolve(recipe: &mut Recipe, base: &Path, device: Device, classes: Option
     let (arch, build_on) = match (&s.arch, &s.onnx) {
         (Some(name), None) => {
             if !crate::zoo::names().contains(&name.as_str()) {
-                problems.push(format!("student.arch: unknown architecture `{name}` (known: {})", crate::zoo::names().join(", ")));
-                return None;
+                return Err(vec![format!("student.arch: unknown architecture `{name}` (known: {})", crate::zoo::names().join(", "))]);
             }
             if !(s.width > 0.0 && s.width <= 16.0) {
-                problems.push(format!("student.width: must be a positive number up to 16, got {}", s.width));
-                return None;
+                return Err(vec![format!("student.width: must be a positive number up to 16, got {}", s.width)]);
             }
             (ArchSpec { num_classes: classes.unwrap_or(10) as i64, width: s.width, image_size }, Device::Cpu)
         }
         (None, Some(path)) => {
             if !path.is_file() {
-                problems.push(format!("student.onnx: file {} does not exist", path.display()));
-                return None;
+                return Err(vec![format!("student.onnx: file {} does not exist", path.display())]);
             }
-            (ArchSpec { num_classes: classes? as i64, width: 1.0, image_size }, device)
+            // Without a class count the data's own problem is reported.
+            let Some(classes) = classes else { return Err(vec![]) };
+            (ArchSpec { num_classes: classes as i64, width: 1.0, image_size }, device)
         }
         _ => {
-            problems.push("student: give exactly one of `arch` and `onnx`".into());
-            return None;
+            return Err(vec!["student: give exactly one of `arch` and `onnx`".into()]);
         }
     };
     // A zoo student that no method taps needs no trial build.
@@ -68,10 +67,7 @@ pub fn resolve(recipe: &mut Recipe, base: &Path, device: Device, classes: Option
         crate::student::source::build(s, &arch, build_on).and_then(|g| if wanted.is_empty() { Ok(vec![]) } else { crate::student::resolve_taps(&g, wanted) })
     };
     match built {
-        Ok(taps) => Some(StudentPlan { source: s.clone(), arch, label: s.label(), taps: taps.into_iter().map(|t| (t.alias, t.shape)).collect() }),
-        Err(e) => {
-            problems.push(format!("student: {e:#}"));
-            None
-        }
+        Ok(taps) => Ok(StudentPlan { source: s.clone(), arch, label: s.label(), taps: taps.into_iter().map(|t| (t.alias, t.shape)).collect() }),
+        Err(e) => Err(vec![format!("student: {e:#}")]),
     }
 }

@@ -3,6 +3,7 @@
 //! against the data's classes.
 
 use super::methods::MethodUse;
+use super::Checked;
 use crate::data::preprocess::Preprocess;
 use crate::error::{is_bad_input, is_operand_error};
 use crate::recipe::schema::{Recipe, TeacherEntry};
@@ -13,20 +14,13 @@ use tch::Device;
 /// Loads every teacher; None when any has a problem (all are reported). libtorch rejecting the
 /// model's own computation (shapes, types: the error names the node) is the model's problem; a
 /// failure that is not the user's (memory, the device) ends the plan.
-pub fn load(
-    recipe: &mut Recipe,
-    base: &Path,
-    device: Device,
-    classes: Option<usize>,
-    uses: &[MethodUse],
-    problems: &mut Vec<String>,
-) -> anyhow::Result<Option<Vec<Teacher>>> {
-    let found = problems.len();
+pub fn load(recipe: &mut Recipe, base: &Path, device: Device, classes: Option<usize>, uses: &[MethodUse]) -> anyhow::Result<Checked<Vec<Teacher>>> {
+    let mut problems = Vec::new();
     let image_size = recipe.data.image_size as i64;
     let mut teachers = Vec::new();
     for (i, t) in recipe.teachers.iter_mut().enumerate() {
         t.onnx = base.join(&t.onnx);
-        let Some(spec) = spec(i, t, uses, problems) else { continue };
+        let Some(spec) = spec(i, t, uses, &mut problems) else { continue };
         match Teacher::load(&spec, image_size, device) {
             Ok(teacher) => {
                 problems.extend(check(i, &teacher, classes, uses));
@@ -36,7 +30,7 @@ pub fn load(
             Err(e) => return Err(e),
         }
     }
-    Ok((problems.len() == found).then_some(teachers))
+    Ok(if problems.is_empty() { Ok(teachers) } else { Err(problems) })
 }
 
 /// What teacher `i` is loaded with: its file and transform, and the taps and heads asked for by
