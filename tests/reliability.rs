@@ -339,3 +339,43 @@ fn a_range_whose_bounds_disagree_with_its_step_is_empty() {
         assert_eq!(run["outputs"][0]["max_abs_diff"].as_f64(), Some(0.0), "{}", v["verify"]);
     }
 }
+
+#[test]
+fn external_data_is_read_by_range_not_whole() {
+    use onnx_protobuf::tensor_proto::DataLocation;
+    use onnx_protobuf::StringStringEntryProto;
+    let dir = tempfile::tempdir().unwrap();
+    // A ResNet-8 whose weights lie at the end of a sparse 4 GiB file (no disk used): reading the
+    // whole file for each of its tensors would take gigabytes and minutes.
+    tch::manual_seed(5);
+    let spec = compress::zoo::ArchSpec { num_classes: 10, width: 0.25, image_size: 32 };
+    let mut model = compress::zoo::build("resnet8", &spec, tch::Device::Cpu).unwrap().to_model(8).unwrap();
+    let start: u64 = 4 << 30;
+    let mut blob = Vec::new();
+    for init in model.graph.as_mut().unwrap().initializer.iter_mut() {
+        let offset = start + blob.len() as u64;
+        blob.extend_from_slice(&init.raw_data);
+        for (k, v) in [("location", "weights.bin".to_string()), ("offset", offset.to_string()), ("length", init.raw_data.len().to_string())] {
+            let mut e = StringStringEntryProto::new();
+            e.key = k.into();
+            e.value = v;
+            init.external_data.push(e);
+        }
+        init.raw_data.clear();
+        init.data_location = DataLocation::EXTERNAL.into();
+    }
+    let file = std::fs::File::create(dir.path().join("weights.bin")).unwrap();
+    file.set_len(start).unwrap();
+    drop(file);
+    let mut f = std::fs::OpenOptions::new().append(true).open(dir.path().join("weights.bin")).unwrap();
+    std::io::Write::write_all(&mut f, &blob).unwrap();
+    compress::onnx::model_file::write(&model, &dir.path().join("m.onnx")).unwrap();
+    let started = std::time::Instant::now();
+    let r = run_in(dir.path(), &["inspect", "m.onnx"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(started.elapsed().as_secs() < 30, "took {:?}", started.elapsed());
+    // The largest child of this test process (every compress run here) stayed far below 4 GiB.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
+    assert!(usage.ru_maxrss < 2 << 20, "a child peaked at {} KiB", usage.ru_maxrss);
+}

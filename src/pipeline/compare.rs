@@ -170,8 +170,9 @@ fn train_lockstep(plan: &Plan, uses: &[MethodUse], inputs: &TrainInputs, seed: u
 /// file in ONNX Runtime.
 fn export_both(plan: &Plan, e: &Distiller, outcome: TrainOutcome, inputs: &TrainInputs, seed: u64) -> anyhow::Result<SeedResult> {
     let (opset, fold) = (plan.export.opset, plan.export.fold_batch_norm);
-    let dir = tempfile_dir()?;
-    let path = dir.join(format!("{}-{seed}.onnx", sanitize(&e.usage.label)));
+    // Removed when it goes out of scope, on the error paths too.
+    let dir = tempfile::Builder::new().prefix("compress-compare-").tempdir()?;
+    let path = dir.path().join(format!("{}-{seed}.onnx", sanitize(&e.usage.label)));
     crate::export::write_onnx(&e.student.graph, opset, fold, &[], &path)?;
     let last = crate::export::validate_export(&e.student, &path, inputs.test, inputs.preprocess)?;
     if let Some(state) = &outcome.best_state {
@@ -179,7 +180,6 @@ fn export_both(plan: &Plan, e: &Distiller, outcome: TrainOutcome, inputs: &Train
     }
     crate::export::write_onnx(&e.student.graph, opset, fold, &[], &path)?;
     let at_best = crate::export::validate_export(&e.student, &path, inputs.test, inputs.preprocess)?;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(SeedResult {
         seed,
         best_top1_tch: outcome.best_top1,
@@ -191,12 +191,6 @@ fn export_both(plan: &Plan, e: &Distiller, outcome: TrainOutcome, inputs: &Train
         seconds_per_epoch: mean(&outcome.epochs.iter().map(|m| m.seconds).collect::<Vec<_>>()),
         epochs: outcome.epochs,
     })
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("compress-compare-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 fn sanitize(label: &str) -> String {
