@@ -82,6 +82,9 @@ fn a_dry_run_refuses_out_of_range_numbers_naming_the_key() {
         ("validate.gates.0.min=.nan", "validate.gates.0"),
         ("train.optimizer.sgd.momentum=1.5", "train.optimizer.sgd.momentum"),
         ("distill.loss_weights.ce=-1", "distill.loss_weights.ce"),
+        ("data.augment.random_crop_padding=9223372036854775807", "data.augment.random_crop_padding"),
+        ("quantize.lr=.nan", "quantize.lr"),
+        ("quantize.latency.threads=[100000]", "quantize.latency.threads"),
     ];
     for (set, key) in cases {
         let r = run_in(dir.path(), &["--recipe", "r.yaml", "--dry-run", "--set", set]);

@@ -42,6 +42,21 @@ pub fn layer_bits(q: &Quantize, names: &[String]) -> Vec<LayerBits> {
 pub fn check(q: &Quantize, names: Option<&[String]>) -> Vec<String> {
     let mut problems = Vec::new();
     let list = |v: &[u32]| v.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ");
+    if let Some(lr) = q.lr.filter(|lr| !(*lr > 0.0 && lr.is_finite())) {
+        problems.push(format!("quantize.lr: must be a positive number, got {lr}"));
+    }
+    if q.calibration_images == 0 {
+        problems.push("quantize.calibration_images: must be at least 1".into());
+    }
+    let lat = &q.latency;
+    if lat.rounds == 0 || lat.rounds > 1000 {
+        problems.push(format!("quantize.latency.rounds: must be in 1..=1000, got {}", lat.rounds));
+    }
+    for (key, values, max) in [("quantize.latency.threads", &lat.threads, 1024), ("quantize.latency.batches", &lat.batches, 4096)] {
+        if let Some(v) = values.iter().find(|v| !(1..=max).contains(*v)) {
+            problems.push(format!("{key}: each must be in 1..={max}, got {v}"));
+        }
+    }
     let mut bits = |key: String, value: u32, allowed: &[u32]| {
         if !allowed.contains(&value) {
             problems.push(format!("{key}: {value} bits is not supported ({})", list(allowed)));

@@ -29,6 +29,20 @@ pub struct DeMkd {
     features: Option<FeatureLevel>,
 }
 
+/// DE-MKD's weights are finite and not negative, its temperatures positive.
+pub fn check(cfg: &Distill, _: usize) -> Vec<String> {
+    let o = cfg.de_mkd.clone().unwrap_or_default();
+    [
+        super::number("distill.de_mkd.alpha", o.alpha, 0.0, true),
+        super::number("distill.de_mkd.beta", o.beta, 0.0, true),
+        super::number("distill.de_mkd.tau", o.tau, 0.0, false),
+        super::number("distill.de_mkd.entropy_temperature", o.entropy_temperature, 0.0, false),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {
     Ok(Box::new(DeMkd {
         ce: cfg.loss_weights.ce,

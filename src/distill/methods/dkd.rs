@@ -14,6 +14,12 @@ pub struct Dkd {
     o: DkdOptions,
 }
 
+/// DKD's weights are finite and not negative.
+pub fn check(cfg: &Distill, _: usize) -> Vec<String> {
+    let o = cfg.dkd.clone().unwrap_or_default();
+    [super::number("distill.dkd.alpha", o.alpha, 0.0, true), super::number("distill.dkd.beta", o.beta, 0.0, true)].into_iter().flatten().collect()
+}
+
 pub fn build(cfg: &Distill, _: &Setup) -> anyhow::Result<Box<dyn Method>> {
     Ok(Box::new(Dkd { ce: cfg.loss_weights.ce, kd: cfg.loss_weights.kd, temperature: cfg.temperature, o: cfg.dkd.clone().unwrap_or_default() }))
 }

@@ -129,6 +129,14 @@ struct Entry {
     build: fn(&Distill, &Setup) -> anyhow::Result<Box<dyn Method>>,
 }
 
+/// `key` must be a finite number above `min` (or at least it when `inclusive`); the problem
+/// otherwise.
+pub(crate) fn number(key: &str, v: f64, min: f64, inclusive: bool) -> Option<String> {
+    let ok = v.is_finite() && if inclusive { v >= min } else { v > min };
+    let bound = if inclusive { "at least" } else { "above" };
+    (!ok).then(|| format!("{key}: must be a finite number {bound} {min}, got {v}"))
+}
+
 /// For methods whose options need no check beyond the schema's.
 fn no_check(_: &Distill, _: usize) -> Vec<String> {
     Vec::new()
@@ -149,7 +157,7 @@ const REGISTRY: &[Entry] = &[
         check: no_check,
         build: fitnets::build,
     },
-    Entry { name: "dkd", single_teacher: true, pooled: false, features: None, check: no_check, build: dkd::build },
+    Entry { name: "dkd", single_teacher: true, pooled: false, features: None, check: dkd::check, build: dkd::build },
     Entry { name: "aver", single_teacher: false, pooled: false, features: None, check: no_check, build: aver::build },
     Entry {
         name: "fitnet_mkd",
@@ -174,7 +182,7 @@ const REGISTRY: &[Entry] = &[
         single_teacher: false,
         pooled: false,
         features: feat(50.0, "last_stage", "last_stage", ConnectorKind::Embed, false),
-        check: no_check,
+        check: de_mkd::check,
         build: de_mkd::build,
     },
     Entry { name: "mgd", single_teacher: false, pooled: true, features: None, check: no_check, build: mgd::build },

@@ -44,6 +44,10 @@ pub fn resolve(recipe: &mut Recipe, base: &Path) -> Checked<DataPlan> {
     if !(MIN_IMAGE_SIZE..=MAX_IMAGE_SIZE).contains(&d.image_size) {
         problems.push(format!("data.image_size must be in {MIN_IMAGE_SIZE}..={MAX_IMAGE_SIZE}, got {}", d.image_size));
     }
+    let padding = d.augment.random_crop_padding;
+    if !(0..=d.image_size as i64).contains(&padding) {
+        problems.push(format!("data.augment.random_crop_padding must be in 0..={}, got {padding}", d.image_size));
+    }
     for (key, n) in [("data.train_subset", d.train_subset), ("data.test_subset", d.test_subset)] {
         if n == Some(0) {
             problems.push(format!("{key} must be positive (leave it out to use every image)"));

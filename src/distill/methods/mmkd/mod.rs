@@ -51,6 +51,11 @@ pub fn check(cfg: &Distill, _: usize) -> Vec<String> {
     if o.meta_freq == 0 {
         problems.push("distill.mmkd.meta_freq: must be at least 1".into());
     }
+    problems.extend(super::number("distill.mmkd.meta_lr", o.meta_lr, 0.0, false));
+    problems.extend(super::number("distill.mmkd.meta_weight_decay", o.meta_weight_decay, 0.0, true));
+    if o.hard_buffer && o.buffer_size < 1 {
+        problems.push(format!("distill.mmkd.buffer_size: must be at least 1, got {}", o.buffer_size));
+    }
     if cfg.features.as_ref().is_some_and(|f| f.len() > 1) {
         problems.push("distill.features: mmkd weights one feature pair (its FeatureWeight net reads that pair's Gram matrices)".into());
     }
