@@ -7,8 +7,7 @@ mod common;
 use common::*;
 use compress::graph::{Dim, Graph, ValueDecl};
 use compress::onnx::attr::{int, ints};
-use onnx_protobuf::tensor_proto::DataLocation;
-use onnx_protobuf::{NodeProto, StringStringEntryProto};
+use onnx_protobuf::NodeProto;
 use tch::{Device, Kind, Tensor};
 
 fn node(op: &str, name: &str, inputs: &[&str], attrs: Vec<onnx_protobuf::AttributeProto>) -> NodeProto {
@@ -68,19 +67,7 @@ fn write_external(dir: &std::path::Path, model_name: &str, data_file: &std::path
     tch::manual_seed(5);
     let spec = compress::zoo::ArchSpec { num_classes: 10, width: 0.5, image_size: 32 };
     let mut model = compress::zoo::build("resnet8", &spec, Device::Cpu).unwrap().to_model(8).unwrap();
-    let mut blob = Vec::new();
-    for init in model.graph.as_mut().unwrap().initializer.iter_mut() {
-        let offset = blob.len();
-        blob.extend_from_slice(&init.raw_data);
-        for (k, v) in [("location", location.to_string()), ("offset", offset.to_string()), ("length", init.raw_data.len().to_string())] {
-            let mut e = StringStringEntryProto::new();
-            e.key = k.into();
-            e.value = v;
-            init.external_data.push(e);
-        }
-        init.raw_data.clear();
-        init.data_location = DataLocation::EXTERNAL.into();
-    }
+    let blob = move_to_external(&mut model, location, 0);
     std::fs::write(data_file, blob).unwrap();
     compress::onnx::model_file::write(&model, &dir.join(model_name)).unwrap();
 }

@@ -345,8 +345,6 @@ fn a_range_whose_bounds_disagree_with_its_step_is_empty() {
 
 #[test]
 fn external_data_is_read_by_range_not_whole() {
-    use onnx_protobuf::tensor_proto::DataLocation;
-    use onnx_protobuf::StringStringEntryProto;
     let dir = tempfile::tempdir().unwrap();
     // A ResNet-8 whose weights lie at the end of a sparse 4 GiB file (no disk used): reading the
     // whole file for each of its tensors would take gigabytes and minutes.
@@ -354,19 +352,7 @@ fn external_data_is_read_by_range_not_whole() {
     let spec = compress::zoo::ArchSpec { num_classes: 10, width: 0.25, image_size: 32 };
     let mut model = compress::zoo::build("resnet8", &spec, tch::Device::Cpu).unwrap().to_model(8).unwrap();
     let start: u64 = 4 << 30;
-    let mut blob = Vec::new();
-    for init in model.graph.as_mut().unwrap().initializer.iter_mut() {
-        let offset = start + blob.len() as u64;
-        blob.extend_from_slice(&init.raw_data);
-        for (k, v) in [("location", "weights.bin".to_string()), ("offset", offset.to_string()), ("length", init.raw_data.len().to_string())] {
-            let mut e = StringStringEntryProto::new();
-            e.key = k.into();
-            e.value = v;
-            init.external_data.push(e);
-        }
-        init.raw_data.clear();
-        init.data_location = DataLocation::EXTERNAL.into();
-    }
+    let blob = move_to_external(&mut model, "weights.bin", start);
     let file = std::fs::File::create(dir.path().join("weights.bin")).unwrap();
     file.set_len(start).unwrap();
     drop(file);

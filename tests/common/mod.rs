@@ -90,3 +90,22 @@ pub fn epochs_without_time(epochs: &serde_json::Value) -> Vec<serde_json::Value>
         })
         .collect()
 }
+
+/// Moves every initializer of `model` into external data named `location`, the first at byte
+/// `start` of that file; returns the bytes from `start` on, for the caller to write there.
+pub fn move_to_external(model: &mut onnx_protobuf::ModelProto, location: &str, start: u64) -> Vec<u8> {
+    let mut blob = Vec::new();
+    for init in model.graph.as_mut().unwrap().initializer.iter_mut() {
+        let offset = start + blob.len() as u64;
+        blob.extend_from_slice(&init.raw_data);
+        for (k, v) in [("location", location.to_string()), ("offset", offset.to_string()), ("length", init.raw_data.len().to_string())] {
+            let mut e = onnx_protobuf::StringStringEntryProto::new();
+            e.key = k.into();
+            e.value = v;
+            init.external_data.push(e);
+        }
+        init.raw_data.clear();
+        init.data_location = onnx_protobuf::tensor_proto::DataLocation::EXTERNAL.into();
+    }
+    blob
+}
