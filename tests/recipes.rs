@@ -44,3 +44,21 @@ fn every_shipped_recipe_plans() {
         assert_eq!(r.code, 0, "{}: {}", recipe.display(), r.stderr);
     }
 }
+
+/// The papers' protocol recipe plans as the papers train: 240 epochs of batch 64, ResNet-20, the
+/// full training set, and every method of the CPU comparison.
+#[test]
+fn the_papers_protocol_comparison_plans() {
+    let _ = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let paper = repo().join("recipes/compare/cifar10_methods_paper.yaml");
+    let r = run_in(dir.path(), &["--recipe", paper.to_str().unwrap(), "--dry-run", "--device", "cpu"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan = format!("{}{}", r.stdout, r.stderr);
+    assert!(plan.contains("student resnet20 (width 1)") && plan.contains("240 epochs, batch 64"), "{plan}");
+    let text = std::fs::read_to_string(&paper).unwrap();
+    assert!(text.contains("milestones: [150, 180, 210]") && text.contains("lr: 0.05") && !text.contains("train_subset"), "{text}");
+    let cpu = std::fs::read_to_string(repo().join("recipes/compare/cifar10_methods.yaml")).unwrap();
+    let methods = |t: &str| t.lines().filter(|l| l.trim_start().starts_with("- {") && l.contains("distill:")).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(methods(&text), methods(&cpu).iter().map(|l| l.replace("head_epochs: 20", "head_epochs: 60")).collect::<Vec<_>>());
+}

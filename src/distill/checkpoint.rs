@@ -1,5 +1,6 @@
 //! Checkpoints: after every epoch the student's tensors (parameters and BatchNorm state), the
-//! optimizer's momentum buffers, the data generator's state and the metrics so far. The tensors
+//! optimizer's momentum buffers, the data generator's state and the metrics so far, and, when
+//! the training keeps its best epoch's student (`compress compare`), that student too. The tensors
 //! go to a new `state-<epoch>.safetensors`, then `last.json` is replaced atomically to point at
 //! it, so a kill at any moment leaves the previous checkpoint intact. `--resume` refuses a
 //! checkpoint made with another recipe or other teachers, and one that does not hold together:
@@ -46,19 +47,21 @@ pub struct Checkpoint {
     pub meta: Meta,
     pub model: HashMap<String, Tensor>,
     pub momentum: HashMap<String, Tensor>,
+    /// The student's state at the best epoch so far (empty when the training keeps none).
+    pub best: HashMap<String, Tensor>,
 }
 
 const MODEL: &str = "model/";
 const MOMENTUM: &str = "momentum/";
+const BEST: &str = "best/";
 
 /// Writes the state file, then `last.json` pointing at it with its hash (`meta.state_sha256` is
 /// filled in here).
-pub fn save(dir: &Path, meta: &Meta, model: &[(String, Tensor)], momentum: &[(String, Tensor)]) -> anyhow::Result<()> {
+pub fn save(dir: &Path, meta: &Meta, model: &[(String, Tensor)], momentum: &[(String, Tensor)], best: &[(String, Tensor)]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let named: Vec<(String, Tensor)> = model
+    let named: Vec<(String, Tensor)> = [(MODEL, model), (MOMENTUM, momentum), (BEST, best)]
         .iter()
-        .map(|(n, t)| (format!("{MODEL}{n}"), t.detach().to_device(tch::Device::Cpu)))
-        .chain(momentum.iter().map(|(n, t)| (format!("{MOMENTUM}{n}"), t.detach().to_device(tch::Device::Cpu))))
+        .flat_map(|(prefix, tensors)| tensors.iter().map(move |(n, t)| (format!("{prefix}{n}"), t.detach().to_device(tch::Device::Cpu))))
         .collect();
     let tmp = dir.join(format!(".{}.tmp", meta.state_file));
     let written = Tensor::write_safetensors(&named, &tmp).map_err(anyhow::Error::from).and_then(|()| {
@@ -96,16 +99,17 @@ pub fn load(dir: &Path, identity: &Identity, expect: &Expect) -> anyhow::Result<
         return Err(bad_input!("cannot resume from {}: the teachers changed since it was written (pass --overwrite to start over)", dir.display()));
     }
     verify(dir, &meta, expect).map_err(|e| bad_input!("cannot resume from {}: {e} (pass --overwrite to start over)", dir.display()))?;
-    let mut model = HashMap::new();
-    let mut momentum = HashMap::new();
+    let (mut model, mut momentum, mut best) = (HashMap::new(), HashMap::new(), HashMap::new());
     for (name, t) in Tensor::read_safetensors(dir.join(&meta.state_file))? {
         if let Some(n) = name.strip_prefix(MODEL) {
             model.insert(n.to_string(), t);
         } else if let Some(n) = name.strip_prefix(MOMENTUM) {
             momentum.insert(n.to_string(), t);
+        } else if let Some(n) = name.strip_prefix(BEST) {
+            best.insert(n.to_string(), t);
         }
     }
-    Ok(Some(Checkpoint { meta, model, momentum }))
+    Ok(Some(Checkpoint { meta, model, momentum, best }))
 }
 
 /// Whether `meta` and its state file hold together; the message says what does not.
@@ -161,6 +165,12 @@ mod tests {
                 teacher_weights: Some(vec![1.0 / 3.0 + i as f64 * 1e-7, 0.2 / i as f64]),
                 teacher_weight_std: None,
                 teacher_top_share: None,
+                teacher_weight_peaked: Some(i as f64 / 601.0),
+                feature_weights: Some(vec![0.7 / i as f64]),
+                feature_weight_top_share: None,
+                feature_weight_peaked: None,
+                feature_losses: Some(vec![(i as f64).sqrt() / 3.0]),
+                method_figures: [("feature_net_meta_grad_norm".to_string(), 1e-7 / i as f64)].into(),
                 seconds: i as f64 * 0.731,
             })
             .collect()
@@ -173,7 +183,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let identity = Identity { recipe_sha256: "r".into(), teacher_sha256: vec![] };
         let meta = Meta { epoch: 600, step: 6000, epochs: epochs(), best_top1: 0.1 + 0.2, ..meta(&identity) };
-        save(dir.path(), &meta, &[("w".into(), Tensor::from_slice(&[1.5f32]))], &[]).unwrap();
+        save(dir.path(), &meta, &[("w".into(), Tensor::from_slice(&[1.5f32]))], &[], &[("b".into(), Tensor::from_slice(&[0.5f32]))]).unwrap();
         let back = load(dir.path(), &identity, &Expect { epochs: 600, steps_per_epoch: 10 }).unwrap().expect("a checkpoint");
         for (x, y) in meta.epochs.iter().zip(&back.meta.epochs) {
             for (p, q) in [(x.lr, y.lr), (x.train_top1, y.train_top1), (x.test_top1, y.test_top1), (x.seconds, y.seconds)] {
@@ -184,6 +194,8 @@ mod tests {
             }
         }
         assert_eq!(back.meta.best_top1.to_bits(), meta.best_top1.to_bits());
+        assert!(back.best["b"].equal(&Tensor::from_slice(&[0.5f32])), "the best epoch's student travels with the checkpoint");
+        assert_eq!((back.model.len(), back.best.len()), (1, 1));
     }
 
     fn meta(identity: &Identity) -> Meta {
@@ -207,7 +219,7 @@ mod tests {
     fn load_after(damage: impl FnOnce(&Path, &mut serde_json::Value)) -> anyhow::Result<Option<Checkpoint>> {
         let dir = tempfile::tempdir().unwrap();
         let identity = Identity { recipe_sha256: "r".into(), teacher_sha256: vec![] };
-        save(dir.path(), &meta(&identity), &[("w".into(), Tensor::from_slice(&[1.5f32, 2.5]))], &[]).unwrap();
+        save(dir.path(), &meta(&identity), &[("w".into(), Tensor::from_slice(&[1.5f32, 2.5]))], &[], &[]).unwrap();
         let path = dir.path().join("last.json");
         let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         damage(dir.path(), &mut json);

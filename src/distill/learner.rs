@@ -5,6 +5,8 @@
 use super::methods::{BatchOutputs, Method, PrepareContext, StepContext};
 use super::optim::Sgd;
 use super::record::EpochMetrics;
+use super::stats::WeightStats;
+use crate::data::augment::Augment;
 use crate::data::preprocess::Preprocess;
 use crate::data::ImageSet;
 use crate::graph::RunMode;
@@ -95,9 +97,9 @@ impl<'a> Learner<'a> {
     }
 
     /// The method's stage before training (MGD's heads), on this learner's teachers.
-    pub fn prepare(&self, train: &ImageSet, test: &ImageSet, all: &[Teacher], batch_size: i64, seed: u64) -> anyhow::Result<()> {
+    pub fn prepare(&self, train: &ImageSet, augment: &Augment, test: &ImageSet, all: &[Teacher], batch_size: i64, seed: u64) -> anyhow::Result<()> {
         let teachers: Vec<&Teacher> = self.teachers.iter().map(|&i| &all[i]).collect();
-        let ctx = PrepareContext { train, test, teachers: &teachers, batch_size, seed, device: self.student.device() };
+        let ctx = PrepareContext { train, augment, test, teachers: &teachers, batch_size, seed, device: self.student.device() };
         self.method.prepare(&ctx)
     }
 
@@ -190,7 +192,8 @@ impl<'a> Learner<'a> {
         let started = Instant::now();
         let batches = self.steps.max(1) as f64;
         let losses = std::mem::take(&mut self.sums).iter().map(|(k, v)| (k.to_string(), v.double_value(&[]) / batches)).collect();
-        let (weight_mean, weight_std, weight_top) = std::mem::take(&mut self.weights).finish();
+        let weights = std::mem::take(&mut self.weights).finish();
+        let figures = self.method.take_figures();
         let test_logits = self.student.logits(test, pre, 256)?;
         let test_top1 = metrics::top_k(&test_logits, &test.labels, 1);
         let correct = self.correct.take().map_or(0.0, |c| c.double_value(&[]));
@@ -201,9 +204,15 @@ impl<'a> Learner<'a> {
             losses,
             train_top1: correct / self.seen.max(1) as f64,
             test_top1,
-            teacher_weights: weight_mean,
-            teacher_weight_std: weight_std,
-            teacher_top_share: weight_top,
+            teacher_weights: weights.as_ref().map(|w| w.mean.clone()),
+            teacher_weight_std: weights.as_ref().map(|w| w.std.clone()),
+            teacher_top_share: weights.as_ref().map(|w| w.top_share.clone()),
+            teacher_weight_peaked: weights.as_ref().map(|w| w.peaked),
+            feature_weights: figures.feature_weights.as_ref().map(|w| w.mean.clone()),
+            feature_weight_top_share: figures.feature_weights.as_ref().map(|w| w.top_share.clone()),
+            feature_weight_peaked: figures.feature_weights.as_ref().map(|w| w.peaked),
+            feature_losses: figures.feature_losses,
+            method_figures: figures.scalars,
             seconds: own,
         };
         (self.seen, self.steps, self.busy) = (0, 0, 0.0);
@@ -221,47 +230,4 @@ pub fn trainable(student: &Student, method: &dyn Method) -> Vec<(String, Tensor)
         params.extend(extra);
     }
     params
-}
-
-/// Per teacher: mean weight, its standard deviation, and the share of samples where it was
-/// the largest.
-type WeightSummary = (Option<Vec<f64>>, Option<Vec<f64>>, Option<Vec<f64>>);
-
-/// Running sums of the teacher weights a method reports, for the epoch's mean, spread and top
-/// share.
-#[derive(Default)]
-struct WeightStats {
-    sum: Option<Tensor>,
-    sum_sq: Option<Tensor>,
-    top: Option<Tensor>,
-    count: i64,
-}
-
-impl WeightStats {
-    /// `w` is [K, B] (per sample) or [K] (per batch).
-    fn add(&mut self, w: &Tensor) {
-        let w = w.detach().to_kind(Kind::Double).to_device(tch::Device::Cpu);
-        let w = if w.dim() == 1 { w.unsqueeze(1) } else { w };
-        let k = w.size()[0];
-        let top = w.argmax(0, false).one_hot(k).to_kind(Kind::Double).sum_dim_intlist(0, false, Kind::Double);
-        let acc = |slot: &mut Option<Tensor>, v: Tensor| {
-            *slot = Some(match slot.take() {
-                Some(s) => s + v,
-                None => v,
-            })
-        };
-        acc(&mut self.sum, w.sum_dim_intlist(1, false, Kind::Double));
-        acc(&mut self.sum_sq, w.square().sum_dim_intlist(1, false, Kind::Double));
-        acc(&mut self.top, top);
-        self.count += w.size()[1];
-    }
-
-    fn finish(self) -> WeightSummary {
-        let (Some(sum), Some(sum_sq), Some(top)) = (self.sum, self.sum_sq, self.top) else { return (None, None, None) };
-        let n = self.count as f64;
-        let mean = &sum / n;
-        let std = (&sum_sq / n - mean.square()).clamp_min(0.0).sqrt();
-        let v = |t: &Tensor| Vec::<f64>::try_from(t).ok();
-        (v(&mean), v(&std), v(&(&top / n)))
-    }
 }

@@ -6,10 +6,12 @@ pub mod checkpoint;
 pub mod connectors;
 #[cfg(test)]
 pub(crate) mod golden;
+pub mod init;
 pub mod learner;
 pub mod losses;
 pub mod methods;
 pub mod optim;
 pub mod record;
 pub mod schedule;
+pub mod stats;
 pub mod trainer;

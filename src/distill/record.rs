@@ -21,6 +21,24 @@ pub struct EpochMetrics {
     pub teacher_weight_std: Option<Vec<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher_top_share: Option<Vec<f64>>,
+    /// Share of the samples where one teacher took more than 0.9 of the weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_weight_peaked: Option<f64>,
+    /// Feature-level teacher weights (MMKD's FeatureWeight net, DE-MKD's entropy weights): mean
+    /// per teacher, the share of samples where each was the largest, and the share where one
+    /// teacher took more than 0.9.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_weights: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_weight_top_share: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_weight_peaked: Option<f64>,
+    /// Per teacher, the mean unweighted feature loss over the epoch's batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_losses: Option<Vec<f64>>,
+    /// A method's own per-epoch means (MMKD: the meta-gradient norm of each weight network).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub method_figures: BTreeMap<String, f64>,
     pub seconds: f64,
 }
 

@@ -32,7 +32,7 @@ pub struct TrainInputs<'a> {
     pub seed: u64,
     pub label: &'a str,
     /// Where this training's checkpoints go (one folder per training in a run); with several
-    /// learners, each gets the subfolder named after its label.
+    /// learners, each gets a subfolder named after its position and label.
     pub checkpoints: Option<PathBuf>,
     /// Continue from the checkpoints in `checkpoints`, if any.
     pub resume: bool,
@@ -85,7 +85,7 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
     let mut at = resume(learners, &dirs, inp, &Expect { epochs: cfg.epochs, steps_per_epoch })?;
     if at.first_epoch == 1 {
         for l in learners.iter() {
-            l.prepare(inp.train, inp.test, inp.teachers, cfg.batch_size as i64, inp.seed)?;
+            l.prepare(inp.train, inp.augment, inp.test, inp.teachers, cfg.batch_size as i64, inp.seed)?;
         }
     }
     let total_steps = steps_per_epoch * cfg.epochs;
@@ -172,7 +172,15 @@ fn record_epoch(track: &mut TrainOutcome, student: &Student, m: EpochMetrics, ke
 /// Each learner's checkpoint folder: the training's own for one learner, a subfolder per label
 /// for several.
 fn checkpoint_dirs(learners: &[Learner], inp: &TrainInputs) -> Vec<Option<PathBuf>> {
-    learners.iter().map(|l| inp.checkpoints.as_ref().map(|d| if learners.len() == 1 { d.clone() } else { d.join(&l.label) })).collect()
+    let name = |k: usize, label: &str| {
+        let safe: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+        format!("{k:02}-{safe}")
+    };
+    learners
+        .iter()
+        .enumerate()
+        .map(|(k, l)| inp.checkpoints.as_ref().map(|d| if learners.len() == 1 { d.clone() } else { d.join(name(k, &l.label)) }))
+        .collect()
 }
 
 /// A fresh start, or (with `inp.resume`) every learner restored from its checkpoint; all of
@@ -193,7 +201,8 @@ fn resume(learners: &mut [Learner], dirs: &[Option<PathBuf>], inp: &TrainInputs,
         }
         found = Some(here);
         restore(&mut learners[k], &ck)?;
-        at.tracks[k] = TrainOutcome { epochs: ck.meta.epochs, best_top1: ck.meta.best_top1, best_epoch: ck.meta.best_epoch, ..fresh() };
+        let best_state = (!ck.best.is_empty()).then_some(ck.best);
+        at.tracks[k] = TrainOutcome { epochs: ck.meta.epochs, best_top1: ck.meta.best_top1, best_epoch: ck.meta.best_epoch, best_state, ..fresh() };
         eprintln!("{}: resuming after epoch {} from {}", learners[k].label, ck.meta.epoch, dir.display());
     }
     if let Some((epoch, step, rng)) = found {
@@ -216,7 +225,9 @@ fn save(dir: &std::path::Path, learner: &Learner, at: &Progression, k: usize, ep
         state_file: format!("state-{epoch}.safetensors"),
         state_sha256: String::new(),
     };
-    checkpoint::save(dir, &meta, &model_state(learner.student, learner.method), &learner.opt.buffers())
+    let mut best: Vec<(String, Tensor)> = track.best_state.iter().flatten().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    best.sort_by(|a, b| a.0.cmp(&b.0));
+    checkpoint::save(dir, &meta, &model_state(learner.student, learner.method), &learner.opt.buffers(), &best)
 }
 
 /// Copies a checkpoint into the learner's student, method and optimizer.

@@ -21,12 +21,15 @@ pub struct Distiller {
 }
 
 impl Distiller {
-    /// Builds the method of `usage` for the student `graph` (its taps resolved on it).
-    pub fn new(plan: &Plan, usage: &MethodUse, graph: Graph) -> anyhow::Result<Distiller> {
+    /// Builds the method of `usage` for the student `graph` (its taps resolved on it), its own
+    /// modules drawn from `seed`.
+    pub fn new(plan: &Plan, usage: &MethodUse, graph: Graph, seed: u64) -> anyhow::Result<Distiller> {
         let student = Student::with_taps(graph, plan.device, &usage.needs.student_taps)?;
         let chosen: Vec<&Teacher> = usage.teachers.iter().map(|&i| &plan.teachers[i]).collect();
         let shapes = student.taps().iter().map(|t| t.shape.clone()).collect();
-        let setup = Setup::for_models(&chosen, shapes, &usage.needs, plan.student.arch.num_classes, plan.device, plan.train.batch_size as i64)?;
+        let setup =
+            Setup::for_models(&chosen, shapes, &usage.needs, plan.student.arch.num_classes, plan.device, plan.train.batch_size as i64, plan.train.epochs)?
+                .with_seed(seed);
         let method = Rc::from(methods::build(&usage.distill, &setup)?);
         Ok(Distiller { student, method, usage: usage.clone() })
     }
@@ -35,7 +38,7 @@ impl Distiller {
     /// re-seeds with it) under `usage`.
     pub fn fresh(plan: &Plan, usage: &MethodUse, seed: u64) -> anyhow::Result<Distiller> {
         tch::manual_seed(seed as i64);
-        Distiller::new(plan, usage, plan.student.build(plan.device)?)
+        Distiller::new(plan, usage, plan.student.build(plan.device)?, seed)
     }
 
     /// This student as a learner of the trainer, named `label`.

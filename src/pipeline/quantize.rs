@@ -78,7 +78,7 @@ impl Stage<'_> {
             let student = crate::student::Student::with_taps(graph, self.plan.device, &f.usage.needs.student_taps)?;
             Distiller { student, method: f.method.clone(), usage: f.usage.clone() }
         } else {
-            Distiller::new(self.plan, usage, graph)?
+            Distiller::new(self.plan, usage, graph, self.inputs.seed)?
         };
         let inputs = TrainInputs { label, checkpoints: Some(self.out.join("checkpoints").join(label)), identity: self.inputs.identity.clone(), ..*self.inputs };
         let record = distiller.train(&self.train_config(), &inputs)?;

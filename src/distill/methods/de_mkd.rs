@@ -7,17 +7,23 @@
 //!   entropy for NCKD. `softmax_neg` maps entropies to softmax_k(−H/τ), `ebkd` to
 //!   (1 − H/ΣH)/(K − 1); `invert_nc` gives NCKD softmax_k(+H/τ) (with `ebkd`, H/ΣH) instead.
 //! - L_DE = (1/B)·Σ_i Σ_k [α·w^TC_k(i)·TCKD_k(i) + β·w^NC_k(i)·NCKD_k(i)], ramped in linearly
-//!   over `warmup_epochs` as DKD is.
-//! - Feature level (from epoch 2, CA-MKD's protocol): L_feat = (1/B)·Σ_i Σ_k w_k(i)·MSE_k(i) with
-//!   the full-entropy weights, Embed connectors on the last feature maps by default.
+//!   over the warm-up as DKD is (`warmup_epochs`, or `warmup_share` of the run; default the
+//!   papers' 20 of 240 epochs).
+//! - Feature level (from epoch 2, CA-MKD's protocol): L_feat = (1/(B·K))·Σ_i Σ_k w_k(i)·MSE_k(i)
+//!   with the full-entropy weights, normalised as CA-MKD's (whose β = 50 it borrows) and ramped
+//!   with the logit term; Embed connectors on the last feature maps by default.
+//!   `feature_normalization: batch` divides by B only and `feature_warmup: false` runs it at
+//!   full strength from epoch 2 (this tool's first reconstruction).
 //!
 //! L = γ·CE + α_kd·L_DE + β_feat·L_feat. The weights are constants.
 
-use super::dkd::warmup;
+use super::dkd::{warmup, warmup_length};
 use super::features::FeatureLevel;
-use super::{ce_term, feature_weight, stack_teachers, BatchOutputs, LossTerm, Method, Setup};
+use super::{ce_term, feature_weight, stack_teachers, BatchOutputs, LossTerm, Method, MethodFigures, Setup};
 use crate::distill::losses::{dkd_per_sample, entropy, mse_per_sample, non_target_entropy, target_entropy};
-use crate::recipe::schema::{DeMkdOptions, Distill, EntropyMap, EntropySource};
+use crate::distill::stats::FigureTrack;
+use crate::recipe::schema::{DeMkdOptions, Distill, EntropyMap, EntropySource, FeatureNormalization};
+use std::cell::RefCell;
 use tch::{nn, Kind, Tensor};
 
 pub struct DeMkd {
@@ -26,7 +32,10 @@ pub struct DeMkd {
     feat: f64,
     temperature: f64,
     o: DeMkdOptions,
+    /// The warm-up's length in epochs.
+    warmup: f64,
     features: Option<FeatureLevel>,
+    figures: RefCell<FigureTrack>,
 }
 
 /// DE-MKD's weights are finite and not negative, its temperatures positive.
@@ -40,18 +49,32 @@ pub fn check(cfg: &Distill, _: usize) -> Vec<String> {
     ]
     .into_iter()
     .flatten()
+    .chain(super::dkd::check_warmup("distill.de_mkd", o.warmup_epochs, o.warmup_share))
     .collect()
 }
 
 pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {
+    let o = cfg.de_mkd.clone().unwrap_or_default();
     Ok(Box::new(DeMkd {
         ce: cfg.loss_weights.ce,
         kd: cfg.loss_weights.kd,
         feat: feature_weight(cfg),
         temperature: cfg.temperature,
-        o: cfg.de_mkd.clone().unwrap_or_default(),
+        warmup: warmup_length(o.warmup_epochs, o.warmup_share, setup.epochs),
+        o,
         features: FeatureLevel::new(cfg, setup)?,
+        figures: RefCell::new(FigureTrack::default()),
     }))
+}
+
+/// L_feat for one pair: Σ_i Σ_k w_k(i)·MSE_k(i) over B (or B·K), from weights and MSEs [K, B].
+pub fn feature_loss(w: &Tensor, mse: &Tensor, normalization: FeatureNormalization) -> Tensor {
+    let (k, b) = (mse.size()[0] as f64, mse.size()[1] as f64);
+    let denominator = match normalization {
+        FeatureNormalization::BatchTeachers => b * k,
+        FeatureNormalization::Batch => b,
+    };
+    (w * mse).sum(Kind::Float) / denominator
 }
 
 /// Entropies [K, B] mapped to weights [K, B] that sum to 1 over teachers; `invert` favours the
@@ -100,19 +123,21 @@ impl DeMkd {
 
 impl Method for DeMkd {
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
-        let ramp = warmup(batch.epoch, self.o.warmup_epochs) * self.kd;
+        let ramp = warmup(batch.epoch, self.warmup);
         let de = de_loss(batch.student, batch.teachers, batch.labels, self.temperature, &self.o);
-        let mut terms = vec![ce_term(self.ce, batch), LossTerm { name: "kd", value: de * ramp }];
+        let mut terms = vec![ce_term(self.ce, batch), LossTerm { name: "kd", value: de * (ramp * self.kd) }];
         if let Some(features) = &self.features {
             let mut sum = Tensor::zeros([], (Kind::Float, batch.student.device()));
             if batch.epoch > 1 {
                 let w = self.feature_weights(batch);
                 for pair in features.project(batch) {
                     let mse = Tensor::stack(&pair.iter().map(|p| mse_per_sample(&p.student, &p.teacher)).collect::<Vec<_>>(), 0);
-                    sum += (&w * mse).sum(Kind::Float) / batch.student.size()[0] as f64;
+                    self.figures.borrow_mut().feature_batch(&w, &mse);
+                    sum += feature_loss(&w, &mse, self.o.feature_normalization);
                 }
             }
-            terms.push(LossTerm { name: "feat", value: sum * self.feat });
+            let strength = if self.o.feature_warmup { ramp * self.feat } else { self.feat };
+            terms.push(LossTerm { name: "feat", value: sum * strength });
         }
         Ok(terms)
     }
@@ -123,6 +148,10 @@ impl Method for DeMkd {
 
     fn modules(&self) -> Option<&nn::VarStore> {
         self.features.as_ref().map(|f| &f.vs)
+    }
+
+    fn take_figures(&self) -> MethodFigures {
+        self.figures.borrow_mut().take()
     }
 }
 
@@ -161,5 +190,15 @@ mod tests {
         ] {
             c.check(name, &de_loss(&s, &ts, &y, t, &options(source, map, invert)), 1e-5);
         }
+    }
+
+    #[test]
+    fn the_feature_term_is_normalised_as_ca_mkds() {
+        // Two teachers, three samples: Σ w·MSE = 0.5·2 + 0.5·4 + 1·6 + 0·9 + 0.25·1 + 0.75·3 = 11.5.
+        let w = Tensor::from_slice(&[0.5f32, 1.0, 0.25, 0.5, 0.0, 0.75]).view([2, 3]);
+        let mse = Tensor::from_slice(&[2.0f32, 6.0, 1.0, 4.0, 9.0, 3.0]).view([2, 3]);
+        let got = |n| feature_loss(&w, &mse, n).double_value(&[]);
+        assert!((got(FeatureNormalization::BatchTeachers) - 11.5 / 6.0).abs() < 1e-6);
+        assert!((got(FeatureNormalization::Batch) - 11.5 / 3.0).abs() < 1e-6);
     }
 }

@@ -1,6 +1,8 @@
 //! The feature level shared by FitNets, FitNet-MKD, CA-MKD and DE-MKD (methods.md §1.3): for
 //! each (student tap, teacher tap) pair, one connector per teacher maps the student's map onto
-//! that teacher's; `Embed` connectors first align the student map to the teacher's size.
+//! that teacher's; `Embed` connectors first align the student map to the teacher's size. A
+//! vector tap (`pooled`, [B, D]) takes part as a 1×1 map [B, D, 1, 1], so a feature term can sit
+//! on the vectors a teacher's classifier reads when its last map is not simply pooled into it.
 
 use super::{feature_pairs, needs, BatchOutputs, Setup};
 use crate::bad_input;
@@ -34,7 +36,17 @@ pub struct Projected {
 fn map_shape(shape: &[i64], what: &str) -> anyhow::Result<[i64; 3]> {
     match shape {
         [_, c, h, w] => Ok([*c, *h, *w]),
+        [_, d] => Ok([*d, 1, 1]),
         other => Err(bad_input!("{what} is not a feature map [batch, C, H, W] (shape {other:?}); feature pairs need maps")),
+    }
+}
+
+/// A vector tap [B, D] as the map [B, D, 1, 1]; a map unchanged (pairs join two of a kind).
+fn as_map(t: &Tensor) -> Tensor {
+    if t.dim() == 2 {
+        t.unsqueeze(-1).unsqueeze(-1)
+    } else {
+        t.shallow_clone()
     }
 }
 
@@ -57,7 +69,16 @@ impl FeatureLevel {
             let mut teacher_hw = Vec::new();
             let mut teacher_c = Vec::new();
             for k in 0..setup.teachers {
-                let t = map_shape(&setup.teacher_shapes[k][t_idx], &format!("distill.features.{i}: teacher {k}'s tap `{}`", p.teacher))?;
+                let t_shape = &setup.teacher_shapes[k][t_idx];
+                if (t_shape.len() == 2) != (setup.student_shapes[s_idx].len() == 2) {
+                    let (vector, map) = if t_shape.len() == 2 {
+                        (format!("teacher {k}'s tap `{}`", p.teacher), format!("student tap `{}`", p.student))
+                    } else {
+                        (format!("student tap `{}`", p.student), format!("teacher {k}'s tap `{}`", p.teacher))
+                    };
+                    return Err(bad_input!("distill.features.{i}: {vector} is a vector but {map} is a feature map; a pair joins two maps or two vectors"));
+                }
+                let t = map_shape(t_shape, &format!("distill.features.{i}: teacher {k}'s tap `{}`", p.teacher))?;
                 // Embed connectors see the student map already resized to the teacher's.
                 let student = if kind == ConnectorKind::ConvReg { [sc, sh, sw] } else { [sc, t[1], t[2]] };
                 let path = vs.root() / format!("pair{i}") / format!("teacher{k}");
@@ -67,6 +88,7 @@ impl FeatureLevel {
             }
             built.push(Pair { student: s_idx, teacher: t_idx, kind, connectors, teacher_hw, teacher_c });
         }
+        crate::distill::init::reset_like_pytorch(&vs, setup.seed, "connectors")?;
         Ok(Some(FeatureLevel { vs, pairs: built }))
     }
 
@@ -96,10 +118,10 @@ impl FeatureLevel {
         self.pairs
             .iter()
             .map(|p| {
-                let s = &batch.student_feats[p.student];
+                let s = as_map(&batch.student_feats[p.student]);
                 (0..p.connectors.len())
                     .map(|k| {
-                        let (s, t) = align(p, s, &batch.teacher_feats[k][p.teacher], k);
+                        let (s, t) = align(p, &s, &as_map(&batch.teacher_feats[k][p.teacher]), k);
                         Projected { student: p.connectors[k].forward(&s, true), teacher: t }
                     })
                     .collect()

@@ -60,3 +60,62 @@ impl Method for FitnetMkd {
         self.features.as_ref().map(|f| &f.vs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{build, BatchOutputs, Setup};
+    use crate::recipe::schema::{Distill, FitnetMkdOptions};
+    use tch::{Device, Kind, Tensor};
+
+    /// The gradient a method's total loss sends into the student's logits and hint map, on one
+    /// fixed batch in epoch 2 (when the hint term is on); None where no gradient arrives.
+    fn gradients(cfg: &Distill) -> (Tensor, Option<Tensor>) {
+        let teachers = 2;
+        let setup = Setup {
+            teachers,
+            num_classes: 10,
+            student_shapes: vec![vec![1, 16, 8, 8]],
+            teacher_shapes: vec![vec![vec![1, 8, 4, 4]]; teachers],
+            teacher_heads: (0..teachers).map(|_| None).collect(),
+            device: Device::Cpu,
+            batch_size: 4,
+            epochs: 4,
+            seed: 3,
+        };
+        // Fixed values (not the global generator, which tests running beside this one share).
+        let wave = |shape: &[i64], phase: f64, scale: f64| {
+            let n: i64 = shape.iter().product();
+            ((Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.7 + phase).sin() * scale).view(shape)
+        };
+        let student = wave(&[4, 10], 0.0, 2.0).set_requires_grad(true);
+        let hint = wave(&[4, 16, 8, 8], 1.0, 1.0).set_requires_grad(true);
+        let logits: Vec<Tensor> = (0..teachers).map(|k| wave(&[4, 10], 2.0 + k as f64, 3.0)).collect();
+        let maps: Vec<Vec<Tensor>> = (0..teachers).map(|k| vec![wave(&[4, 8, 4, 4], 5.0 + k as f64, 1.0)]).collect();
+        let labels = Tensor::from_slice(&[1i64, 4, 7, 9]);
+        let method = build(cfg, &setup).unwrap();
+        let feats = [hint.shallow_clone()];
+        let batch = BatchOutputs { student: &student, student_feats: &feats, teachers: &logits, teacher_feats: &maps, labels: &labels, epoch: 2 };
+        let total = method.losses(&batch).unwrap().into_iter().map(|t| t.value).reduce(|a, b| a + b).unwrap();
+        total.backward();
+        let hint_grad = hint.grad();
+        (student.grad(), hint_grad.defined().then_some(hint_grad))
+    }
+
+    fn fitnet_mkd(reproduce_detach_bug: bool) -> Distill {
+        Distill { method: "fitnet_mkd".into(), fitnet_mkd: Some(FitnetMkdOptions { reproduce_detach_bug }), ..Default::default() }
+    }
+
+    /// With the reference's detach bug the hint loss sends no gradient, so the student learns
+    /// exactly what AVER teaches; without it the hint term trains the student's map.
+    #[test]
+    fn the_reference_bug_makes_fitnet_mkd_equal_aver() {
+        let (aver, _) = gradients(&Distill { method: "aver".into(), ..Default::default() });
+        let (bug, bug_hint) = gradients(&fitnet_mkd(true));
+        assert!(bug.equal(&aver), "logit gradients differ from AVER's");
+        assert!(bug_hint.is_none_or(|g| g.abs().max().double_value(&[]) == 0.0), "the detached hint loss reached the student's map");
+        let (ours, ours_hint) = gradients(&fitnet_mkd(false));
+        assert!(ours.equal(&aver), "the hint term must not change the logit gradients");
+        let hint = ours_hint.expect("the hint loss trains the student's map");
+        assert!(hint.abs().max().double_value(&[]) > 0.0);
+    }
+}

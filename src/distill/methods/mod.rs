@@ -12,6 +12,8 @@ mod ebkd;
 mod features;
 mod fitnet_mkd;
 mod fitnets;
+#[cfg(test)]
+mod init_tests;
 mod kd;
 mod labels_only;
 mod mgd;
@@ -21,6 +23,7 @@ pub use crate::teacher::Head;
 
 use crate::bad_input;
 use crate::distill::connectors::ConnectorKind;
+pub use crate::distill::stats::MethodFigures;
 use crate::recipe::schema::{Distill, FeaturePair};
 use tch::{nn, Device, Tensor};
 
@@ -79,11 +82,18 @@ pub trait Method {
     fn summary(&self) -> Option<serde_json::Value> {
         None
     }
+    /// The epoch's figures beyond the losses and logit weights (feature weights, per-teacher
+    /// feature losses, meta-gradient norms); taking them starts the next epoch's.
+    fn take_figures(&self) -> MethodFigures {
+        MethodFigures::default()
+    }
 }
 
 /// What `Method::prepare` sees.
 pub struct PrepareContext<'a> {
     pub train: &'a crate::data::ImageSet,
+    /// The run's training augmentation (MGD's heads train on augmented passes).
+    pub augment: &'a crate::data::augment::Augment,
     pub test: &'a crate::data::ImageSet,
     pub teachers: &'a [&'a crate::teacher::Teacher],
     pub batch_size: i64,
@@ -311,11 +321,20 @@ pub struct Setup {
     pub device: Device,
     /// The training batch size (MMKD's FeatureWeight net reads B×B Gram matrices).
     pub batch_size: i64,
+    /// The run's epochs (warm-ups given as a share of the run).
+    pub epochs: usize,
+    /// Seeds the method's own modules (`distill::init`).
+    pub seed: u64,
 }
 
 impl Setup {
     /// The setup for a method that distils `teachers`, whose student taps have
     /// `student_shapes` (in `needs.student_taps` order), on `device`.
+    /// The same setup with the seed of the method's modules.
+    pub fn with_seed(self, seed: u64) -> Setup {
+        Setup { seed, ..self }
+    }
+
     pub fn for_models(
         teachers: &[&crate::teacher::Teacher],
         student_shapes: Vec<Vec<i64>>,
@@ -323,6 +342,7 @@ impl Setup {
         num_classes: i64,
         device: Device,
         batch_size: i64,
+        epochs: usize,
     ) -> anyhow::Result<Setup> {
         let mut teacher_shapes = Vec::new();
         for t in teachers {
@@ -337,7 +357,7 @@ impl Setup {
         }
         let teacher_heads =
             teachers.iter().map(|t| t.head.as_ref().map(|h| Head { weight: h.weight.to_device(device), bias: h.bias.to_device(device) })).collect();
-        Ok(Setup { teachers: teachers.len(), num_classes, student_shapes, teacher_shapes, teacher_heads, device, batch_size })
+        Ok(Setup { teachers: teachers.len(), num_classes, student_shapes, teacher_shapes, teacher_heads, device, batch_size, epochs, seed: 0 })
     }
 }
 
@@ -355,6 +375,8 @@ pub fn build_logit_only(cfg: &Distill, teachers: usize, num_classes: i64) -> any
         teacher_heads: vec![],
         device: Device::Cpu,
         batch_size: 1,
+        epochs: 1,
+        seed: 0,
     };
     build(cfg, &setup)
 }

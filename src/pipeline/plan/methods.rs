@@ -82,12 +82,13 @@ pub fn student_taps(uses: &[MethodUse]) -> Vec<String> {
 }
 
 /// Builds each method against its teachers and the student's tap shapes, on the CPU.
-pub fn try_build(uses: &[MethodUse], student: &StudentPlan, teachers: &[Teacher], batch_size: usize) -> Vec<String> {
+pub fn try_build(uses: &[MethodUse], student: &StudentPlan, teachers: &[Teacher], batch_size: usize, epochs: usize) -> Vec<String> {
     let mut problems = Vec::new();
     for m in uses {
         let chosen: Vec<&Teacher> = m.teachers.iter().map(|&i| &teachers[i]).collect();
-        let built = Setup::for_models(&chosen, student.tap_shapes(&m.needs.student_taps), &m.needs, student.arch.num_classes, Device::Cpu, batch_size as i64)
-            .and_then(|setup| methods::build(&m.distill, &setup));
+        let built =
+            Setup::for_models(&chosen, student.tap_shapes(&m.needs.student_taps), &m.needs, student.arch.num_classes, Device::Cpu, batch_size as i64, epochs)
+                .and_then(|setup| methods::build(&m.distill, &setup));
         if let Err(e) = built {
             problems.push(format!("{}: {e:#}", m.key));
         }

@@ -67,7 +67,7 @@ impl Plan {
         }
         if problems.is_empty() {
             if let (Ok(s), Ok(all)) = (&student, &teachers) {
-                problems.extend(methods::try_build(&uses, s, all, recipe.train.batch_size));
+                problems.extend(methods::try_build(&uses, s, all, recipe.train.batch_size, recipe.train.epochs));
             }
         }
         match (data, student, teachers) {

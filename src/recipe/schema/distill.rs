@@ -110,12 +110,17 @@ pub enum ConnectorKind {
 pub struct DkdOptions {
     pub alpha: f64,
     pub beta: f64,
-    pub warmup_epochs: usize,
+    /// The warm-up in epochs, or (`warmup_share`) as a share of the run; neither gives the
+    /// papers' 20 of 240 epochs as a share, so a short run keeps the method's shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_share: Option<f64>,
 }
 
 impl Default for DkdOptions {
     fn default() -> Self {
-        DkdOptions { alpha: 1.0, beta: 8.0, warmup_epochs: 20 }
+        DkdOptions { alpha: 1.0, beta: 8.0, warmup_epochs: None, warmup_share: None }
     }
 }
 
@@ -168,7 +173,25 @@ pub struct DeMkdOptions {
     pub invert_nc: bool,
     pub alpha: f64,
     pub beta: f64,
-    pub warmup_epochs: usize,
+    /// The warm-up of the logit term (and of the feature term with `feature_warmup`), as DKD's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_share: Option<f64>,
+    /// `batch_teachers`: the feature term is divided by B·K as CA-MKD's is (β = 50 comes from
+    /// there); `batch`: by B only (K times stronger, this tool's first reconstruction).
+    pub feature_normalization: FeatureNormalization,
+    /// Ramp the feature term in with the logit term (else full strength from epoch 2).
+    pub feature_warmup: bool,
+}
+
+/// What DE-MKD's weighted feature sum is divided by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureNormalization {
+    #[default]
+    BatchTeachers,
+    Batch,
 }
 
 impl Default for DeMkdOptions {
@@ -181,7 +204,10 @@ impl Default for DeMkdOptions {
             invert_nc: false,
             alpha: 1.0,
             beta: 8.0,
-            warmup_epochs: 20,
+            warmup_epochs: None,
+            warmup_share: None,
+            feature_normalization: FeatureNormalization::BatchTeachers,
+            feature_warmup: true,
         }
     }
 }

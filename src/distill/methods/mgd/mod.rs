@@ -1,17 +1,22 @@
 //! MGD, multi-granularity distillation (Shao & Chen 2021; methods.md §4.2), per teacher in a
 //! multi-teacher run (§4.2.4). Before training, each teacher gets its self-analyzing module
 //! (`self_analyzing`): branches A (64-d code, T = 2) and D (256-d code, T = 8) trained on
-//! its frozen pooled features. The student gets, per teacher, encoders of the same widths on its
+//! its frozen pooled features of freshly augmented training images, one pass per branch and
+//! epoch, as the reference does. The student gets, per teacher, encoders of the same widths on its
 //! own pooled vector, and learns
 //! - the teachers' codes: L_enc = mean_k [T_A²·KL(E_A^t(f_t)/T_A ‖ E_A^s(f_s)/T_A) + same for D];
 //! - their predictions: L_div = mean_k T²·KL(p^T(target_k) ‖ p^T(z_s)), where target_k is the
 //!   teacher's logits (`mode: mag`) or the stable excitation z̄_k = (z_k + z_k,A + z_k,D)/3
 //!   (`mode: mas`, the default);
 //!
-//! L = γ·CE + α·L_div + L_enc. The teachers are combined with equal weights (AVER).
+//! L = γ·CE + α·L_div + L_enc. The teachers are combined with equal weights (AVER). The
+//! reference's CIFAR scripts weight CE 0.2 and L_div 0.8 (`loss_weights: {ce: 0.2, kd: 0.8}`);
+//! the defaults here are 1 and 1, as for every method.
 
 use super::{ce_term, BatchOutputs, LossTerm, Method, PrepareContext, Setup};
 use crate::bad_input;
+use crate::data::augment::augment_batch;
+use crate::data::rng::Rng;
 use crate::distill::losses::kd_per_sample;
 mod self_analyzing;
 
@@ -47,9 +52,10 @@ pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {
     let mut encoders = Vec::new();
     for (k, shapes) in setup.teacher_shapes.iter().enumerate() {
         let d_t = width(shapes.first().map(Vec::as_slice).unwrap_or(&[]), &format!("teacher {k}"))?;
-        heads.push(SelfAnalyzing::new(d_t, setup.num_classes, setup.device));
+        heads.push(SelfAnalyzing::new(d_t, setup.num_classes, setup.device, setup.seed ^ k as u64)?);
         encoders.push(BRANCHES.iter().map(|(name, w, _)| Mlp::new(&(students.root() / format!("teacher{k}") / *name), d_s, d_s, *w)).collect());
     }
+    crate::distill::init::reset_like_pytorch(&students, setup.seed, "mgd.encoders")?;
     Ok(Box::new(Mgd {
         ce: cfg.loss_weights.ce,
         kd: cfg.loss_weights.kd,
@@ -121,21 +127,30 @@ impl Method for Mgd {
                 .iter()
                 .position(|t| t == "pooled")
                 .ok_or_else(|| anyhow::anyhow!("teacher `{}` was loaded without its pooled tap", teacher.name))?;
-            let features = |set: &crate::data::ImageSet| -> anyhow::Result<Features> {
+            // The teacher's pooled features and logits on a set, its images augmented by `rng`.
+            let features = |set: &crate::data::ImageSet, mut rng: Option<Rng>| -> anyhow::Result<Features> {
                 let (mut fs, mut zs) = (Vec::new(), Vec::new());
                 let n = set.len() as i64;
                 let mut start = 0;
                 while start < n {
                     let len = 256.min(n - start);
-                    let (z, taps) = teacher.forward(&set.images.narrow(0, start, len))?;
+                    let images = set.images.narrow(0, start, len);
+                    let images = match rng.as_mut() {
+                        Some(rng) => augment_batch(&images, ctx.augment, rng),
+                        None => images,
+                    };
+                    let (z, taps) = teacher.forward(&images)?;
                     fs.push(taps[pooled].to_device(ctx.device));
                     zs.push(z.to_device(ctx.device));
                     start += len;
                 }
                 Ok(Features { pooled: Tensor::cat(&fs, 0), logits: Tensor::cat(&zs, 0), labels: set.labels.to_device(ctx.device) })
             };
-            let (train, test) = (features(ctx.train)?, features(ctx.test)?);
-            let acc = heads.train(&train, &test, self.o.head_epochs, ctx.batch_size, ctx.seed.wrapping_add(k as u64));
+            let test = features(ctx.test, None)?;
+            let seed = ctx.seed.wrapping_add(k as u64);
+            let mut augment_rng = Rng::new(seed ^ 0x6d67_6461_7567);
+            let mut pass = |_: usize, _: usize| features(ctx.train, Some(Rng::new(augment_rng.next_u64())));
+            let acc = heads.train(&mut pass, &test, self.o.head_epochs, ctx.batch_size, seed)?;
             eprintln!("mgd: teacher `{}` self-analyzing branches: A {:.2}%, D {:.2}% test top-1", teacher.name, 100.0 * acc[0], 100.0 * acc[1]);
             report.push(serde_json::json!({"teacher": teacher.name, "branch_a_top1": acc[0], "branch_d_top1": acc[1], "epochs": self.o.head_epochs}));
         }

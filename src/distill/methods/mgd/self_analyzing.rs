@@ -5,7 +5,9 @@
 //! (T_A² · KL(p^{T_A}(z_t) ‖ p^{T_A}(z_A)) + CE(z_A, y), T_A = 2; T_D = 8 for branch D), each
 //! with its own SGD (lr 0.01, momentum 0.9, weight decay 5e-4, ×0.1 at 50% and 75% of the
 //! epochs), one pass of branch A then one of branch D per epoch, keeping each branch's best
-//! state by test accuracy. The pooled features are computed once, without augmentation.
+//! state by test accuracy. As in the reference, every pass runs the frozen teacher on freshly
+//! augmented training images (the caller supplies each pass's features); the test features are
+//! computed once, without augmentation.
 
 use crate::data::rng::Rng;
 use crate::distill::losses::{ce_per_sample, kd_per_sample};
@@ -85,19 +87,27 @@ pub struct Features {
 pub type BranchAccuracy = Vec<f64>;
 
 impl SelfAnalyzing {
-    pub fn new(d: i64, classes: i64, device: tch::Device) -> SelfAnalyzing {
+    /// Both branches, initialised as PyTorch initialises the reference's Linear layers.
+    pub fn new(d: i64, classes: i64, device: tch::Device, seed: u64) -> anyhow::Result<SelfAnalyzing> {
         let vs = nn::VarStore::new(device);
         let branches = BRANCHES.iter().map(|(name, width, t)| Branch::new(&vs, name, d, *width, classes, *t)).collect();
-        SelfAnalyzing { vs, branches }
+        crate::distill::init::reset_like_pytorch(&vs, seed, "mgd.heads")?;
+        Ok(SelfAnalyzing { vs, branches })
     }
 
-    /// Stage 1: trains both branches for `epochs` on `train` and keeps each one's best state on
-    /// `test`.
-    pub fn train(&self, train: &Features, test: &Features, epochs: usize, batch: i64, seed: u64) -> BranchAccuracy {
+    /// Stage 1: trains both branches for `epochs`, each pass on the features `train_pass(epoch,
+    /// branch)` gives, and keeps each one's best state on `test`.
+    pub fn train(
+        &self,
+        mut train_pass: impl FnMut(usize, usize) -> anyhow::Result<Features>,
+        test: &Features,
+        epochs: usize,
+        batch: i64,
+        seed: u64,
+    ) -> anyhow::Result<BranchAccuracy> {
         let mut rng = Rng::new(seed);
         let mut opts: Vec<Sgd> = self.branches.iter().map(|b| Sgd::new(b.vars.clone_handles(), 0.01, 0.9, 5e-4, false)).collect();
         let mut best: Vec<(f64, Vec<Tensor>)> = self.branches.iter().map(|b| (-1.0, b.snapshot())).collect();
-        let n = train.labels.size()[0];
         for epoch in 0..epochs {
             let lr = 0.01
                 * if epoch * 4 >= epochs * 3 {
@@ -107,8 +117,10 @@ impl SelfAnalyzing {
                 } else {
                     1.0
                 };
-            for (b, opt) in self.branches.iter().zip(opts.iter_mut()) {
+            for (i, (b, opt)) in self.branches.iter().zip(opts.iter_mut()).enumerate() {
                 opt.lr = lr;
+                let train = train_pass(epoch, i)?;
+                let n = train.labels.size()[0];
                 let mut order: Vec<i64> = (0..n).collect();
                 rng.shuffle(&mut order);
                 for chunk in order.chunks(batch as usize) {
@@ -132,7 +144,7 @@ impl SelfAnalyzing {
         for (b, (_, saved)) in self.branches.iter().zip(&best) {
             b.restore(saved);
         }
-        best.iter().map(|(a, _)| *a).collect()
+        Ok(best.iter().map(|(a, _)| *a).collect())
     }
 }
 

@@ -9,14 +9,20 @@
 //! through the lookahead (`unroll: 3` takes the reference's two matching steps and one CE step
 //! first). The lookahead is discarded (rollback), BatchNorm statistics included.
 //!
+//! Each epoch's record carries, beside the logit weights, the FeatureWeight net's weights, each
+//! teacher's unweighted feature loss and the meta-gradient norm of each weight network: with raw
+//! Gram matrices (the reference's design, `normalize_gram: false`) the FeatureWeight net starts
+//! saturated and its meta-gradient is near zero, which these figures make visible.
+//!
 //! Deviations from the reference, all documented in docs/methods.md: the lookahead steps are
 //! plain SGD (the reference replays momentum SGD); the connectors are held fixed during the
 //! lookahead (θ is the student's parameters); the hard buffer's contents and sampling state are
 //! not part of checkpoints.
 
 use super::features::FeatureLevel;
-use super::{ce_term, feature_weight, BatchOutputs, LossTerm, Method, Setup, StepContext};
+use super::{ce_term, feature_weight, BatchOutputs, LossTerm, Method, MethodFigures, Setup, StepContext};
 use crate::distill::losses::{ce_per_sample, kd_per_sample, mse_per_sample};
+use crate::distill::stats::FigureTrack;
 mod meta;
 
 use crate::graph::RunMode;
@@ -39,6 +45,7 @@ pub struct Mmkd {
     feature_net: Option<WeightNet>,
     adam: RefCell<Adam>,
     buffer: RefCell<Option<HardBuffer>>,
+    figures: RefCell<FigureTrack>,
 }
 
 /// MMKD's options, and its single feature pair aligned by pooling.
@@ -78,6 +85,7 @@ impl Mmkd {
         let features = FeatureLevel::new(cfg, setup)?;
         let batch = setup.batch_size;
         let feature_net = features.as_ref().map(|_| WeightNet::new(&(phi.root() / "feature_weight"), batch * (k + 1), k));
+        crate::distill::init::reset_like_pytorch(&phi, setup.seed, "mmkd.phi")?;
         let params: Vec<Tensor> = sorted_variables(&phi).into_iter().map(|(_, t)| t).collect();
         let adam = Adam::new(params, o.meta_lr, o.meta_weight_decay);
         Ok(Mmkd {
@@ -92,6 +100,7 @@ impl Mmkd {
             logits_net,
             feature_net,
             adam: RefCell::new(adam),
+            figures: RefCell::new(FigureTrack::default()),
         })
     }
 }
@@ -113,10 +122,12 @@ fn gram(f: &Tensor, normalize: bool) -> Tensor {
     }
 }
 
-/// The method's unweighted losses for one batch.
+/// The method's unweighted losses for one batch, and the feature level's weights [B, K] and
+/// per-teacher losses [K, B] they came from.
 struct Objectives {
     kd: Tensor,
     feat: Option<Tensor>,
+    feature_parts: Option<(Tensor, Tensor)>,
 }
 
 impl Mmkd {
@@ -134,18 +145,18 @@ impl Mmkd {
         let b = batch.student.size()[0] as f64;
         let kind = batch.student.kind();
         let kd = (w_logits.tr() * kl).sum(kind) / b;
-        let feat = match (&self.features, &self.feature_net) {
+        let (feat, feature_parts) = match (&self.features, &self.feature_net) {
             (Some(features), Some(net)) => {
                 let pair = features.project_mmkd(batch).remove(0);
                 let mse = Tensor::stack(&pair.iter().map(|p| mse_per_sample(&p.student, &p.teacher)).collect::<Vec<_>>(), 0);
                 let mut rows: Vec<Tensor> = batch.teacher_feats.iter().map(|f| gram(&f[0], self.o.normalize_gram)).collect();
                 rows.push(gram(&batch.student_feats[0].detach(), self.o.normalize_gram));
                 let w_feat = net.forward(&Tensor::cat(&rows, 1));
-                Some((w_feat.tr() * mse).sum(kind) / b)
+                (Some((w_feat.tr() * &mse).sum(kind) / b), Some((w_feat, mse)))
             }
-            _ => None,
+            _ => (None, None),
         };
-        Objectives { kd, feat }
+        Objectives { kd, feat, feature_parts }
     }
 
     /// L_match = α·L_kd + β·L_feat.
@@ -154,6 +165,21 @@ impl Mmkd {
         match o.feat {
             Some(f) => o.kd * self.kd + f * self.feat,
             None => o.kd * self.kd,
+        }
+    }
+
+    /// Records the L2 norm of each weight network's share of a hypergradient (in `phi_params`
+    /// order).
+    fn note_meta_gradient(&self, grads: &[Tensor]) {
+        let _guard = tch::no_grad_guard();
+        let names: Vec<String> = sorted_variables(&self.phi).into_iter().map(|(n, _)| n).collect();
+        let mut track = self.figures.borrow_mut();
+        for (net, figure) in [("logits_weight.", "logit_net_meta_grad_norm"), ("feature_weight.", "feature_net_meta_grad_norm")] {
+            let squares: Vec<Tensor> =
+                names.iter().zip(grads).filter(|(n, _)| n.starts_with(net)).map(|(_, g)| g.to_kind(Kind::Double).square().sum(Kind::Double)).collect();
+            if !squares.is_empty() {
+                track.scalar(figure, &Tensor::stack(&squares, 0).sum(Kind::Double).sqrt());
+            }
         }
     }
 
@@ -228,6 +254,9 @@ impl BufferSnapshot {
 impl Method for Mmkd {
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let o = self.objectives(batch);
+        if let Some((w, mse)) = &o.feature_parts {
+            self.figures.borrow_mut().feature_batch(&w.tr(), mse);
+        }
         let mut terms = vec![ce_term(self.ce, batch), LossTerm { name: "kd", value: o.kd * self.kd }];
         if let Some(f) = o.feat {
             terms.push(LossTerm { name: "feat", value: f * self.feat });
@@ -272,8 +301,13 @@ impl Method for Mmkd {
             current()
         };
         let grads = self.hypergradient(ctx.student, &meta, ctx.lr, b.epoch)?;
+        self.note_meta_gradient(&grads);
         self.adam.borrow_mut().step(&grads);
         Ok(())
+    }
+
+    fn take_figures(&self) -> MethodFigures {
+        self.figures.borrow_mut().take()
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
@@ -325,6 +359,8 @@ mod tests {
             teacher_heads: vec![],
             device: Device::Cpu,
             batch_size: batch,
+            epochs: 1,
+            seed: 0,
         };
         let mut m = Mmkd::new(&cfg, &setup).unwrap();
         if kind == Kind::Double {

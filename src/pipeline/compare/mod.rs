@@ -4,7 +4,15 @@
 //! methods do not pay the teachers N times. Each student starts from the same initial weights
 //! for a given seed. Results: best and final top-1 of each method in tch and in ONNX Runtime
 //! (its exported file, final weights and best-epoch weights), the time each method's own steps
-//! take per epoch, and the teachers' own accuracies and ensembles.
+//! take per epoch, and the teachers' own accuracies and ensembles; the table (`render`) gives
+//! mean ± standard deviation over seeds and each method's paired difference to AVER on the same
+//! teachers.
+//!
+//! A comparison can run in pieces: every epoch checkpoints each method of the running seed
+//! (`checkpoints/seed-<s>/`), a finished seed's results go to `seeds/seed-<s>.json`, and
+//! `--resume` keeps the finished seeds and continues the running one.
+
+mod render;
 
 use super::distiller::Distiller;
 use super::plan::{MethodUse, Plan};
@@ -13,8 +21,8 @@ use crate::distill::checkpoint::Identity;
 use crate::distill::record::EpochMetrics;
 use crate::distill::trainer::{self, Lockstep, TrainInputs, TrainOutcome};
 use crate::teacher::evaluate::evaluate_teachers;
-use serde::Serialize;
-use std::fmt::Write as _;
+pub use render::render;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub struct CompareOptions {
@@ -22,11 +30,12 @@ pub struct CompareOptions {
     pub sets: Vec<String>,
     pub out: Option<PathBuf>,
     pub overwrite: bool,
+    pub resume: bool,
     pub device: Option<String>,
 }
 
 /// One method's training under one seed.
-#[derive(Serialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct SeedResult {
     pub seed: u64,
     pub best_top1_tch: f64,
@@ -64,13 +73,25 @@ pub struct Comparison {
     pub test_images: usize,
     pub epochs: usize,
     pub batch_size: usize,
+    /// Optimizer steps each method takes per seed.
+    pub steps: usize,
     pub student: String,
+    pub seeds: Vec<u64>,
     pub teachers: Vec<TeacherResult>,
     pub ensemble_mean_top1: Option<f64>,
     pub ensemble_vote_top1: Option<f64>,
     /// Mean seconds per epoch spent running the teachers (once per batch for all methods).
     pub teacher_seconds_per_epoch: f64,
     pub methods: Vec<MethodResult>,
+}
+
+/// A finished seed, as `seeds/seed-<s>.json` keeps it: each method's result by label, and the
+/// teachers' seconds per epoch.
+#[derive(Serialize, Deserialize)]
+struct FinishedSeed {
+    labels: Vec<String>,
+    results: Vec<SeedResult>,
+    teacher_seconds_per_epoch: f64,
 }
 
 pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
@@ -85,33 +106,43 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
         ));
     }
     let out = opts.out.clone().unwrap_or_else(|| super::plan::default_out(&plan.name));
-    let results = out.join("comparison.json");
-    if results.exists() && !opts.overwrite {
-        return Err(bad_input!("{} already holds a comparison; pass --overwrite to replace it or --out to choose another folder", out.display()));
-    }
-    super::output::claim(&out, &["comparison.json".into(), "comparison.md".into()], opts.overwrite, true)?;
-    let _lock = super::output::lock(&out)?;
+    let _lock = prepare_folder(&out, opts)?;
     super::set_threads(&plan);
     let (train, test) = super::load::data(&plan.data, plan.seed)?;
     let evaluation = evaluate_teachers(&plan.teachers, &test)?;
     let mut methods_out: Vec<MethodResult> = uses.iter().map(|u| method_result(&plan, u)).collect();
+    let identity = Identity { recipe_sha256: plan.recipe_sha256.clone(), teacher_sha256: plan.teacher_hashes() };
     let mut teacher_seconds = Vec::new();
     for &seed in &compare.seeds {
-        let inputs = TrainInputs {
-            train: &train,
-            test: &test,
-            preprocess: &plan.data.preprocess,
-            augment: &plan.data.augment,
-            teachers: &plan.teachers,
-            seed,
-            label: "compare",
-            checkpoints: None,
-            resume: false,
-            identity: Identity { recipe_sha256: plan.recipe_sha256.clone(), teacher_sha256: plan.teacher_hashes() },
+        let finished = out.join("seeds").join(format!("seed-{seed}.json"));
+        let done = if opts.resume { read_finished(&finished, uses)? } else { None };
+        let done = match done {
+            Some(done) => {
+                eprintln!("compare: seed {seed} finished earlier, its results read from {}", finished.display());
+                done
+            }
+            None => {
+                let inputs = TrainInputs {
+                    train: &train,
+                    test: &test,
+                    preprocess: &plan.data.preprocess,
+                    augment: &plan.data.augment,
+                    teachers: &plan.teachers,
+                    seed,
+                    label: "compare",
+                    checkpoints: Some(out.join("checkpoints").join(format!("seed-{seed}"))),
+                    resume: opts.resume,
+                    identity: identity.clone(),
+                };
+                let (results, teacher_time) = train_lockstep(&plan, uses, &inputs, seed)?;
+                let done = FinishedSeed { labels: uses.iter().map(|u| u.label.clone()).collect(), results, teacher_seconds_per_epoch: teacher_time };
+                std::fs::create_dir_all(out.join("seeds"))?;
+                crate::fsio::write_atomic(&finished, serde_json::to_string_pretty(&done)?.as_bytes())?;
+                done
+            }
         };
-        let (per_method, teacher_time) = train_lockstep(&plan, uses, &inputs, seed)?;
-        teacher_seconds.push(teacher_time);
-        for (slot, result) in methods_out.iter_mut().zip(per_method) {
+        teacher_seconds.push(done.teacher_seconds_per_epoch);
+        for (slot, result) in methods_out.iter_mut().zip(done.results) {
             slot.seeds.push(result);
         }
     }
@@ -122,14 +153,63 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
         test_images: test.len(),
         epochs: plan.train.epochs,
         batch_size: plan.train.batch_size,
+        steps: plan.train.epochs * (train.len() / plan.train.batch_size),
         student: plan.student.label.clone(),
+        seeds: compare.seeds.clone(),
         teachers: evaluation.records.iter().map(|t| TeacherResult { name: t.name.clone(), top1_tch: t.top1_tch, top1_ort: t.top1_ort }).collect(),
         ensemble_mean_top1: evaluation.ensemble_mean,
         ensemble_vote_top1: evaluation.ensemble_vote,
         teacher_seconds_per_epoch: mean(&teacher_seconds),
         methods: methods_out,
     };
-    write(&out, &comparison, &compare.seeds)
+    write(&out, &comparison)
+}
+
+/// Refuses to replace a finished comparison or to start over an interrupted one unless asked
+/// (`--overwrite` starts over, `--resume` continues), claims the folder and holds its lock.
+fn prepare_folder(out: &Path, opts: &CompareOptions) -> anyhow::Result<super::output::Lock> {
+    let results = out.join("comparison.json");
+    let interrupted = out.join("seeds").exists() || out.join("checkpoints").exists();
+    if results.exists() && !opts.overwrite {
+        let hint = if opts.resume { "it is finished, there is nothing to resume; " } else { "" };
+        return Err(bad_input!("{} already holds a comparison; {hint}pass --overwrite to replace it or --out to choose another folder", out.display()));
+    }
+    if opts.resume && !interrupted {
+        return Err(bad_input!("--resume: {} holds no interrupted comparison to continue", out.display()));
+    }
+    if interrupted && !opts.resume && !opts.overwrite {
+        return Err(bad_input!("{} holds an interrupted comparison: pass --resume to continue it or --overwrite to start over", out.display()));
+    }
+    let names: Vec<String> = ["comparison.json", "comparison.md", "checkpoints", "seeds"].map(String::from).into();
+    super::output::claim(out, &names, opts.overwrite, true)?;
+    let lock = super::output::lock(out)?;
+    if opts.overwrite {
+        for name in ["comparison.json", "comparison.md"] {
+            let _ = std::fs::remove_file(out.join(name));
+        }
+        for dir in ["checkpoints", "seeds"] {
+            let path = out.join(dir);
+            if path.exists() {
+                std::fs::remove_dir_all(&path).map_err(|e| anyhow::anyhow!("cannot remove the previous comparison's {}: {e}", path.display()))?;
+            }
+        }
+    }
+    Ok(lock)
+}
+
+/// A seed finished by an earlier, interrupted invocation; refused when its methods are not the
+/// recipe's (the recipe's identity is checked by the running seed's checkpoints).
+fn read_finished(path: &Path, uses: &[MethodUse]) -> anyhow::Result<Option<FinishedSeed>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let done: FinishedSeed = serde_json::from_slice(&crate::fsio::read_regular(path, "a finished seed's results", 64 << 20)?)
+        .map_err(|e| bad_input!("{} is unreadable ({e}); pass --overwrite to start over", path.display()))?;
+    let labels: Vec<&String> = uses.iter().map(|u| &u.label).collect();
+    if done.labels.iter().collect::<Vec<_>>() != labels || done.results.len() != uses.len() {
+        return Err(bad_input!("{} holds other methods than the recipe's compare section; pass --overwrite to start over", path.display()));
+    }
+    Ok(Some(done))
 }
 
 /// A method's results so far: its label, method and teachers by name.
@@ -138,11 +218,13 @@ fn method_result(plan: &Plan, usage: &MethodUse) -> MethodResult {
     MethodResult { label: usage.label.clone(), method: usage.distill.method.clone(), teachers, seeds: vec![] }
 }
 
-/// `comparison.md` and `comparison.json` (last: its presence marks a finished comparison).
-fn write(out: &Path, comparison: &Comparison, seeds: &[u64]) -> anyhow::Result<i32> {
-    let markdown = render(comparison, seeds);
+/// `comparison.md` and `comparison.json` (last: its presence marks a finished comparison), then
+/// the checkpoints, which a finished comparison no longer needs.
+fn write(out: &Path, comparison: &Comparison) -> anyhow::Result<i32> {
+    let markdown = render(comparison);
     crate::fsio::write_atomic(&out.join("comparison.md"), markdown.as_bytes())?;
     crate::fsio::write_atomic(&out.join("comparison.json"), serde_json::to_string_pretty(comparison)?.as_bytes())?;
+    let _ = std::fs::remove_dir_all(out.join("checkpoints"));
     println!("{markdown}");
     eprintln!("comparison written to {}", out.display());
     Ok(0)
@@ -197,62 +279,10 @@ fn sanitize(label: &str) -> String {
     label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
-fn mean(v: &[f64]) -> f64 {
+pub(crate) fn mean(v: &[f64]) -> f64 {
     if v.is_empty() {
         0.0
     } else {
         v.iter().sum::<f64>() / v.len() as f64
     }
-}
-
-/// "mean (min–max)" of percentages.
-fn spread(v: &[f64]) -> String {
-    let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
-    if v.len() == 1 {
-        format!("{:.2}", 100.0 * v[0])
-    } else {
-        format!("{:.2} ({:.2}–{:.2})", 100.0 * mean(v), 100.0 * lo, 100.0 * hi)
-    }
-}
-
-/// The comparison as a markdown report.
-pub fn render(c: &Comparison, seeds: &[u64]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "Student {}, {} epochs, batch {}, {} training and {} test images, device {}, seeds {:?}.\n",
-        c.student, c.epochs, c.batch_size, c.train_images, c.test_images, c.device, seeds
-    );
-    let _ = writeln!(s, "| teacher | top-1 (tch) | top-1 (ONNX Runtime) |\n|---|---|---|");
-    for t in &c.teachers {
-        let _ = writeln!(s, "| {} | {:.2}% | {:.2}% |", t.name, 100.0 * t.top1_tch, 100.0 * t.top1_ort);
-    }
-    if let Some(e) = c.ensemble_vote_top1 {
-        let _ = writeln!(s, "| ensemble, majority vote | {:.2}% | |", 100.0 * e);
-    }
-    if let Some(e) = c.ensemble_mean_top1 {
-        let _ = writeln!(s, "| ensemble, mean probabilities | {:.2}% | |", 100.0 * e);
-    }
-    let _ = writeln!(
-        s,
-        "\nTop-1 in %, mean over the seeds (min–max). \"Best\" is the best epoch's test accuracy (the papers' metric), \"final\" the last epoch's; ONNX Runtime runs the exported file (best-epoch and final weights). Seconds per epoch are each method's own steps and test evaluation; the teachers ran once per batch for all methods, {:.1} s per epoch.\n",
-        c.teacher_seconds_per_epoch
-    );
-    let _ = writeln!(s, "| method | teachers | best (tch) | best (ORT) | final (tch) | final (ORT) | s/epoch |\n|---|---|---|---|---|---|---|");
-    for m in &c.methods {
-        let col = |f: &dyn Fn(&SeedResult) -> f64| m.seeds.iter().map(f).collect::<Vec<_>>();
-        let teachers = if m.teachers.is_empty() { "none".to_string() } else { m.teachers.join(", ") };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {:.1} |",
-            m.label,
-            teachers,
-            spread(&col(&|r| r.best_top1_tch)),
-            spread(&col(&|r| r.best_top1_ort)),
-            spread(&col(&|r| r.final_top1_tch)),
-            spread(&col(&|r| r.final_top1_ort)),
-            mean(&col(&|r| r.seconds_per_epoch))
-        );
-    }
-    s
 }
