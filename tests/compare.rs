@@ -105,6 +105,14 @@ fn a_killed_comparison_resumes_to_the_same_result() {
     assert!(!dir.path().join("killed/comparison.json").exists(), "the kill must land before the comparison finished");
     assert!(dir.path().join("killed/seeds/seed-3.json").exists());
 
+    // The same interruption with one method's checkpoint torn away, as a kill between two
+    // methods' saves leaves it: that seed starts over, the finished one is kept.
+    copy_dir(&dir.path().join("killed"), &dir.path().join("torn"));
+    std::fs::remove_file(dir.path().join("torn/checkpoints/seed-4/00-seed_4_aver/last.json")).unwrap();
+    let torn = run_in(dir.path(), &["compare", "--recipe", "r.yaml", "--out", "torn", "--resume"]);
+    assert_eq!(torn.code, 0, "{}", torn.stderr);
+    assert!(torn.stderr.contains("starts over") && !torn.stderr.contains("resuming after epoch"), "{}", torn.stderr);
+
     let again = run_in(dir.path(), &["compare", "--recipe", "r.yaml", "--out", "killed"]);
     assert_eq!(again.code, 2, "an interrupted comparison is not silently restarted: {}", again.stderr);
     assert!(again.stderr.contains("--resume"), "{}", again.stderr);
@@ -116,6 +124,19 @@ fn a_killed_comparison_resumes_to_the_same_result() {
     assert!(resumed.stderr.contains("seed 3 finished earlier") && resumed.stderr.contains("resuming after epoch"), "{}", resumed.stderr);
     let read = |out: &str| -> Value { serde_json::from_slice(&std::fs::read(dir.path().join(out).join("comparison.json")).unwrap()).unwrap() };
     assert_eq!(figures(&read("full")), figures(&read("killed")));
+    assert_eq!(figures(&read("full")), figures(&read("torn")));
     let finished = run_in(dir.path(), &["compare", "--recipe", "r.yaml", "--out", "killed", "--resume"]);
     assert_eq!(finished.code, 2, "a finished comparison has nothing to resume: {}", finished.stderr);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }

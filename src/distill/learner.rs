@@ -104,7 +104,7 @@ impl<'a> Learner<'a> {
     }
 
     /// One optimizer step on a batch: `x` the preprocessed student input, `outputs` every
-    /// teacher's outputs (at least this learner's).
+    /// teacher's outputs (at least this learner's); step `index` of `steps_in_epoch` in `epoch`.
     #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
@@ -113,7 +113,7 @@ impl<'a> Learner<'a> {
         outputs: &[Option<TeacherOutputs>],
         epoch: usize,
         index: usize,
-        last: bool,
+        steps_in_epoch: usize,
         lr: f64,
         seed: u64,
     ) -> anyhow::Result<()> {
@@ -127,7 +127,8 @@ impl<'a> Learner<'a> {
             feats_t.push(pos.iter().map(|&p| o.taps[p].shallow_clone()).collect::<Vec<_>>());
         }
         let (logits, student_feats) = self.student.forward_with_taps(x, RunMode::Train)?;
-        let batch = BatchOutputs { student: &logits, student_feats: &student_feats, teachers: &logits_t, teacher_feats: &feats_t, labels, epoch };
+        let progress = (epoch - 1) as f64 + (index + 1) as f64 / steps_in_epoch.max(1) as f64;
+        let batch = BatchOutputs { student: &logits, student_feats: &student_feats, teachers: &logits_t, teacher_feats: &feats_t, labels, epoch, progress };
         let terms = self.method.losses(&batch)?;
         let total = terms.iter().map(|t| t.value.shallow_clone()).reduce(|a, b| a + b).expect("a method returns terms");
         self.note_finite(&total, index);
@@ -136,7 +137,7 @@ impl<'a> Learner<'a> {
         self.opt.step();
         // The weights the loss used, read before a meta step can change them.
         let weights = tch::no_grad(|| self.method.teacher_weights(&batch))?;
-        let ctx = StepContext { student: self.student, x, batch: &batch, lr, step_in_epoch: index, last_in_epoch: last, seed };
+        let ctx = StepContext { student: self.student, x, batch: &batch, lr, step_in_epoch: index, last_in_epoch: index + 1 == steps_in_epoch, seed };
         self.method.after_step(&ctx)?;
         let _guard = tch::no_grad_guard();
         for t in &terms {

@@ -149,7 +149,7 @@ fn run_epoch(
         *teacher_seconds += started.elapsed().as_secs_f64();
         let x = inp.preprocess.apply(&images, device);
         for l in learners.iter_mut() {
-            l.step(&x, &labels, &outputs, epoch, i, i + 1 == steps, lr, inp.seed)?;
+            l.step(&x, &labels, &outputs, epoch, i, steps, lr, inp.seed)?;
         }
         at.step += 1;
         progress.inc(1, &format!("epoch {epoch}/{}", cfg.epochs));
@@ -192,9 +192,13 @@ fn resume(learners: &mut [Learner], dirs: &[Option<PathBuf>], inp: &TrainInputs,
         return Ok(at);
     }
     let mut found: Option<(usize, usize, [u64; 4])> = None;
+    let mut missing = Vec::new();
     for (k, dir) in dirs.iter().enumerate() {
         let Some(dir) = dir else { continue };
-        let Some(ck) = checkpoint::load(dir, &inp.identity, expect)? else { continue };
+        let Some(ck) = checkpoint::load(dir, &inp.identity, expect)? else {
+            missing.push(dir.display().to_string());
+            continue;
+        };
         let here = (ck.meta.epoch, ck.meta.step, ck.meta.rng);
         if found.is_some_and(|f| f != here) {
             return Err(crate::bad_input!("cannot resume: the checkpoints under {} stand at different epochs", dir.display()));
@@ -206,6 +210,9 @@ fn resume(learners: &mut [Learner], dirs: &[Option<PathBuf>], inp: &TrainInputs,
         eprintln!("{}: resuming after epoch {} from {}", learners[k].label, ck.meta.epoch, dir.display());
     }
     if let Some((epoch, step, rng)) = found {
+        if !missing.is_empty() {
+            return Err(crate::bad_input!("cannot resume: {} hold(s) no checkpoint while the other learners stand after epoch {epoch}", missing.join(", ")));
+        }
         (at.rng, at.step, at.first_epoch) = (Rng::from_state(rng), step, epoch + 1);
     }
     Ok(at)

@@ -123,7 +123,7 @@ impl DeMkd {
 
 impl Method for DeMkd {
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
-        let ramp = warmup(batch.epoch, self.warmup);
+        let ramp = warmup(batch.progress, self.warmup);
         let de = de_loss(batch.student, batch.teachers, batch.labels, self.temperature, &self.o);
         let mut terms = vec![ce_term(self.ce, batch), LossTerm { name: "kd", value: de * (ramp * self.kd) }];
         if let Some(features) = &self.features {

@@ -58,19 +58,21 @@ pub fn build(cfg: &Distill, setup: &Setup) -> anyhow::Result<Box<dyn Method>> {
     Ok(Box::new(Dkd { ce: cfg.loss_weights.ce, kd: cfg.loss_weights.kd, temperature: cfg.temperature, o, warmup }))
 }
 
-/// The linear warm-up factor min(epoch / length, 1), epochs counted from 1.
-pub fn warmup(epoch: usize, length: f64) -> f64 {
+/// The linear warm-up factor min(progress / length, 1), progress in epochs at the end of the
+/// step (`BatchOutputs::progress`): at the end of epoch e it is the reference's min(e / length,
+/// 1), and it rises step by step in between.
+pub fn warmup(progress: f64, length: f64) -> f64 {
     if length <= 0.0 {
         1.0
     } else {
-        (epoch as f64 / length).min(1.0)
+        (progress / length).min(1.0)
     }
 }
 
 impl Method for Dkd {
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let (tckd, nckd) = dkd_per_sample(batch.student, &batch.teachers[0], batch.labels, self.temperature);
-        let ramp = warmup(batch.epoch, self.warmup) * self.kd;
+        let ramp = warmup(batch.progress, self.warmup) * self.kd;
         Ok(vec![
             ce_term(self.ce, batch),
             LossTerm { name: "tckd", value: tckd.mean(Kind::Float) * (self.o.alpha * ramp) },
@@ -87,10 +89,10 @@ impl Method for Dkd {
 mod tests {
     #[test]
     fn warmup_ramps_linearly_from_epoch_one() {
-        assert_eq!(super::warmup(1, 20.0), 0.05);
-        assert_eq!(super::warmup(10, 20.0), 0.5);
-        assert_eq!(super::warmup(25, 20.0), 1.0);
-        assert_eq!(super::warmup(1, 0.0), 1.0);
+        assert_eq!(super::warmup(1.0, 20.0), 0.05);
+        assert_eq!(super::warmup(10.0, 20.0), 0.5);
+        assert_eq!(super::warmup(25.0, 20.0), 1.0);
+        assert_eq!(super::warmup(1.0, 0.0), 1.0);
     }
 
     #[test]
@@ -98,7 +100,12 @@ mod tests {
         // The default is the papers' 20 of 240 epochs: 20 epochs on their protocol, 1.25 of 15.
         assert_eq!(super::warmup_length(None, None, 240), 20.0);
         assert_eq!(super::warmup_length(None, None, 15), 1.25);
-        assert_eq!(super::warmup(1, super::warmup_length(None, None, 15)), 0.8);
+        assert_eq!(super::warmup(1.0, super::warmup_length(None, None, 15)), 0.8);
+        // A warm-up shorter than an epoch (the default on a 10-epoch run: 0.83 epochs) still
+        // ramps step by step within the first epoch.
+        let short = super::warmup_length(None, None, 10);
+        assert!((super::warmup(0.25, short) - 0.3).abs() < 1e-12);
+        assert_eq!(super::warmup(0.9, short), 1.0);
         assert_eq!(super::warmup_length(Some(5), None, 15), 5.0);
         assert_eq!(super::warmup_length(None, Some(0.5), 10), 5.0);
         assert_eq!(super::check_warmup("distill.dkd", Some(2), Some(0.1)), ["distill.dkd: give warmup_epochs or warmup_share, not both"]);

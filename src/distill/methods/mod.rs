@@ -39,8 +39,12 @@ pub struct BatchOutputs<'a> {
     pub teacher_feats: &'a [Vec<Tensor>],
     /// Labels [B] int64.
     pub labels: &'a Tensor,
-    /// The training epoch, counted from 1 (warm-ups and "no feature term in epoch 1").
+    /// The training epoch, counted from 1 ("no feature term in epoch 1").
     pub epoch: usize,
+    /// Training progress in epochs at the end of this step, (epoch − 1) + (step + 1) / steps per
+    /// epoch: warm-ups ramp on it, so at each epoch's end they equal the reference's per-epoch
+    /// factor and a warm-up shorter than an epoch still ramps.
+    pub progress: f64,
 }
 
 /// A named, already weighted term of the total loss.
@@ -328,13 +332,14 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// The setup for a method that distils `teachers`, whose student taps have
-    /// `student_shapes` (in `needs.student_taps` order), on `device`.
     /// The same setup with the seed of the method's modules.
     pub fn with_seed(self, seed: u64) -> Setup {
         Setup { seed, ..self }
     }
 
+    /// The setup for a method that distils `teachers`, whose student taps have
+    /// `student_shapes` (in `needs.student_taps` order), on `device` (module seed 0 until
+    /// `with_seed`).
     pub fn for_models(
         teachers: &[&crate::teacher::Teacher],
         student_shapes: Vec<Vec<i64>>,

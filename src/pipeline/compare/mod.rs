@@ -85,10 +85,11 @@ pub struct Comparison {
     pub methods: Vec<MethodResult>,
 }
 
-/// A finished seed, as `seeds/seed-<s>.json` keeps it: each method's result by label, and the
-/// teachers' seconds per epoch.
+/// A finished seed, as `seeds/seed-<s>.json` keeps it: the recipe and teachers it was trained
+/// with, each method's result by label, and the teachers' seconds per epoch.
 #[derive(Serialize, Deserialize)]
 struct FinishedSeed {
+    identity: Identity,
     labels: Vec<String>,
     results: Vec<SeedResult>,
     teacher_seconds_per_epoch: f64,
@@ -115,13 +116,17 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
     let mut teacher_seconds = Vec::new();
     for &seed in &compare.seeds {
         let finished = out.join("seeds").join(format!("seed-{seed}.json"));
-        let done = if opts.resume { read_finished(&finished, uses)? } else { None };
+        let done = if opts.resume { read_finished(&finished, uses, &identity)? } else { None };
         let done = match done {
             Some(done) => {
                 eprintln!("compare: seed {seed} finished earlier, its results read from {}", finished.display());
                 done
             }
             None => {
+                let checkpoints = out.join("checkpoints").join(format!("seed-{seed}"));
+                if opts.resume {
+                    settle_seed_checkpoints(&checkpoints, uses.len())?;
+                }
                 let inputs = TrainInputs {
                     train: &train,
                     test: &test,
@@ -130,12 +135,13 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
                     teachers: &plan.teachers,
                     seed,
                     label: "compare",
-                    checkpoints: Some(out.join("checkpoints").join(format!("seed-{seed}"))),
+                    checkpoints: Some(checkpoints),
                     resume: opts.resume,
                     identity: identity.clone(),
                 };
                 let (results, teacher_time) = train_lockstep(&plan, uses, &inputs, seed)?;
-                let done = FinishedSeed { labels: uses.iter().map(|u| u.label.clone()).collect(), results, teacher_seconds_per_epoch: teacher_time };
+                let labels = uses.iter().map(|u| u.label.clone()).collect();
+                let done = FinishedSeed { identity: identity.clone(), labels, results, teacher_seconds_per_epoch: teacher_time };
                 std::fs::create_dir_all(out.join("seeds"))?;
                 crate::fsio::write_atomic(&finished, serde_json::to_string_pretty(&done)?.as_bytes())?;
                 done
@@ -165,11 +171,47 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
     write(&out, &comparison)
 }
 
+/// The comparison's checkpoint folders (`checkpoints/seed-<s>`), removed; `checkpoints/` goes too
+/// when nothing else is left in it.
+fn remove_seed_checkpoints(out: &Path) {
+    let dir = out.join("checkpoints");
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("seed-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(&dir);
+}
+
+/// Whether an earlier comparison was interrupted in `out`: finished seeds, or a running seed's
+/// checkpoints (a plain run's `checkpoints/` is not a comparison's).
+fn interrupted(out: &Path) -> bool {
+    out.join("seeds").is_dir()
+        || std::fs::read_dir(out.join("checkpoints")).into_iter().flatten().flatten().any(|e| e.file_name().to_string_lossy().starts_with("seed-"))
+}
+
+/// Makes a seed's checkpoints hold together before resuming it: a kill while the methods' were
+/// being written leaves some an epoch ahead of the others (or without one), and such a seed
+/// starts over (the finished seeds are kept).
+fn settle_seed_checkpoints(dir: &Path, methods: usize) -> anyhow::Result<()> {
+    let epoch_of = |p: std::path::PathBuf| -> Option<u64> {
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(p.join("last.json")).ok()?).ok()?;
+        meta["epoch"].as_u64()
+    };
+    let epochs: Vec<u64> = std::fs::read_dir(dir).into_iter().flatten().flatten().filter_map(|e| epoch_of(e.path())).collect();
+    let whole = epochs.is_empty() || (epochs.len() == methods && epochs.iter().all(|e| *e == epochs[0]));
+    if !whole {
+        eprintln!("compare: {} was interrupted while its checkpoints were written (epochs {epochs:?}); this seed starts over", dir.display());
+        std::fs::remove_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// Refuses to replace a finished comparison or to start over an interrupted one unless asked
 /// (`--overwrite` starts over, `--resume` continues), claims the folder and holds its lock.
 fn prepare_folder(out: &Path, opts: &CompareOptions) -> anyhow::Result<super::output::Lock> {
     let results = out.join("comparison.json");
-    let interrupted = out.join("seeds").exists() || out.join("checkpoints").exists();
+    let interrupted = interrupted(out);
     if results.exists() && !opts.overwrite {
         let hint = if opts.resume { "it is finished, there is nothing to resume; " } else { "" };
         return Err(bad_input!("{} already holds a comparison; {hint}pass --overwrite to replace it or --out to choose another folder", out.display()));
@@ -187,24 +229,26 @@ fn prepare_folder(out: &Path, opts: &CompareOptions) -> anyhow::Result<super::ou
         for name in ["comparison.json", "comparison.md"] {
             let _ = std::fs::remove_file(out.join(name));
         }
-        for dir in ["checkpoints", "seeds"] {
-            let path = out.join(dir);
-            if path.exists() {
-                std::fs::remove_dir_all(&path).map_err(|e| anyhow::anyhow!("cannot remove the previous comparison's {}: {e}", path.display()))?;
-            }
+        let seeds = out.join("seeds");
+        if seeds.exists() {
+            std::fs::remove_dir_all(&seeds).map_err(|e| anyhow::anyhow!("cannot remove the previous comparison's {}: {e}", seeds.display()))?;
         }
+        remove_seed_checkpoints(out);
     }
     Ok(lock)
 }
 
-/// A seed finished by an earlier, interrupted invocation; refused when its methods are not the
-/// recipe's (the recipe's identity is checked by the running seed's checkpoints).
-fn read_finished(path: &Path, uses: &[MethodUse]) -> anyhow::Result<Option<FinishedSeed>> {
+/// A seed finished by an earlier, interrupted invocation; refused when it was trained with
+/// another recipe (overrides included) or other teachers, or its methods are not the recipe's.
+fn read_finished(path: &Path, uses: &[MethodUse], identity: &Identity) -> anyhow::Result<Option<FinishedSeed>> {
     if !path.exists() {
         return Ok(None);
     }
     let done: FinishedSeed = serde_json::from_slice(&crate::fsio::read_regular(path, "a finished seed's results", 64 << 20)?)
         .map_err(|e| bad_input!("{} is unreadable ({e}); pass --overwrite to start over", path.display()))?;
+    if done.identity != *identity {
+        return Err(bad_input!("cannot resume: {} was trained with another recipe or other teachers (pass --overwrite to start over)", path.display()));
+    }
     let labels: Vec<&String> = uses.iter().map(|u| &u.label).collect();
     if done.labels.iter().collect::<Vec<_>>() != labels || done.results.len() != uses.len() {
         return Err(bad_input!("{} holds other methods than the recipe's compare section; pass --overwrite to start over", path.display()));
@@ -224,7 +268,7 @@ fn write(out: &Path, comparison: &Comparison) -> anyhow::Result<i32> {
     let markdown = render(comparison);
     crate::fsio::write_atomic(&out.join("comparison.md"), markdown.as_bytes())?;
     crate::fsio::write_atomic(&out.join("comparison.json"), serde_json::to_string_pretty(comparison)?.as_bytes())?;
-    let _ = std::fs::remove_dir_all(out.join("checkpoints"));
+    remove_seed_checkpoints(out);
     println!("{markdown}");
     eprintln!("comparison written to {}", out.display());
     Ok(0)
@@ -257,8 +301,16 @@ fn export_both(plan: &Plan, e: &Distiller, outcome: TrainOutcome, inputs: &Train
     let path = dir.path().join(format!("{}-{seed}.onnx", sanitize(&e.usage.label)));
     crate::export::write_onnx(&e.student.graph, opset, fold, &[], &path)?;
     let last = crate::export::validate_export(&e.student, &path, inputs.test, inputs.preprocess)?;
-    if let Some(state) = &outcome.best_state {
-        e.student.load_state(state)?;
+    match &outcome.best_state {
+        Some(state) => e.student.load_state(state)?,
+        None if outcome.best_epoch != outcome.epochs.len() => {
+            return Err(anyhow::anyhow!(
+                "{}: the best epoch's student ({}) was not kept, so its exported file cannot be checked",
+                e.usage.label,
+                outcome.best_epoch
+            ))
+        }
+        None => {}
     }
     crate::export::write_onnx(&e.student.graph, opset, fold, &[], &path)?;
     let at_best = crate::export::validate_export(&e.student, &path, inputs.test, inputs.preprocess)?;

@@ -208,6 +208,7 @@ impl Mmkd {
                         teacher_feats: &meta.teacher_feats,
                         labels: &meta.labels,
                         epoch,
+                        progress: epoch as f64,
                     };
                     self.matching_loss(&batch)
                 };
@@ -395,6 +396,7 @@ mod tests {
             teacher_feats: &(0..k).map(|_| Vec::new()).collect::<Vec<Vec<Tensor>>>(),
             labels: &Tensor::zeros([b], (Kind::Int64, Device::Cpu)),
             epoch: 1,
+            progress: 1.0,
         };
         c.check("w_logits", &m.logit_weights(&batch), 1e-5);
         c.check("l_kd", &m.objectives(&batch).kd, 1e-5);
@@ -469,6 +471,7 @@ mod tests {
                             teacher_feats: &meta.teacher_feats,
                             labels: &meta.labels,
                             epoch: 1,
+                            progress: 1.0,
                         };
                         m.matching_loss(&batch)
                     };
