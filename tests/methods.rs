@@ -10,14 +10,16 @@ use serde_json::Value;
 const ONE: &str = "[{name: t1, onnx: t1.onnx, input: {layout: nchw}}]";
 const TWO: &str = "[{name: t1, onnx: t1.onnx, input: {layout: nchw}}, {name: t2, onnx: t2.onnx, input: {layout: nchw}}]";
 
-fn run_method(distill: &str, teachers: &str) -> (Run, Option<Value>) {
+/// The run, its report.json and its report.md.
+fn run_method(distill: &str, teachers: &str) -> (Run, Option<Value>, Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     write_resnet8_teacher(&dir.path().join("t1.onnx"), 1);
     write_resnet8_teacher(&dir.path().join("t2.onnx"), 2);
     std::fs::write(dir.path().join("r.yaml"), tiny_recipe(teachers, distill)).unwrap();
     let r = run_in(dir.path(), &["--recipe", "r.yaml", "--set", "train.epochs=2"]);
     let report = std::fs::read(dir.path().join("out/tiny/report.json")).ok().map(|b| serde_json::from_slice(&b).unwrap());
-    (r, report)
+    let markdown = std::fs::read_to_string(dir.path().join("out/tiny/report.md")).ok();
+    (r, report, markdown)
 }
 
 #[test]
@@ -47,7 +49,7 @@ fn every_method_trains_and_exports() {
         ("mmkd, mmkd: {unroll: 3, hard_buffer: false, meta_freq: 2, normalize_gram: true}", TWO, &["ce", "kd", "feat"], true),
     ];
     for &(distill, teachers, terms, weighted) in cases {
-        let (r, report) = run_method(distill, teachers);
+        let (r, report, markdown) = run_method(distill, teachers);
         assert_eq!(r.code, 0, "{distill}: {}", r.stderr);
         let report = report.unwrap();
         let epochs = report["training"]["epochs"].as_array().unwrap();
@@ -66,6 +68,22 @@ fn every_method_trains_and_exports() {
             assert_eq!(w.len(), if teachers == ONE { 1 } else { 2 }, "{distill}");
             let share: f64 = epochs[1]["teacher_top_share"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
             assert!((share - 1.0).abs() < 1e-6, "{distill}: top shares sum to 1, got {share}");
+        }
+        if distill.starts_with("mmkd") {
+            // The feature level is reported like the logit level: weights, each teacher's
+            // feature loss, both weight networks' meta-gradient norms.
+            let e = &epochs[1];
+            assert_eq!(e["feature_weights"].as_array().map(Vec::len), Some(2), "{distill}: {e}");
+            assert!(e["feature_losses"].as_array().unwrap().iter().all(|v| v.as_f64().unwrap() > 0.0), "{distill}: {e}");
+            for figure in ["logit_net_meta_grad_norm", "feature_net_meta_grad_norm"] {
+                assert!(e["method_figures"][figure].as_f64().is_some_and(|v| v.is_finite() && v >= 0.0), "{distill}: {figure} in {e}");
+            }
+            assert!((0.0..=1.0).contains(&e["feature_weight_peaked"].as_f64().unwrap()), "{distill}: {e}");
+            let md = markdown.as_deref().unwrap_or_default();
+            assert!(md.contains("| feature level |") && md.contains("feature_net_meta_grad_norm"), "{distill}: {md}");
+        }
+        if weighted {
+            assert!((0.0..=1.0).contains(&epochs[1]["teacher_weight_peaked"].as_f64().unwrap()), "{distill}");
         }
         assert!(report["fidelity"]["max_rel_diff"].as_f64().unwrap() <= 1e-4, "{distill}");
         if distill.starts_with("mgd") {
@@ -91,7 +109,7 @@ fn misconfigured_methods_are_refused_by_key() {
         ("mmkd, mmkd: {unroll: 2}", TWO, "distill.mmkd.unroll"),
     ];
     for &(distill, teachers, needle) in cases {
-        let (r, report) = run_method(distill, teachers);
+        let (r, report, _) = run_method(distill, teachers);
         assert_eq!(r.code, 2, "{distill}: {}", r.stderr);
         assert!(r.stderr.contains(needle), "{distill}: {}", r.stderr);
         assert!(report.is_none(), "{distill}: nothing is written");

@@ -62,21 +62,54 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(s, "| {} | {} | {:.4} | {:.4} | {} |", g.metric, g.rule, g.threshold, g.value, if g.passed { "pass" } else { "FAIL" });
         }
     }
-    let _ = writeln!(
-        s,
-        "\n## Epochs ({})\n\n| epoch | lr | losses | train top-1 | test top-1 | teacher weights | seconds |\n|---|---|---|---|---|---|---|",
-        r.training.method
-    );
-    for e in &r.training.epochs {
-        let losses: Vec<String> = e.losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-        let w = e.teacher_weights.as_ref().map(|w| w.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" / ")).unwrap_or_default();
-        let _ = writeln!(s, "| {} | {:.5} | {} | {} | {} | {} | {:.1} |", e.epoch, e.lr, losses.join(", "), pct(e.train_top1), pct(e.test_top1), w, e.seconds);
-    }
+    epochs(&mut s, &r.training);
     let _ = writeln!(s, "\n## Stages\n");
     for (name, secs) in &r.stages {
         let _ = writeln!(s, "- {name}: {secs:.1} s");
     }
     s
+}
+
+/// Per-teacher values joined with " / ", and " (peaked N%)" when the share is known.
+fn per_teacher(values: &Option<Vec<f64>>, peaked: Option<f64>) -> String {
+    let Some(v) = values else { return String::new() };
+    let joined = v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" / ");
+    match peaked {
+        Some(p) => format!("{joined} (peaked {:.0}%)", 100.0 * p),
+        None => joined,
+    }
+}
+
+/// The epochs table; a feature-level column (weights, per-teacher feature loss, meta-gradient
+/// norms) when the method reports one.
+fn epochs(s: &mut String, t: &TrainingRecord) {
+    let feature = t.epochs.iter().any(|e| e.feature_weights.is_some() || !e.method_figures.is_empty());
+    let extra = if feature { " feature level |" } else { "" };
+    let _ = writeln!(
+        s,
+        "\n## Epochs ({})\n\n| epoch | lr | losses | train top-1 | test top-1 | teacher weights |{extra} seconds |\n|---|---|---|---|---|---|{}---|",
+        t.method,
+        if feature { "---|" } else { "" }
+    );
+    for e in &t.epochs {
+        let losses: Vec<String> = e.losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        let w = per_teacher(&e.teacher_weights, e.teacher_weight_peaked);
+        let cell = if feature {
+            let mut parts = Vec::new();
+            if e.feature_weights.is_some() {
+                parts.push(format!("weights {}", per_teacher(&e.feature_weights, e.feature_weight_peaked)));
+            }
+            if e.feature_losses.is_some() {
+                parts.push(format!("loss {}", per_teacher(&e.feature_losses, None)));
+            }
+            parts.extend(e.method_figures.iter().map(|(k, v)| format!("{k} {v:.1e}")));
+            format!(" {} |", parts.join("; "))
+        } else {
+            String::new()
+        };
+        let _ =
+            writeln!(s, "| {} | {:.5} | {} | {} | {} | {w} |{cell} {:.1} |", e.epoch, e.lr, losses.join(", "), pct(e.train_top1), pct(e.test_top1), e.seconds);
+    }
 }
 
 fn training_summary(s: &mut String, label: &str, t: &TrainingRecord) {
