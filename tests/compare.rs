@@ -125,6 +125,14 @@ fn a_killed_comparison_resumes_to_the_same_result() {
     let read = |out: &str| -> Value { serde_json::from_slice(&std::fs::read(dir.path().join(out).join("comparison.json")).unwrap()).unwrap() };
     assert_eq!(figures(&read("full")), figures(&read("killed")));
     assert_eq!(figures(&read("full")), figures(&read("torn")));
+
+    // Starting over removes the tool's files only: a file of the user's in `seeds/` stays.
+    std::fs::write(dir.path().join("torn/seeds/notes.txt"), "mine").unwrap();
+    std::fs::remove_file(dir.path().join("torn/comparison.json")).unwrap();
+    let over = run_in(dir.path(), &["compare", "--recipe", "r.yaml", "--out", "torn", "--overwrite"]);
+    assert_eq!(over.code, 0, "{}", over.stderr);
+    assert_eq!(std::fs::read_to_string(dir.path().join("torn/seeds/notes.txt")).unwrap(), "mine");
+    assert_eq!(figures(&read("full")), figures(&read("torn")));
     let finished = run_in(dir.path(), &["compare", "--recipe", "r.yaml", "--out", "killed", "--resume"]);
     assert_eq!(finished.code, 2, "a finished comparison has nothing to resume: {}", finished.stderr);
 }

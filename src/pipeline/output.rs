@@ -159,7 +159,7 @@ fn clear_previous_run(out: &Path) -> anyhow::Result<()> {
 
 /// Deletes checkpoint files (`last.json`, `state-*.safetensors`, their temporaries) in `dir`
 /// and its subfolders, then every folder left empty.
-fn remove_checkpoints(dir: &Path) -> anyhow::Result<()> {
+pub(super) fn remove_checkpoints(dir: &Path) -> anyhow::Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
     for entry in entries.flatten() {
         let path = entry.path();

@@ -171,16 +171,31 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
     write(&out, &comparison)
 }
 
-/// The comparison's checkpoint folders (`checkpoints/seed-<s>`), removed; `checkpoints/` goes too
-/// when nothing else is left in it.
-fn remove_seed_checkpoints(out: &Path) {
+/// The comparison's checkpoint files under `checkpoints/seed-<s>/` (only the tool's own files, as
+/// a run's are removed), then every folder left empty.
+fn remove_seed_checkpoints(out: &Path) -> anyhow::Result<()> {
     let dir = out.join("checkpoints");
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         if entry.file_name().to_string_lossy().starts_with("seed-") {
-            let _ = std::fs::remove_dir_all(entry.path());
+            super::output::remove_checkpoints(&entry.path())?;
         }
     }
     let _ = std::fs::remove_dir(&dir);
+    Ok(())
+}
+
+/// The finished seeds' files (`seeds/seed-<s>.json`), then the folder when it is left empty.
+fn remove_finished_seeds(out: &Path) -> anyhow::Result<()> {
+    let dir = out.join("seeds");
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).unwrap_or(&name);
+        if name.starts_with("seed-") && name.ends_with(".json") {
+            std::fs::remove_file(entry.path()).map_err(|e| anyhow::anyhow!("cannot remove the previous comparison's {}: {e}", entry.path().display()))?;
+        }
+    }
+    let _ = std::fs::remove_dir(&dir);
+    Ok(())
 }
 
 /// Whether an earlier comparison was interrupted in `out`: finished seeds, or a running seed's
@@ -202,7 +217,7 @@ fn settle_seed_checkpoints(dir: &Path, methods: usize) -> anyhow::Result<()> {
     let whole = epochs.is_empty() || (epochs.len() == methods && epochs.iter().all(|e| *e == epochs[0]));
     if !whole {
         eprintln!("compare: {} was interrupted while its checkpoints were written (epochs {epochs:?}); this seed starts over", dir.display());
-        std::fs::remove_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", dir.display()))?;
+        super::output::remove_checkpoints(dir)?;
     }
     Ok(())
 }
@@ -229,11 +244,8 @@ fn prepare_folder(out: &Path, opts: &CompareOptions) -> anyhow::Result<super::ou
         for name in ["comparison.json", "comparison.md"] {
             let _ = std::fs::remove_file(out.join(name));
         }
-        let seeds = out.join("seeds");
-        if seeds.exists() {
-            std::fs::remove_dir_all(&seeds).map_err(|e| anyhow::anyhow!("cannot remove the previous comparison's {}: {e}", seeds.display()))?;
-        }
-        remove_seed_checkpoints(out);
+        remove_finished_seeds(out)?;
+        remove_seed_checkpoints(out)?;
     }
     Ok(lock)
 }
@@ -268,7 +280,7 @@ fn write(out: &Path, comparison: &Comparison) -> anyhow::Result<i32> {
     let markdown = render(comparison);
     crate::fsio::write_atomic(&out.join("comparison.md"), markdown.as_bytes())?;
     crate::fsio::write_atomic(&out.join("comparison.json"), serde_json::to_string_pretty(comparison)?.as_bytes())?;
-    remove_seed_checkpoints(out);
+    remove_seed_checkpoints(out)?;
     println!("{markdown}");
     eprintln!("comparison written to {}", out.display());
     Ok(0)
