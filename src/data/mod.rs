@@ -7,10 +7,12 @@
 pub mod augment;
 pub mod batches;
 pub mod cache;
+pub mod decode;
 pub mod image_folder;
 pub mod preprocess;
 pub mod rng;
 pub mod synthetic;
+pub mod transform;
 
 use anyhow::{bail, Context, Result};
 use tch::{Kind, Tensor};

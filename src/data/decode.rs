@@ -1,0 +1,129 @@
+//! Decoding one image file of any size and colour type into RGB8, with the checks a folder of
+//! other people's photos needs: format by content, a pixel limit read from the header before
+//! anything is allocated, and truncated files refused rather than padded with grey.
+//!
+//! Colour rules (the same as PIL's `Image.convert("RGB")`, which torchvision's ImageFolder uses,
+//! except where noted):
+//! - grayscale: the value is copied to R, G and B;
+//! - alpha (RGBA, gray+alpha, a PNG palette with transparency): the alpha is dropped, not
+//!   composited over a background;
+//! - palette PNG: looked up in its palette;
+//! - CMYK JPEG (as Photoshop writes them, Adobe-inverted): `R = C·K/255` per channel, the
+//!   rule PIL applies to such files;
+//! - 16 bits per sample: `round(v · 255 / 65535)`. PIL takes the high byte for 16-bit RGB and
+//!   clips 16-bit grayscale at 255 (which turns most of such an image white); we do not copy
+//!   the clipping.
+//!
+//! Orientation: the EXIF orientation tag is ignored, as PIL (and so torchvision's ImageFolder)
+//! ignores it unless asked; teachers trained with torchvision saw the stored pixel order.
+
+use anyhow::Result;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use std::io::Cursor;
+use std::path::Path;
+
+/// Largest image accepted by default, in pixels: PIL's decompression-bomb error threshold
+/// (twice its `MAX_IMAGE_PIXELS` warning level of 89,478,485), so a file PIL loads we load.
+pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
+
+/// What a file's header says, read without decoding the pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub width: u32,
+    pub height: u32,
+    pub format: ImageFormat,
+}
+
+/// Reads `path` whole; images are small next to the memory a decode of them takes.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| crate::bad_input!("cannot read image {}: {e}", path.display()))
+}
+
+fn reader<'a>(bytes: &'a [u8], path: &Path) -> Result<ImageReader<Cursor<&'a [u8]>>> {
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| crate::bad_input!("cannot read image {}: {e}", path.display()))?;
+    match reader.format() {
+        Some(ImageFormat::Jpeg | ImageFormat::Png) => Ok(reader),
+        Some(other) => Err(crate::bad_input!("image {} is {other:?} by its content; only JPEG and PNG are read", path.display())),
+        None => Err(crate::bad_input!("image {} is neither JPEG nor PNG by its content (its first bytes match no image format)", path.display())),
+    }
+}
+
+/// Whether a JPEG stream ends with its end-of-image marker (trailing padding allowed). A file
+/// cut short loses it; decoders pad the missing scan with grey, PIL reports "image file is
+/// truncated", and so do we.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let end = bytes.iter().rposition(|&b| b != 0 && !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+    end >= 2 && bytes[end - 2..end] == [0xFF, 0xD9]
+}
+
+fn check_header(header: &Header, path: &Path, max_pixels: u64) -> Result<()> {
+    let pixels = header.width as u64 * header.height as u64;
+    if pixels == 0 {
+        return Err(crate::bad_input!("image {} declares a size of {}x{} pixels", path.display(), header.width, header.height));
+    }
+    if pixels > max_pixels {
+        return Err(crate::bad_input!(
+            "image {} declares {}x{} = {pixels} pixels, more than the limit of {max_pixels} (data.max_image_pixels): \
+             refused as a possible decompression bomb",
+            path.display(),
+            header.width,
+            header.height
+        ));
+    }
+    Ok(())
+}
+
+/// A reader for `bytes`, refusing a JPEG cut short before its headers are even parsed (a cut
+/// inside the headers would otherwise read as some other corruption).
+fn complete_reader<'a>(bytes: &'a [u8], path: &Path) -> Result<(ImageReader<Cursor<&'a [u8]>>, ImageFormat)> {
+    let reader = reader(bytes, path)?;
+    let format = reader.format().expect("reader() only returns readers with a known format");
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(crate::bad_input!("image {} is truncated: the JPEG data has no end-of-image marker", path.display()));
+    }
+    Ok((reader, format))
+}
+
+/// The header of an image held in `bytes` (read from `path`, which errors name), checked
+/// against the pixel limit and, for JPEG, for truncation. Cheap: no pixel is decoded.
+pub fn probe(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<Header> {
+    let (reader, format) = complete_reader(bytes, path)?;
+    let decoder = reader.into_decoder().map_err(|e| crate::bad_input!("image {} is corrupt: {e}", path.display()))?;
+    let (width, height) = decoder.dimensions();
+    let header = Header { width, height, format };
+    check_header(&header, path, max_pixels)?;
+    Ok(header)
+}
+
+/// Decodes an image held in `bytes` into RGB8 by the rules in this module's documentation.
+pub fn decode(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<RgbImage> {
+    let (mut reader, format) = complete_reader(bytes, path)?;
+    // Our own limit is checked on the header below; the decoder's allocation cap only has to
+    // admit what that limit lets through (at most 8 bytes per pixel, 16-bit RGBA).
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(1 << 26));
+    reader.limits(limits);
+    let decoder = reader.into_decoder().map_err(|e| crate::bad_input!("image {} is corrupt: {e}", path.display()))?;
+    let (width, height) = decoder.dimensions();
+    check_header(&Header { width, height, format }, path, max_pixels)?;
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| crate::bad_input!("image {} is corrupt: {e}", path.display()))?;
+    Ok(to_rgb8(img))
+}
+
+/// Reads and decodes `path`.
+pub fn decode_file(path: &Path, max_pixels: u64) -> Result<RgbImage> {
+    decode(&read_file(path)?, path, max_pixels)
+}
+
+/// RGB8 by the module's rules. The image crate's own conversion implements each of them
+/// (luma copied, alpha dropped, 16-bit rounded); an 8-bit RGB image is moved, not copied.
+fn to_rgb8(img: DynamicImage) -> RgbImage {
+    match img {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.to_rgb8(),
+    }
+}
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod tests;
