@@ -1,8 +1,9 @@
-//! The command line (design.md §2): the pipeline by default, plus `inspect`, `eval`, `zoo` and
-//! `compare`.
+//! The command line (design.md §2): the pipeline by default, plus `inspect`, `eval`, `zoo`,
+//! `compare` and `data`.
 //! One file per subcommand; each returns the exit code it wants.
 
 pub mod compare;
+pub mod data;
 pub mod eval;
 pub mod inspect;
 pub mod run;
@@ -56,6 +57,8 @@ pub enum Command {
     Zoo(zoo::ZooArgs),
     /// Train the methods of a recipe's `compare` section side by side on shared batches.
     Compare(compare::CompareArgs),
+    /// Check an image folder as a run would (bad files named) and time the loader on it.
+    Data(data::DataArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -65,6 +68,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Eval(a)) => eval::run(&a),
         Some(Command::Zoo(a)) => zoo::run(&a),
         Some(Command::Compare(a)) => compare::run(&a),
+        Some(Command::Data(a)) => data::run(&a),
         None => run::run(&cli.run),
     }
 }

@@ -1,10 +1,9 @@
-//! Index batches for one pass over a data set, and gathering a batch of images and labels.
+//! Index batches for one pass over a data set: the seeded shuffle and the batch boundaries.
 //!
-//! Batching works on indices rather than on copies of the data, so a training epoch only ever
-//! materialises one batch of pixels at a time.
+//! Batching works on indices rather than on copies of the data; the loader turns each batch of
+//! indices into pixels when the step needs it.
 
 use super::rng::Rng;
-use super::ImageSet;
 use tch::Tensor;
 
 /// Iterator over the index batches of one epoch; each item is a `[b]` int64 CPU tensor.
@@ -77,15 +76,9 @@ pub fn sequential(n: usize, batch_size: usize) -> EpochBatches {
     EpochBatches::new(n, batch_size, false, false, &mut Rng::new(0))
 }
 
-/// The images (`[b, H, W, 3]` uint8 NHWC) and labels (`[b]` int64) at `idx`.
-pub fn gather(set: &ImageSet, idx: &Tensor) -> (Tensor, Tensor) {
-    (set.images.index_select(0, idx), set.labels.index_select(0, idx))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
 
     fn collect(b: EpochBatches) -> Vec<Vec<i64>> {
         b.map(|t| Vec::<i64>::try_from(&t).unwrap()).collect()
@@ -135,16 +128,5 @@ mod tests {
     fn zero_batch_size_terminates() {
         assert_eq!(collect(sequential(3, 0)), vec![vec![0], vec![1], vec![2]]);
         assert_eq!(collect(sequential(0, 4)).len(), 0);
-    }
-
-    #[test]
-    fn gather_picks_rows() {
-        let images = Tensor::arange(4, (Kind::Uint8, Device::Cpu)).view([4, 1, 1, 1]).expand([4, 1, 1, 3], false).contiguous();
-        let labels = Tensor::from_slice(&[10i64, 11, 12, 13]);
-        let set = ImageSet { images, labels, class_names: vec![] };
-        let (x, y) = gather(&set, &Tensor::from_slice(&[3i64, 1]));
-        assert_eq!(x.size(), vec![2, 1, 1, 3]);
-        assert_eq!(Vec::<u8>::try_from(&x.flatten(0, -1)).unwrap(), vec![3, 3, 3, 1, 1, 1]);
-        assert_eq!(Vec::<i64>::try_from(&y).unwrap(), vec![13, 11]);
     }
 }

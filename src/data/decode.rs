@@ -95,6 +95,37 @@ pub fn probe(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<Header> {
     Ok(header)
 }
 
+/// Files up to this size are probed from their whole content; larger ones from their first
+/// bytes (where every header we read lies) and their last few (where a JPEG's end marker is).
+const PROBE_HEAD: u64 = 1 << 20;
+const PROBE_TAIL: u64 = 64;
+
+/// [`probe`] of a file on disk, reading at most about a mebibyte of it.
+pub fn probe_file(path: &Path, max_pixels: u64) -> Result<Header> {
+    use std::io::{Read, Seek, SeekFrom};
+    let cannot = |e: std::io::Error| crate::bad_input!("cannot read image {}: {e}", path.display());
+    let mut file = std::fs::File::open(path).map_err(cannot)?;
+    let len = file.metadata().map_err(cannot)?.len();
+    if len <= PROBE_HEAD {
+        return probe(&read_file(path)?, path, max_pixels);
+    }
+    let mut head = vec![0u8; PROBE_HEAD as usize];
+    file.read_exact(&mut head).map_err(cannot)?;
+    let mut tail = vec![0u8; PROBE_TAIL as usize];
+    file.seek(SeekFrom::End(-(PROBE_TAIL as i64))).map_err(cannot)?;
+    file.read_exact(&mut tail).map_err(cannot)?;
+    let reader = reader(&head, path)?;
+    let format = reader.format().expect("reader() only returns readers with a known format");
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(&tail) {
+        return Err(crate::bad_input!("image {} is truncated: the JPEG data has no end-of-image marker", path.display()));
+    }
+    let decoder = reader.into_decoder().map_err(|e| crate::bad_input!("image {} is corrupt: {e}", path.display()))?;
+    let (width, height) = decoder.dimensions();
+    let header = Header { width, height, format };
+    check_header(&header, path, max_pixels)?;
+    Ok(header)
+}
+
 /// Decodes an image held in `bytes` into RGB8 by the rules in this module's documentation.
 pub fn decode(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<RgbImage> {
     let (mut reader, format) = complete_reader(bytes, path)?;

@@ -33,7 +33,7 @@ fn is_image(p: &Path) -> bool {
 }
 
 /// Class names (sorted sub-folder names, hidden ones skipped) and per-file labels.
-fn list(dir: &Path) -> Result<(Vec<String>, Vec<PathBuf>, Vec<i64>)> {
+pub(super) fn list(dir: &Path) -> Result<(Vec<String>, Vec<PathBuf>, Vec<i64>)> {
     if !dir.is_dir() {
         return Err(crate::bad_input!("image folder {} does not exist or is not a folder", dir.display()));
     }
@@ -55,25 +55,16 @@ fn list(dir: &Path) -> Result<(Vec<String>, Vec<PathBuf>, Vec<i64>)> {
     Ok((names, files, labels))
 }
 
-fn decode(path: &Path) -> Result<image::RgbImage> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| crate::bad_input!("cannot open image {}: {e}", path.display()))?
-        .with_guessed_format()
-        .map_err(|e| crate::bad_input!("cannot read image {}: {e}", path.display()))?;
-    let img = reader.decode().map_err(|e| crate::bad_input!("cannot decode image {}: {e}", path.display()))?;
-    Ok(img.to_rgb8())
-}
-
 fn size_error(path: &Path, got: (u32, u32), want: (u32, u32), why: &str) -> anyhow::Error {
     crate::bad_input!("image {} is {}x{} but {why} {}x{} (images are not resized)", path.display(), got.0, got.1, want.0, want.1)
 }
 
 /// Decodes `files` (all `w × h`) into `out` (`files.len()·h·w·3` bytes), stopping at the first
 /// failure so the error names the earliest bad file of this chunk.
-fn decode_into(files: &[PathBuf], out: &mut [u8], (w, h): (u32, u32), why: &str) -> Result<()> {
+fn decode_into(files: &[PathBuf], out: &mut [u8], (w, h): (u32, u32), why: &str, max_pixels: u64) -> Result<()> {
     let per = (w * h * 3) as usize;
     for (path, dst) in files.iter().zip(out.chunks_exact_mut(per)) {
-        let img = decode(path)?;
+        let img = super::decode::decode_file(path, max_pixels)?;
         if img.dimensions() != (w, h) {
             return Err(size_error(path, img.dimensions(), (w, h), why));
         }
@@ -91,10 +82,27 @@ fn decode_into(files: &[PathBuf], out: &mut [u8], (w, h): (u32, u32), why: &str)
 /// in `dir` changed.
 pub fn load_image_folder(dir: &Path, image_size: Option<u32>, cache_dir: Option<&Path>) -> Result<ImageSet> {
     let (names, files, labels) = list(dir)?;
+    decode_files(dir, names, &files, &labels, image_size, cache_dir, super::decode::DEFAULT_MAX_PIXELS)
+}
+
+/// Decodes `files` (inside `dir`, with their `labels` and the class `names`) into an
+/// [`ImageSet`], by the rules and through the cache of [`load_image_folder`].
+pub fn decode_files(
+    dir: &Path,
+    names: Vec<String>,
+    files: &[PathBuf],
+    labels: &[i64],
+    image_size: Option<u32>,
+    cache_dir: Option<&Path>,
+    max_pixels: u64,
+) -> Result<ImageSet> {
+    if files.is_empty() {
+        return Err(crate::bad_input!("image folder {} has no image to decode", dir.display()));
+    }
     let want_why = image_size.map(|s| ((s, s), "the requested image size is"));
 
     let cache_path = match cache_dir {
-        Some(cd) => Some(cache::cache_file(cd, &cache::cache_key(dir, &files)?)),
+        Some(cd) => Some(cache::cache_file(cd, &cache::cache_key(dir, files)?)),
         None => None,
     };
     if let Some(set) = cache_path.as_deref().and_then(cache::read) {
@@ -112,7 +120,7 @@ pub fn load_image_folder(dir: &Path, image_size: Option<u32>, cache_dir: Option<
     }
 
     // The first image fixes the size all others must have (unless one was requested).
-    let first = decode(&files[0])?;
+    let first = super::decode::decode_file(&files[0], max_pixels)?;
     let (want, why) = want_why.unwrap_or((first.dimensions(), "the first image"));
     let (w, h) = want;
     let per = (w * h * 3) as usize;
@@ -120,7 +128,7 @@ pub fn load_image_folder(dir: &Path, image_size: Option<u32>, cache_dir: Option<
     let split = files.len().div_ceil(DECODE_THREADS);
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let handles: Vec<_> =
-            files.chunks(split).zip(pixels.chunks_mut(split * per)).map(|(fs, out)| s.spawn(move || decode_into(fs, out, (w, h), why))).collect();
+            files.chunks(split).zip(pixels.chunks_mut(split * per)).map(|(fs, out)| s.spawn(move || decode_into(fs, out, (w, h), why, max_pixels))).collect();
         handles.into_iter().map(|hd| hd.join().unwrap_or_else(|_| Err(anyhow::anyhow!("image decoding thread panicked")))).collect()
     });
     // Chunks are in file order, so the first error found is the first offending file.
@@ -130,7 +138,7 @@ pub fn load_image_folder(dir: &Path, image_size: Option<u32>, cache_dir: Option<
 
     let images = Tensor::f_from_data_size(&pixels, &[files.len() as i64, h as i64, w as i64, 3], Kind::Uint8)?;
     drop(pixels);
-    let set = ImageSet::new(images, Tensor::from_slice(&labels), names)?;
+    let set = ImageSet::new(images, Tensor::from_slice(labels), names)?;
     if let Some(path) = &cache_path {
         // The cache is only a speed-up: failing to write it must not fail the run.
         if let Err(e) = cache::write(path, &set) {

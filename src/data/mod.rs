@@ -1,14 +1,19 @@
-//! Data sets held in memory: the shared [`ImageSet`] type plus loading, caching, synthetic
-//! generation, augmentation, batching and per-model preprocessing.
+//! Images for the models: the in-memory [`ImageSet`], decoding any JPEG/PNG, image folders,
+//! CIFAR's binary files and synthetic sets, the caches, torchvision's transforms, the batch
+//! loader with its worker threads, and per-model preprocessing.
 //!
 //! Images stay uint8 NHWC on the CPU until a batch is handed to a model: that is 4× smaller
 //! than float and lets each model apply its own [`preprocess::Preprocess`] on its own device.
 
-pub mod augment;
 pub mod batches;
 pub mod cache;
+pub mod cifar_binary;
 pub mod decode;
+pub mod disk_cache;
+pub mod feed;
+pub mod files;
 pub mod image_folder;
+pub mod loader;
 pub mod preprocess;
 pub mod rng;
 pub mod synthetic;
@@ -19,6 +24,18 @@ use tch::{Kind, Tensor};
 
 /// Seed of [`ImageSet::take`]; fixed so that "the first n" means the same images every run.
 const TAKE_SEED: u64 = 0x7A6B_E5D1_0C4F_3B29;
+
+/// The positions of a random subset of `n` out of `len` items drawn from `seed` (all of them
+/// when `n >= len`), in increasing order: the same call gives the same subset every run.
+pub fn seeded_subset(len: usize, n: usize, seed: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..len).collect();
+    if n < len {
+        rng::Rng::new(seed).shuffle(&mut idx);
+        idx.truncate(n);
+        idx.sort_unstable();
+    }
+    idx
+}
 
 /// A labelled image set held in memory as one uint8 tensor.
 pub struct ImageSet {
@@ -61,6 +78,21 @@ impl ImageSet {
         self.images.size()[0] as usize
     }
 
+    /// The pixel bytes, `N·H·W·3` in NHWC order, without a copy (the loader's workers read
+    /// samples from it). Panics when `images` was replaced by a tensor that breaks the invariant.
+    pub fn pixels(&self) -> &[u8] {
+        let t = &self.images;
+        assert!(t.kind() == Kind::Uint8 && t.device() == tch::Device::Cpu && t.is_contiguous(), "ImageSet images must be contiguous CPU uint8");
+        let n = t.numel();
+        if n == 0 {
+            return &[];
+        }
+        // SAFETY: a contiguous CPU uint8 tensor holds `n` initialised bytes at `data_ptr`; the set
+        // owns the tensor and nothing writes to it while `&self` is borrowed, so the storage
+        // outlives the slice unchanged.
+        unsafe { std::slice::from_raw_parts(t.data_ptr() as *const u8, n) }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -83,13 +115,7 @@ impl ImageSet {
 
     /// Like [`ImageSet::take`] with an explicit seed.
     pub fn take_seeded(&self, n: usize, seed: u64) -> ImageSet {
-        let len = self.len();
-        let mut idx: Vec<i64> = (0..len as i64).collect();
-        if n < len {
-            rng::Rng::new(seed).shuffle(&mut idx);
-            idx.truncate(n);
-            idx.sort_unstable();
-        }
+        let idx: Vec<i64> = seeded_subset(self.len(), n, seed).into_iter().map(|i| i as i64).collect();
         self.subset(&idx)
     }
 

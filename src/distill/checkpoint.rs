@@ -172,6 +172,8 @@ mod tests {
                 feature_losses: Some(vec![(i as f64).sqrt() / 3.0]),
                 method_figures: [("feature_net_meta_grad_norm".to_string(), 1e-7 / i as f64)].into(),
                 seconds: i as f64 * 0.731,
+                data_wait_seconds: i as f64 * 0.013,
+                skipped_images: i % 3,
             })
             .collect()
     }

@@ -6,7 +6,7 @@ use super::methods::{BatchOutputs, Method, PrepareContext, StepContext};
 use super::optim::Sgd;
 use super::record::EpochMetrics;
 use super::stats::WeightStats;
-use crate::data::augment::Augment;
+use crate::data::feed::{Feed, TestSet};
 use crate::data::preprocess::Preprocess;
 use crate::data::ImageSet;
 use crate::graph::RunMode;
@@ -25,11 +25,20 @@ pub struct TeacherOutputs {
     pub taps: Vec<Tensor>,
 }
 
-/// Runs the teachers `which` (indices into `teachers`) on a uint8 batch; the others stay None.
-pub fn teacher_outputs(teachers: &[Teacher], which: &[usize], images: &Tensor, device: tch::Device) -> anyhow::Result<Vec<Option<TeacherOutputs>>> {
+/// Runs the teachers `which` (indices into `teachers`) on a batch given as uint8 views, one per
+/// size in `sizes`; each teacher takes the view at its own input size. The others stay None.
+pub fn teacher_outputs(
+    teachers: &[Teacher],
+    which: &[usize],
+    views: &[Tensor],
+    sizes: &[(i64, i64)],
+    device: tch::Device,
+) -> anyhow::Result<Vec<Option<TeacherOutputs>>> {
     let mut out: Vec<Option<TeacherOutputs>> = (0..teachers.len()).map(|_| None).collect();
     for &i in which {
-        let (z, taps) = teachers[i].forward(images)?;
+        let t = &teachers[i];
+        let k = sizes.iter().position(|&s| s == t.input_hw).ok_or_else(|| anyhow::anyhow!("no view at teacher `{}`'s size {:?}", t.name, t.input_hw))?;
+        let (z, taps) = t.forward(&views[k])?;
         out[i] = Some(TeacherOutputs { logits: z.to_device(device), taps: taps.into_iter().map(|t| t.to_device(device)).collect() });
     }
     Ok(out)
@@ -97,9 +106,9 @@ impl<'a> Learner<'a> {
     }
 
     /// The method's stage before training (MGD's heads), on this learner's teachers.
-    pub fn prepare(&self, train: &ImageSet, augment: &Augment, test: &ImageSet, all: &[Teacher], batch_size: i64, seed: u64) -> anyhow::Result<()> {
+    pub fn prepare(&self, train: &Feed, test: &TestSet, all: &[Teacher], batch_size: i64, seed: u64) -> anyhow::Result<()> {
         let teachers: Vec<&Teacher> = self.teachers.iter().map(|&i| &all[i]).collect();
-        let ctx = PrepareContext { train, augment, test, teachers: &teachers, batch_size, seed, device: self.student.device() };
+        let ctx = PrepareContext { train, test, teachers: &teachers, batch_size, seed, device: self.student.device() };
         self.method.prepare(&ctx)
     }
 
@@ -215,6 +224,9 @@ impl<'a> Learner<'a> {
             feature_losses: figures.feature_losses,
             method_figures: figures.scalars,
             seconds: own,
+            // The loader's figures belong to the trainer, which fills them in.
+            data_wait_seconds: 0.0,
+            skipped_images: 0,
         };
         (self.seen, self.steps, self.busy) = (0, 0, 0.0);
         Ok(m)

@@ -40,6 +40,17 @@ pub struct EpochMetrics {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub method_figures: BTreeMap<String, f64>,
     pub seconds: f64,
+    /// Seconds the training step waited for the loader's batches this epoch (shared by every
+    /// learner of a comparison).
+    #[serde(default)]
+    pub data_wait_seconds: f64,
+    /// Training images left out this epoch because they failed to decode (`data.skip_bad`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_images: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl EpochMetrics {

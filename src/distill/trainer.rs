@@ -8,11 +8,11 @@ use super::learner::{teacher_outputs, Learner};
 use super::methods::Method;
 use super::record::EpochMetrics;
 use super::schedule::lr_at;
-use crate::data::augment::{augment_batch, Augment};
-use crate::data::batches::{gather, EpochBatches};
+use crate::data::batches::EpochBatches;
+use crate::data::feed::{distinct_sizes, Feed, TestSet};
+use crate::data::loader::Schedule;
 use crate::data::preprocess::Preprocess;
 use crate::data::rng::Rng;
-use crate::data::ImageSet;
 use crate::progress::Progress;
 use crate::recipe::schema::Train;
 use crate::student::Student;
@@ -24,10 +24,10 @@ use tch::Tensor;
 
 /// What every learner of one training shares.
 pub struct TrainInputs<'a> {
-    pub train: &'a ImageSet,
-    pub test: &'a ImageSet,
+    pub train: &'a Feed,
+    /// The test set at the student's size (first) and every teacher's.
+    pub test: &'a TestSet,
     pub preprocess: &'a Preprocess,
-    pub augment: &'a Augment,
     pub teachers: &'a [Teacher],
     pub seed: u64,
     pub label: &'a str,
@@ -85,7 +85,7 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
     let mut at = resume(learners, &dirs, inp, &Expect { epochs: cfg.epochs, steps_per_epoch })?;
     if at.first_epoch == 1 {
         for l in learners.iter() {
-            l.prepare(inp.train, inp.augment, inp.test, inp.teachers, cfg.batch_size as i64, inp.seed)?;
+            l.prepare(inp.train, inp.test, inp.teachers, cfg.batch_size as i64, inp.seed)?;
         }
     }
     let total_steps = steps_per_epoch * cfg.epochs;
@@ -94,10 +94,11 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
     let mut teacher_seconds = 0.0;
     for epoch in at.first_epoch..=cfg.epochs {
         let started = Instant::now();
-        let lr = run_epoch(learners, cfg, inp, epoch, total_steps, &mut at, &mut progress, &mut teacher_seconds)?;
+        let fed = run_epoch(learners, cfg, inp, epoch, total_steps, &mut at, &mut progress, &mut teacher_seconds)?;
         let single = learners.len() == 1;
         for (k, l) in learners.iter_mut().enumerate() {
-            let m = l.finish_epoch(epoch, lr, inp.test, inp.preprocess)?;
+            let m = l.finish_epoch(epoch, fed.lr, inp.test.student(), inp.preprocess)?;
+            let m = EpochMetrics { data_wait_seconds: fed.waited, skipped_images: fed.skipped, ..m };
             // With one learner the epoch's wall time is its own; with several, each counts its
             // own steps and evaluation (the teachers' share is reported apart).
             let m = if single { EpochMetrics { seconds: started.elapsed().as_secs_f64(), ..m } } else { m };
@@ -119,7 +120,17 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
     Ok(Trained { outcomes: at.tracks, teacher_seconds_per_epoch: teacher_seconds / epochs_run as f64 })
 }
 
-/// One epoch of steps for every learner; returns the last learning rate.
+/// What one epoch of steps reports besides the learners' own figures.
+struct Fed {
+    /// The last step's learning rate.
+    lr: f64,
+    /// Seconds the steps waited for batches.
+    waited: f64,
+    /// Training images left out because they failed to decode.
+    skipped: usize,
+}
+
+/// One epoch of steps for every learner.
 #[allow(clippy::too_many_arguments)]
 fn run_epoch(
     learners: &mut [Learner],
@@ -130,31 +141,44 @@ fn run_epoch(
     at: &mut Progression,
     progress: &mut Progress,
     teacher_seconds: &mut f64,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Fed> {
     let sgd = &cfg.optimizer.sgd;
     let device = learners[0].student.device();
     let mut union: Vec<usize> = learners.iter().flat_map(|l| l.teachers.iter().copied()).collect();
     union.sort_unstable();
     union.dedup();
-    let batches: Vec<Tensor> = EpochBatches::new(inp.train.len(), cfg.batch_size, true, true, &mut at.rng).collect();
-    let steps = batches.len();
-    let mut lr = sgd.lr;
-    for (i, idx) in batches.into_iter().enumerate() {
-        lr = lr_at(&cfg.schedule, sgd.lr, epoch, at.step, total_steps);
-        let (images, labels) = gather(inp.train, &idx);
-        let images = augment_batch(&images, inp.augment, &mut at.rng);
-        let labels = labels.to_device(device);
-        let started = Instant::now();
-        let outputs = teacher_outputs(inp.teachers, &union, &images, device)?;
-        *teacher_seconds += started.elapsed().as_secs_f64();
-        let x = inp.preprocess.apply(&images, device);
-        for l in learners.iter_mut() {
-            l.step(&x, &labels, &outputs, epoch, i, steps, lr, inp.seed)?;
-        }
-        at.step += 1;
-        progress.inc(1, &format!("epoch {epoch}/{}", cfg.epochs));
+    // The order and every batch's augmentation seed are drawn before the first step, so the
+    // generator's state at the epoch's end does not depend on how the batches are loaded.
+    let mut order = EpochBatches::new(inp.train.len(), cfg.batch_size, true, true, &mut at.rng);
+    let mut batches = Vec::with_capacity(order.num_batches());
+    while let Some(idx) = order.next_indices() {
+        batches.push(idx.iter().map(|&i| i as usize).collect::<Vec<_>>());
     }
-    Ok(lr)
+    let seeds = batches.iter().map(|_| at.rng.next_u64()).collect();
+    let schedule = Schedule { batches, seeds };
+    let steps = schedule.batches.len();
+    let sizes = distinct_sizes(inp.test.sizes[0], union.iter().map(|&i| inp.teachers[i].input_hw));
+    let mut lr = sgd.lr;
+    let (waited, skipped) = inp.train.train_batches(&schedule, &sizes, |stream| {
+        let mut skipped = 0;
+        for i in 0..steps {
+            let batch = stream.next().ok_or_else(|| anyhow::anyhow!("the loader ended before batch {i} of {steps}"))??;
+            skipped += batch.skipped.len();
+            lr = lr_at(&cfg.schedule, sgd.lr, epoch, at.step, total_steps);
+            let labels = batch.labels.to_device(device);
+            let started = Instant::now();
+            let outputs = teacher_outputs(inp.teachers, &union, &batch.views, &sizes, device)?;
+            *teacher_seconds += started.elapsed().as_secs_f64();
+            let x = inp.preprocess.apply(&batch.views[0], device);
+            for l in learners.iter_mut() {
+                l.step(&x, &labels, &outputs, epoch, i, steps, lr, inp.seed)?;
+            }
+            at.step += 1;
+            progress.inc(1, &format!("epoch {epoch}/{}", cfg.epochs));
+        }
+        Ok((stream.waited().as_secs_f64(), skipped))
+    })?;
+    Ok(Fed { lr, waited, skipped })
 }
 
 /// Appends an epoch to a learner's history and keeps its best.

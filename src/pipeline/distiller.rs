@@ -52,7 +52,8 @@ impl Distiller {
         let method = self.usage.distill.method.clone();
         let started = Instant::now();
         if cfg.epochs == 0 {
-            let top1 = crate::metrics::top_k(&self.student.logits(inputs.test, inputs.preprocess, 256)?, &inputs.test.labels, 1);
+            let test = inputs.test.student();
+            let top1 = crate::metrics::top_k(&self.student.logits(test, inputs.preprocess, 256)?, &test.labels, 1);
             eprintln!("{}: no epochs; the student as given has test top-1 {:.2}%", inputs.label, 100.0 * top1);
             return Ok(TrainingRecord { method, method_summary: None, epochs: vec![], best_top1: top1, best_epoch: 0, final_top1: top1, seconds: 0.0 });
         }

@@ -10,6 +10,8 @@ mod output;
 pub mod plan;
 mod quantize;
 
+use crate::data::feed::{Feed, TestSet};
+use crate::data::loader::Source;
 use crate::distill::checkpoint::Identity;
 use crate::distill::trainer::TrainInputs;
 use crate::export::metadata::StudentMetadata;
@@ -61,7 +63,9 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     stages.lap("plan");
     set_threads(&plan);
     tch::manual_seed(plan.seed as i64);
-    let (train_set, test_set) = load::data(&plan.data, plan.seed)?;
+    let (train_set, test_feed) = load::data(&plan.data, plan.seed)?;
+    let test_set = test_feed.render_test(&plan.model_sizes())?;
+    drop(test_feed);
     stages.lap("data");
     let teachers = evaluate_teachers(&plan.teachers, &test_set)?;
     stages.lap("teachers");
@@ -78,12 +82,12 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     let metadata = StudentMetadata {
         recipe_sha256: plan.recipe_sha256.clone(),
         preprocess: plan.data.preprocess.clone(),
-        class_names: train_set.class_names.clone(),
+        class_names: train_set.class_names().to_vec(),
         distill_method: plan.method.distill.method.clone(),
     };
     let mut exported = crate::export::export_student(&distiller.student, &plan.export, &metadata, &out)?;
     stages.lap("export");
-    let fidelity = crate::export::validate_export(&distiller.student, &out.join("student.onnx"), &test_set, &plan.data.preprocess)?;
+    let fidelity = crate::export::validate_export(&distiller.student, &out.join("student.onnx"), test_set.student(), &plan.data.preprocess)?;
     stages.lap("validate");
     let quantization = match &plan.quantize {
         Some(q) => {
@@ -124,12 +128,11 @@ fn print_plan(plan: &Plan, out: &Path) {
 }
 
 /// What every training of the run shares; each names its own label and checkpoint folder.
-fn train_inputs<'a>(plan: &'a Plan, train: &'a crate::data::ImageSet, test: &'a crate::data::ImageSet, out: &Path, resume: bool) -> TrainInputs<'a> {
+fn train_inputs<'a>(plan: &'a Plan, train: &'a Feed, test: &'a TestSet, out: &Path, resume: bool) -> TrainInputs<'a> {
     TrainInputs {
         train,
         test,
         preprocess: &plan.data.preprocess,
-        augment: &plan.data.augment,
         teachers: &plan.teachers,
         seed: plan.seed,
         label: "distill",
@@ -161,7 +164,7 @@ struct Results {
 }
 
 /// The report: the measured figures, the gates evaluated on them, the stage times.
-fn build_report(plan: &Plan, train: &crate::data::ImageSet, test: &crate::data::ImageSet, r: Results, mut stages: Stages) -> anyhow::Result<Report> {
+fn build_report(plan: &Plan, train: &Feed, test: &TestSet, r: Results, mut stages: Stages) -> anyhow::Result<Report> {
     let gates = report::gates::evaluate(&plan.gates, &gate_metrics(&r), &gate_references(&r))?;
     let passed = gates.iter().all(|g| g.passed);
     stages.lap("report");
@@ -175,7 +178,8 @@ fn build_report(plan: &Plan, train: &crate::data::ImageSet, test: &crate::data::
             ("format".into(), serde_json::json!(plan.data.format)),
             ("train_images".into(), serde_json::json!(train.len())),
             ("test_images".into(), serde_json::json!(test.len())),
-            ("classes".into(), serde_json::json!(train.class_names)),
+            ("classes".into(), serde_json::json!(train.class_names())),
+            ("loader".into(), loader_record(plan, train, test)),
         ]),
         teachers: r.teachers.records,
         teacher_ensemble_top1: r.teachers.ensemble_mean,
@@ -189,6 +193,23 @@ fn build_report(plan: &Plan, train: &crate::data::ImageSet, test: &crate::data::
         gates,
         passed,
         stages: stages.0,
+    })
+}
+
+/// How the images were loaded, for the report: held in memory or decoded per batch, the
+/// loader threads, each model's input size, the images left out as bad.
+fn loader_record(plan: &Plan, train: &Feed, test: &TestSet) -> serde_json::Value {
+    let held = load::source_kind(&train.source);
+    let skipped_at_scan = match &train.source {
+        Source::Memory(_) => 0,
+        Source::Files(f) | Source::Disk(_, f) => f.skipped.len(),
+    };
+    serde_json::json!({
+        "train": held,
+        "workers": plan.data.workers.threads,
+        "sizes": test.sizes,
+        "train_images_skipped_at_scan": skipped_at_scan,
+        "test_images_skipped": test.skipped,
     })
 }
 

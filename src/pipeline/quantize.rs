@@ -56,12 +56,16 @@ impl Stage<'_> {
         cfg
     }
 
-    /// The first `calibration_images` training images, preprocessed, on the student's device.
-    fn calibration(&self) -> Tensor {
-        let n = self.q.calibration_images.min(self.inputs.train.len()) as i64;
-        let idx = Tensor::arange(n, (tch::Kind::Int64, tch::Device::Cpu));
-        let (images, _) = crate::data::batches::gather(self.inputs.train, &idx);
-        self.inputs.preprocess.apply(&images, self.plan.device)
+    /// The first `calibration_images` training images under the evaluation transform,
+    /// preprocessed, on the student's device.
+    fn calibration(&self) -> anyhow::Result<Tensor> {
+        let n = self.q.calibration_images.min(self.inputs.train.len());
+        let size = self.inputs.test.sizes[0];
+        let images = self.inputs.train.eval_batches(vec![(0..n).collect()], &[size], |stream| {
+            let batch = stream.next().ok_or_else(|| anyhow::anyhow!("no calibration batch"))??;
+            Ok(batch.views.into_iter().next().expect("one view per size"))
+        })?;
+        Ok(self.inputs.preprocess.apply(&images, self.plan.device))
     }
 
     /// One QAT run from the float student under `usage`.
@@ -109,7 +113,7 @@ impl Stage<'_> {
     }
 
     pub(super) fn run(&self) -> anyhow::Result<QuantizationRecord> {
-        let calibration = self.calibration();
+        let calibration = self.calibration()?;
         let (quantized, layers, training) = self.qat(&self.plan.method, "qat", &calibration)?;
         // (A run without a distillation method has no teachers to compare against.)
         let baseline = if self.q.baseline && self.plan.method.distill.method != "none" {
@@ -127,7 +131,7 @@ impl Stage<'_> {
         let exported = write_quantized(&quantized.student.graph, &layers, opset, &metadata, &path)?;
         let file = crate::export::file_record(&path, exported.opset, &storage_summary(&exported.layers))?;
         // Accuracy and agreement on the test set.
-        let (test, pre) = (self.inputs.test, self.inputs.preprocess);
+        let (test, pre) = (self.inputs.test.student(), self.inputs.preprocess);
         let float_path = self.out.join("student.onnx");
         // The float file's logits again, for its agreement with the quantized file.
         let float_ort = runtime::eval::logits(&mut OrtModel::load(&float_path, 2)?, test, pre, 256, "ORT float student")?;

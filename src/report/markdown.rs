@@ -87,7 +87,7 @@ fn epochs(s: &mut String, t: &TrainingRecord) {
     let extra = if feature { " feature level |" } else { "" };
     let _ = writeln!(
         s,
-        "\n## Epochs ({})\n\n| epoch | lr | losses | train top-1 | test top-1 | teacher weights |{extra} seconds |\n|---|---|---|---|---|---|{}---|",
+        "\n## Epochs ({})\n\n| epoch | lr | losses | train top-1 | test top-1 | teacher weights |{extra} seconds | waiting for data (s) |\n|---|---|---|---|---|---|{}---|---|",
         t.method,
         if feature { "---|" } else { "" }
     );
@@ -107,8 +107,20 @@ fn epochs(s: &mut String, t: &TrainingRecord) {
         } else {
             String::new()
         };
-        let _ =
-            writeln!(s, "| {} | {:.5} | {} | {} | {} | {w} |{cell} {:.1} |", e.epoch, e.lr, losses.join(", "), pct(e.train_top1), pct(e.test_top1), e.seconds);
+        let wait = match e.skipped_images {
+            0 => format!("{:.2}", e.data_wait_seconds),
+            n => format!("{:.2} ({n} bad images left out)", e.data_wait_seconds),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {:.5} | {} | {} | {} | {w} |{cell} {:.1} | {wait} |",
+            e.epoch,
+            e.lr,
+            losses.join(", "),
+            pct(e.train_top1),
+            pct(e.test_top1),
+            e.seconds
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! Teacher evaluation on the test set: accuracy through our import and through ONNX Runtime,
 //! their top-1 agreement, and the ensemble's accuracy by mean probabilities and by majority vote.
 
-use crate::data::ImageSet;
+use crate::data::feed::TestSet;
 use crate::metrics;
 use crate::runtime::{self, OrtModel};
 use serde::Serialize;
@@ -51,11 +51,13 @@ pub fn majority_vote(preds: &Tensor, classes: i64) -> Tensor {
 
 /// Each teacher's accuracy through our import and through ONNX Runtime, their agreement, and
 /// the ensemble's accuracy.
-pub fn evaluate_teachers(teachers: &[super::Teacher], test: &ImageSet) -> anyhow::Result<TeacherEvaluation> {
+pub fn evaluate_teachers(teachers: &[super::Teacher], tests: &TestSet) -> anyhow::Result<TeacherEvaluation> {
     let mut records = Vec::new();
     let mut probs: Option<Tensor> = None;
     let mut preds = Vec::new();
     for t in teachers {
+        // Each teacher sees the test view at its own size.
+        let test = tests.at(t.input_hw)?;
         let mut ours = Vec::new();
         let mut start = 0;
         while start < test.len() as i64 {
@@ -92,10 +94,12 @@ pub fn evaluate_teachers(teachers: &[super::Teacher], test: &ImageSet) -> anyhow
         );
         records.push(rec);
     }
-    let ensemble_mean = probs.as_ref().map(|p| metrics::top_k(p, &test.labels, 1));
+    // Every view of the test set holds the same images in the same order.
+    let labels = &tests.student().labels;
+    let ensemble_mean = probs.as_ref().map(|p| metrics::top_k(p, labels, 1));
     let ensemble_vote = probs.as_ref().map(|p| {
         let vote = majority_vote(&Tensor::stack(&preds, 0), p.size()[1]);
-        vote.eq_tensor(&test.labels).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+        vote.eq_tensor(labels).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
     });
     Ok(TeacherEvaluation { records, ensemble_mean, ensemble_vote })
 }

@@ -41,6 +41,8 @@ pub struct Teacher {
     pub tap_shapes: Vec<Vec<i64>>,
     /// The linear classifier that produces the logits, when the method asks for it.
     pub head: Option<Head>,
+    /// `(height, width)` of the images this teacher is given.
+    pub input_hw: (i64, i64),
     runner: BatchRunner,
     device: Device,
     precision: Precision,
@@ -48,7 +50,7 @@ pub struct Teacher {
 
 impl Teacher {
     pub fn load(spec: &TeacherSpec, image_size: i64, device: Device) -> anyhow::Result<Teacher> {
-        let TeacherSpec { name, path, preprocess, output, taps, precision, method_taps, head } = spec;
+        let TeacherSpec { name, path, preprocess, output, taps, precision, method_taps, head, size } = spec;
         if *precision == Precision::Fp16 && device == Device::Cpu {
             return Err(bad_input!("teacher `{name}`: precision fp16 needs a CUDA device (running on cpu)"));
         }
@@ -65,9 +67,24 @@ impl Teacher {
                 graph.outputs.len()
             ));
         }
+        let declared = declared_hw(&graph, &preprocess.layout);
+        let (h, w) = match (size, declared) {
+            (Some(s), Some(d)) if d != (*s as i64, *s as i64) => {
+                return Err(bad_input!(
+                    "{origin}: input.size is {s} but the model's input declares a fixed {}x{} image (height x width); \
+                     give input.size: {} or leave it out",
+                    d.0,
+                    d.1,
+                    d.0
+                ))
+            }
+            (Some(s), _) => (*s as i64, *s as i64),
+            (None, Some(d)) => d,
+            (None, None) => (image_size, image_size),
+        };
         let sample = match preprocess.layout {
-            Layout::Nchw => [1, 3, image_size, image_size],
-            Layout::Nhwc => [1, image_size, image_size, 3],
+            Layout::Nchw => [1, 3, h, w],
+            Layout::Nhwc => [1, h, w, 3],
         };
         let ResolvedTaps { aliases: tap_names, values: tap_values, shapes: tap_shapes } =
             resolve_taps(&graph, &sample, taps, method_taps).map_err(|e| e.context(origin.clone()))?;
@@ -89,17 +106,19 @@ impl Teacher {
             taps: tap_names,
             tap_shapes,
             head,
+            input_hw: (h, w),
             runner,
             device,
             precision: *precision,
         };
-        teacher.num_classes = teacher.probe_classes(image_size).map_err(|e| e.context(origin))?;
+        teacher.num_classes = teacher.probe_classes().map_err(|e| e.context(origin))?;
         Ok(teacher)
     }
 
     /// Runs two random images and checks the first output is one score per class.
-    fn probe_classes(&self, size: i64) -> anyhow::Result<i64> {
-        let images = Tensor::randint(256, [2, size, size, 3], (Kind::Uint8, Device::Cpu));
+    fn probe_classes(&self) -> anyhow::Result<i64> {
+        let (h, w) = self.input_hw;
+        let images = Tensor::randint(256, [2, h, w, 3], (Kind::Uint8, Device::Cpu));
         let (logits, _) = self.forward(&images)?;
         let shape = logits.size();
         if shape.len() != 2 || shape[0] != 2 || shape[1] < 2 {
@@ -145,6 +164,27 @@ pub struct TeacherSpec {
     pub method_taps: Vec<String>,
     /// Extract the linear classifier head (CA-MKD's feature weights).
     pub head: bool,
+    /// The recipe's `input.size`: the side of the images this teacher is given.
+    pub size: Option<u32>,
+}
+
+/// The `(height, width)` the graph's image input declares, when both are fixed numbers.
+fn declared_hw(graph: &Graph, layout: &Layout) -> Option<(i64, i64)> {
+    use crate::graph::ir::Dim;
+    let dims = &graph.inputs.first()?.dims;
+    // Only an input whose channel axis says 3 where the layout puts it is read as an image;
+    // anything else is left to the checks that run the graph.
+    let (c, h, w) = match (layout, dims.as_slice()) {
+        (Layout::Nchw, [_, c, h, w]) | (Layout::Nhwc, [_, h, w, c]) => (c, h, w),
+        _ => return None,
+    };
+    if *c != Dim::Fixed(3) {
+        return None;
+    }
+    match (h, w) {
+        (Dim::Fixed(h), Dim::Fixed(w)) if *h > 0 && *w > 0 => Some((*h, *w)),
+        _ => None,
+    }
 }
 
 /// The recipe's taps plus the method's named ones (aliases, graph values, shapes for one image),

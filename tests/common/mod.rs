@@ -85,7 +85,9 @@ pub fn epochs_without_time(epochs: &serde_json::Value) -> Vec<serde_json::Value>
         .iter()
         .map(|e| {
             let mut e = e.clone();
+            // Timings differ from run to run; everything else must not.
             e.as_object_mut().unwrap().remove("seconds");
+            e.as_object_mut().unwrap().remove("data_wait_seconds");
             e
         })
         .collect()

@@ -16,23 +16,50 @@ pub fn resized_crop_into(src: &[u8], (h, w): (i64, i64), b: CropBox, (out_h, out
     ensure!(src.len() as i64 == h * w * 3, "source holds {} bytes, not {h}×{w}×3", src.len());
     ensure!(dst.len() as i64 == out_h * out_w * 3, "destination holds {} bytes, not {out_h}×{out_w}×3", dst.len());
     ensure!(b.height > 0 && b.width > 0 && out_h > 0 && out_w > 0, "empty crop {b:?} or output {out_h}×{out_w}");
+    if (b.height, b.width) == (out_h, out_w) {
+        // torchvision returns the crop unchanged when it already has the output size.
+        copy_box_into(src, (h, w), b, flip, dst);
+        return Ok(());
+    }
     let image = Tensor::from_slice(src).view([h, w, 3]);
     let crop = cut(&image, (h, w), b)?;
-    let sized = if (b.height, b.width) == (out_h, out_w) {
-        // torchvision returns the crop unchanged when it already has the output size.
-        crop
-    } else {
-        // [1, 3, H, W] over the HWC bytes: channels-last strides, the layout the uint8 kernel
-        // works in without a copy.
-        let nchw = crop.f_permute([2, 0, 1])?.f_unsqueeze(0)?;
-        let out = nchw.f_internal_upsample_bilinear2d_aa([out_h, out_w], false, None, None).context("antialiased bilinear resize")?;
-        out.f_squeeze_dim(0)?.f_permute([1, 2, 0])?
-    };
+    // [1, 3, H, W] over the HWC bytes: channels-last strides, the layout the uint8 kernel
+    // works in without a copy.
+    let nchw = crop.f_permute([2, 0, 1])?.f_unsqueeze(0)?;
+    let sized = nchw.f_internal_upsample_bilinear2d_aa([out_h, out_w], false, None, None).context("antialiased bilinear resize")?;
+    let sized = sized.f_squeeze_dim(0)?.f_permute([1, 2, 0])?;
     let oriented = if flip { sized.f_flip([1])? } else { sized };
     let out = oriented.f_contiguous()?;
     debug_assert_eq!(out.kind(), Kind::Uint8);
     out.f_copy_data_u8(dst, dst.len())?;
     Ok(())
+}
+
+/// Copies box `b` of `src` (`h × w`, HWC) into `dst` (`b.height × b.width`), mirrored with
+/// `flip`, zero outside the image. Plain row copies: the CIFAR pad-and-crop path, where a
+/// tensor op per sample would cost more than the copy.
+fn copy_box_into(src: &[u8], (h, w): (i64, i64), b: CropBox, flip: bool, dst: &mut [u8]) {
+    let (row_in, row_out) = ((w * 3) as usize, (b.width * 3) as usize);
+    for (y, out_row) in dst.chunks_exact_mut(row_out).enumerate() {
+        let sy = b.top + y as i64;
+        if !(0..h).contains(&sy) {
+            out_row.fill(0);
+            continue;
+        }
+        let in_row = &src[sy as usize * row_in..][..row_in];
+        for x in 0..b.width {
+            // The mirror is applied after the cut: output column x shows box column W-1-x.
+            let bx = if flip { b.width - 1 - x } else { x };
+            let sx = b.left + bx;
+            let t = x as usize * 3;
+            if (0..w).contains(&sx) {
+                let s = sx as usize * 3;
+                out_row[t..t + 3].copy_from_slice(&in_row[s..s + 3]);
+            } else {
+                out_row[t..t + 3].fill(0);
+            }
+        }
+    }
 }
 
 /// The `b` region of an `[h, w, 3]` image; the part outside the image is zero.

@@ -95,10 +95,10 @@ pub trait Method {
 
 /// What `Method::prepare` sees.
 pub struct PrepareContext<'a> {
-    pub train: &'a crate::data::ImageSet,
-    /// The run's training augmentation (MGD's heads train on augmented passes).
-    pub augment: &'a crate::data::augment::Augment,
-    pub test: &'a crate::data::ImageSet,
+    /// The training set with its augmentation (MGD's heads train on augmented passes).
+    pub train: &'a crate::data::feed::Feed,
+    /// The test set at every model's size.
+    pub test: &'a crate::data::feed::TestSet,
     pub teachers: &'a [&'a crate::teacher::Teacher],
     pub batch_size: i64,
     pub seed: u64,

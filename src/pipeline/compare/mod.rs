@@ -109,7 +109,9 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
     let out = opts.out.clone().unwrap_or_else(|| super::plan::default_out(&plan.name));
     let _lock = prepare_folder(&out, opts)?;
     super::set_threads(&plan);
-    let (train, test) = super::load::data(&plan.data, plan.seed)?;
+    let (train, test_feed) = super::load::data(&plan.data, plan.seed)?;
+    let test = test_feed.render_test(&plan.model_sizes())?;
+    drop(test_feed);
     let evaluation = evaluate_teachers(&plan.teachers, &test)?;
     let mut methods_out: Vec<MethodResult> = uses.iter().map(|u| method_result(&plan, u)).collect();
     let identity = Identity { recipe_sha256: plan.recipe_sha256.clone(), teacher_sha256: plan.teacher_hashes() };
@@ -131,7 +133,6 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
                     train: &train,
                     test: &test,
                     preprocess: &plan.data.preprocess,
-                    augment: &plan.data.augment,
                     teachers: &plan.teachers,
                     seed,
                     label: "compare",
@@ -312,7 +313,7 @@ fn export_both(plan: &Plan, e: &Distiller, outcome: TrainOutcome, inputs: &Train
     let dir = tempfile::Builder::new().prefix("compress-compare-").tempdir()?;
     let path = dir.path().join(format!("{}-{seed}.onnx", sanitize(&e.usage.label)));
     crate::export::write_onnx(&e.student.graph, opset, fold, &[], &path)?;
-    let last = crate::export::validate_export(&e.student, &path, inputs.test, inputs.preprocess)?;
+    let last = crate::export::validate_export(&e.student, &path, inputs.test.student(), inputs.preprocess)?;
     match &outcome.best_state {
         Some(state) => e.student.load_state(state)?,
         None if outcome.best_epoch != outcome.epochs.len() => {
@@ -325,7 +326,7 @@ fn export_both(plan: &Plan, e: &Distiller, outcome: TrainOutcome, inputs: &Train
         None => {}
     }
     crate::export::write_onnx(&e.student.graph, opset, fold, &[], &path)?;
-    let at_best = crate::export::validate_export(&e.student, &path, inputs.test, inputs.preprocess)?;
+    let at_best = crate::export::validate_export(&e.student, &path, inputs.test.student(), inputs.preprocess)?;
     Ok(SeedResult {
         seed,
         best_top1_tch: outcome.best_top1,

@@ -76,6 +76,12 @@ impl Plan {
         }
     }
 
+    /// The image sizes the models take: the student's first, then each teacher's own.
+    pub fn model_sizes(&self) -> Vec<(i64, i64)> {
+        let s = self.data.image_size as i64;
+        crate::data::feed::distinct_sizes((s, s), self.teachers.iter().map(|t| t.input_hw))
+    }
+
     /// The teacher records a checkpoint must match.
     pub fn teacher_hashes(&self) -> Vec<String> {
         self.teachers.iter().map(|t| t.sha256.clone()).collect()

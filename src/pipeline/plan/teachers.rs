@@ -45,6 +45,10 @@ fn spec(i: usize, t: &TeacherEntry, uses: &[MethodUse], problems: &mut Vec<Strin
         problems.push(format!("{e:#}"));
         return None;
     }
+    if let Some(size) = t.input.size.filter(|s| !(1..=8192).contains(s)) {
+        problems.push(format!("teachers.{i}.input.size must be in 1..=8192, got {size}"));
+        return None;
+    }
     let mut method_taps: Vec<String> = Vec::new();
     let mut head = false;
     for m in uses.iter().filter(|m| m.teachers.contains(&i)) {
@@ -64,6 +68,7 @@ fn spec(i: usize, t: &TeacherEntry, uses: &[MethodUse], problems: &mut Vec<Strin
         precision: t.precision,
         method_taps,
         head,
+        size: t.input.size,
     })
 }
 

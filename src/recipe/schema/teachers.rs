@@ -41,6 +41,10 @@ pub enum Precision {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TeacherInput {
+    /// The side of the square image this teacher is given (default: the fixed height and width
+    /// its ONNX input declares, else `data.image_size`). It sees the same view as the student,
+    /// rendered at this size.
+    pub size: Option<u32>,
     pub layout: Layout,
     pub scale: f64,
     pub mean: [f64; 3],
@@ -49,6 +53,6 @@ pub struct TeacherInput {
 
 impl Default for TeacherInput {
     fn default() -> Self {
-        TeacherInput { layout: Layout::Nchw, scale: super::data::default_scale(), mean: [0.0; 3], std: [1.0; 3] }
+        TeacherInput { size: None, layout: Layout::Nchw, scale: super::data::default_scale(), mean: [0.0; 3], std: [1.0; 3] }
     }
 }

@@ -15,7 +15,7 @@
 
 use super::{ce_term, BatchOutputs, LossTerm, Method, PrepareContext, Setup};
 use crate::bad_input;
-use crate::data::augment::augment_batch;
+use crate::data::loader::Schedule;
 use crate::data::rng::Rng;
 use crate::distill::losses::kd_per_sample;
 mod self_analyzing;
@@ -127,29 +127,37 @@ impl Method for Mgd {
                 .iter()
                 .position(|t| t == "pooled")
                 .ok_or_else(|| anyhow::anyhow!("teacher `{}` was loaded without its pooled tap", teacher.name))?;
-            // The teacher's pooled features and logits on a set, its images augmented by `rng`.
-            let features = |set: &crate::data::ImageSet, mut rng: Option<Rng>| -> anyhow::Result<Features> {
-                let (mut fs, mut zs) = (Vec::new(), Vec::new());
-                let n = set.len() as i64;
-                let mut start = 0;
-                while start < n {
-                    let len = 256.min(n - start);
-                    let images = set.images.narrow(0, start, len);
-                    let images = match rng.as_mut() {
-                        Some(rng) => augment_batch(&images, ctx.augment, rng),
-                        None => images,
-                    };
+            // The teacher's pooled features and logits on batches of uint8 images.
+            let run = |batches: &mut dyn Iterator<Item = anyhow::Result<(Tensor, Tensor)>>| -> anyhow::Result<Features> {
+                let (mut fs, mut zs, mut ys) = (Vec::new(), Vec::new(), Vec::new());
+                for batch in batches {
+                    let (images, labels) = batch?;
                     let (z, taps) = teacher.forward(&images)?;
                     fs.push(taps[pooled].to_device(ctx.device));
                     zs.push(z.to_device(ctx.device));
-                    start += len;
+                    ys.push(labels.to_device(ctx.device));
                 }
-                Ok(Features { pooled: Tensor::cat(&fs, 0), logits: Tensor::cat(&zs, 0), labels: set.labels.to_device(ctx.device) })
+                Ok(Features { pooled: Tensor::cat(&fs, 0), logits: Tensor::cat(&zs, 0), labels: Tensor::cat(&ys, 0) })
             };
-            let test = features(ctx.test, None)?;
+            // The test set at the teacher's size, as it is; the training set augmented, each pass
+            // with its own seeds.
+            let size = teacher.input_hw;
+            let test_set = ctx.test.at(size)?;
+            let n = test_set.len() as i64;
+            let mut chunks = (0..n).step_by(256).map(|start| {
+                let len = 256.min(n - start);
+                Ok((test_set.images.narrow(0, start, len), test_set.labels.narrow(0, start, len)))
+            });
+            let test = run(&mut chunks)?;
             let seed = ctx.seed.wrapping_add(k as u64);
             let mut augment_rng = Rng::new(seed ^ 0x6d67_6461_7567);
-            let mut pass = |_: usize, _: usize| features(ctx.train, Some(Rng::new(augment_rng.next_u64())));
+            let order: Vec<usize> = (0..ctx.train.len()).collect();
+            let mut pass = |_: usize, _: usize| {
+                let batches: Vec<Vec<usize>> = order.chunks(256).map(|c| c.to_vec()).collect();
+                let seeds = batches.iter().map(|_| augment_rng.next_u64()).collect();
+                ctx.train
+                    .train_batches(&Schedule { batches, seeds }, &[size], |stream| run(&mut stream.map(|b| b.map(|mut b| (b.views.swap_remove(0), b.labels)))))
+            };
             let acc = heads.train(&mut pass, &test, self.o.head_epochs, ctx.batch_size, seed)?;
             eprintln!("mgd: teacher `{}` self-analyzing branches: A {:.2}%, D {:.2}% test top-1", teacher.name, 100.0 * acc[0], 100.0 * acc[1]);
             report.push(serde_json::json!({"teacher": teacher.name, "branch_a_top1": acc[0], "branch_d_top1": acc[1], "epochs": self.o.head_epochs}));
