@@ -220,6 +220,27 @@ impl Renderer<'_> {
     }
 }
 
+/// Makes libtorch's kernels run on the calling thread alone (OpenMP teams of one): a worker
+/// resizes one small image at a time, and a team per worker would fight the training step
+/// and the other workers for the cores (measured: a 224-pixel resized crop took 2 ms with the
+/// default team of two on a busy 2-core machine, 0.5 ms alone). Only this thread's OpenMP
+/// setting changes; libtorch's own thread count, used by the training thread, stays.
+fn one_kernel_thread() {
+    // libtorch sets each thread's OpenMP team size the first time the thread asks for it; ask
+    // first, so that setting is the one replaced below.
+    let _ = tch::get_num_threads();
+    // SAFETY: dlsym with RTLD_DEFAULT (a null handle on glibc) only looks the name up among the
+    // loaded libraries; the symbol, when present, is OpenMP's `void omp_set_num_threads(int)`.
+    unsafe {
+        let name = c"omp_set_num_threads";
+        let f = libc::dlsym(std::ptr::null_mut(), name.as_ptr());
+        if !f.is_null() {
+            let set: extern "C" fn(libc::c_int) = std::mem::transmute(f);
+            set(1);
+        }
+    }
+}
+
 /// Runs `consume` over the batches of `schedule` from `source`, rendered by `render` at each of
 /// `sizes`, by `workers` threads running ahead of it. The workers stop when `consume` returns.
 pub fn stream<R>(
@@ -255,6 +276,7 @@ pub fn stream<R>(
             let (tx, rx) = sync_channel::<Result<Batch>>(workers.ahead.max(1));
             queues.push(rx);
             scope.spawn(move || {
+                one_kernel_thread();
                 // Worker t renders batches t, t + threads, …; the consumer reads the queues in
                 // turn, so batches arrive in order without a reordering buffer.
                 for k in (t..total).step_by(threads) {

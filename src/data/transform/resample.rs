@@ -25,7 +25,7 @@ pub fn resized_crop_into(src: &[u8], (h, w): (i64, i64), b: CropBox, (out_h, out
     let crop = cut(&image, (h, w), b)?;
     // [1, 3, H, W] over the HWC bytes: channels-last strides, the layout the uint8 kernel
     // works in without a copy.
-    let nchw = crop.f_permute([2, 0, 1])?.f_unsqueeze(0)?;
+    let nchw = crop.f_contiguous()?.f_permute([2, 0, 1])?.f_unsqueeze(0)?;
     let sized = nchw.f_internal_upsample_bilinear2d_aa([out_h, out_w], false, None, None).context("antialiased bilinear resize")?;
     let sized = sized.f_squeeze_dim(0)?.f_permute([1, 2, 0])?;
     let oriented = if flip { sized.f_flip([1])? } else { sized };
