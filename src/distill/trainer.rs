@@ -165,6 +165,13 @@ fn run_epoch(
             let batch = stream.next().ok_or_else(|| anyhow::anyhow!("the loader ended before batch {i} of {steps}"))??;
             skipped += batch.skipped.len();
             lr = lr_at(&cfg.schedule, sgd.lr, epoch, at.step, total_steps);
+            if batch.labels.size()[0] == 0 {
+                // Every image of this batch was left out as bad: the step is skipped, the
+                // schedule moves on as if it had run.
+                at.step += 1;
+                progress.inc(1, &format!("epoch {epoch}/{}", cfg.epochs));
+                continue;
+            }
             let labels = batch.labels.to_device(device);
             let started = Instant::now();
             let outputs = teacher_outputs(inp.teachers, &union, &batch.views, &sizes, device)?;
