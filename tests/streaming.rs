@@ -287,3 +287,22 @@ fn each_teacher_sees_the_view_at_its_own_size() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("teachers.0") && bad.stderr.contains("input.size is 24") && bad.stderr.contains("16x16"), "{}", bad.stderr);
 }
+
+#[test]
+fn compress_data_checks_a_folder_and_times_the_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    photo_folder(&dir.path().join("photos"), 10, 11);
+    let good = std::fs::read(dir.path().join("photos/cats/00001.jpg")).unwrap();
+    std::fs::write(dir.path().join("photos/dogs/cut.jpg"), &good[..good.len() / 2]).unwrap();
+    let r = run_in(dir.path(), &["data", "photos"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("cut.jpg") && r.stderr.contains("truncated"), "{}", r.stderr);
+    let r = run_in(dir.path(), &["data", "photos", "--skip-bad", "--throughput", "--size", "48", "--workers", "2", "--batch", "4", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["images"], 20);
+    assert_eq!(v["skipped"].as_array().unwrap().len(), 1);
+    assert_eq!(v["throughput"]["images"], 20);
+    assert!(v["throughput"]["images_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["one_size"], false);
+}
