@@ -162,39 +162,12 @@ fn source(recipe: &mut Recipe, base: &Path, problems: &mut Vec<String>) -> Optio
     match data.format {
         DataFormat::Cifar10Binary | DataFormat::Cifar100Binary => {
             let variant = if data.format == DataFormat::Cifar10Binary { CifarVariant::Cifar10 } else { CifarVariant::Cifar100 };
-            let mut paths = Vec::new();
-            for (key, path) in [("data.train", &mut data.train), ("data.test", &mut data.test)] {
-                match path {
-                    None => problems.push(format!("{key}: required for format {:?} (the extracted folder or a .bin file)", data.format)),
-                    Some(p) => {
-                        *p = base.join(&*p);
-                        if p.exists() {
-                            paths.push(p.clone());
-                        } else {
-                            problems.push(format!("{key}: {} does not exist", p.display()));
-                        }
-                    }
-                }
-            }
-            let [train, test]: [PathBuf; 2] = paths.try_into().ok()?;
+            let needs = format!("required for format {:?} (the extracted folder or a .bin file)", data.format);
+            let (train, test) = train_and_test(data, base, &needs, "", Path::exists, problems)?;
             Some(DataSource::CifarBinary { variant, train, test })
         }
         DataFormat::ImageFolder => {
-            let mut dirs = Vec::new();
-            for (key, dir) in [("data.train", &mut data.train), ("data.test", &mut data.test)] {
-                match dir {
-                    None => problems.push(format!("{key}: required for format image_folder")),
-                    Some(d) => {
-                        *d = base.join(&*d);
-                        if d.is_dir() {
-                            dirs.push(d.clone());
-                        } else {
-                            problems.push(format!("{key}: folder {} does not exist", d.display()));
-                        }
-                    }
-                }
-            }
-            let [train, test]: [PathBuf; 2] = dirs.try_into().ok()?;
+            let (train, test) = train_and_test(data, base, "required for format image_folder", "folder ", Path::is_dir, problems)?;
             Some(DataSource::ImageFolder { train, test })
         }
         DataFormat::Synthetic => {
@@ -213,6 +186,34 @@ fn source(recipe: &mut Recipe, base: &Path, problems: &mut Vec<String>) -> Optio
             }
         }
     }
+}
+
+/// `data.train` and `data.test` made absolute against `base` and checked with `fits` (`kind`
+/// names what was expected in the message); each missing or unfit one is a problem.
+fn train_and_test(
+    data: &mut crate::recipe::schema::Data,
+    base: &Path,
+    needs: &str,
+    kind: &str,
+    fits: fn(&Path) -> bool,
+    problems: &mut Vec<String>,
+) -> Option<(PathBuf, PathBuf)> {
+    let mut found = Vec::new();
+    for (key, path) in [("data.train", &mut data.train), ("data.test", &mut data.test)] {
+        match path {
+            None => problems.push(format!("{key}: {needs}")),
+            Some(p) => {
+                *p = base.join(&*p);
+                if fits(p) {
+                    found.push(p.clone());
+                } else {
+                    problems.push(format!("{key}: {kind}{} does not exist", p.display()));
+                }
+            }
+        }
+    }
+    let [train, test]: [PathBuf; 2] = found.try_into().ok()?;
+    Some((train, test))
 }
 
 /// The number of classes the data will have, known before loading it: the synthetic spec's,

@@ -122,7 +122,9 @@ pub struct RandomResizedCrop {
 
 impl Default for RandomResizedCrop {
     fn default() -> Self {
-        RandomResizedCrop { scale: [0.08, 1.0], ratio: [3.0 / 4.0, 4.0 / 3.0] }
+        // torchvision's defaults, kept in one place: the transform's own.
+        let d = crate::data::transform::geometry::RandomResizedCrop::default();
+        RandomResizedCrop { scale: d.scale, ratio: d.ratio }
     }
 }
 
