@@ -140,6 +140,15 @@ fn the_result_does_not_depend_on_the_loader_threads() {
     assert_eq!(epochs[0], epochs[1], "1 worker vs decoding in the training thread");
     assert_eq!(epochs[0], epochs[2], "3 workers vs decoding in the training thread");
 
+    // The disk cache holds full decodes: its reference is a streamed run that decodes every
+    // pixel too. (Reduced decoding changes the pixels slightly, so it must change the result.)
+    std::fs::write(dir.path().join("f.yaml"), recipe("train", "test", "workers: 2\n  reduced_decode: false", 2)).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "f.yaml", "--out", "full"]);
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    let full = common::epochs_without_time(&report(dir.path(), "full")["training"]["epochs"]);
+    assert_ne!(full, epochs[0], "reduced decoding was used by default");
+    assert_eq!(report(dir.path(), "full")["data"]["loader"]["reduced_decode"], false);
+
     // Decoded once into the disk cache, then read back: the same batches again, built on the
     // first run and reused on the second.
     let cache = dir.path().join("cache");
@@ -151,7 +160,7 @@ fn the_result_does_not_depend_on_the_loader_threads() {
         assert!(matches!(o.status.code(), Some(0 | 1)), "{stderr}");
         let rep = report(dir.path(), out);
         assert_eq!(rep["data"]["loader"]["train"], "read from the disk cache");
-        assert_eq!(common::epochs_without_time(&rep["training"]["epochs"]), epochs[0], "disk cache, run {}", k + 1);
+        assert_eq!(common::epochs_without_time(&rep["training"]["epochs"]), full, "disk cache, run {}", k + 1);
     }
     let files: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(files.iter().filter(|f| f.ends_with(".pixels")).count(), 2, "one file per folder (train, test), reused: {files:?}");

@@ -146,6 +146,61 @@ pub fn decode_file(path: &Path, max_pixels: u64) -> Result<RgbImage> {
     decode(&read_file(path)?, path, max_pixels)
 }
 
+/// Decodes `bytes` at 1/`reduction` of its size (1, 2, 4 or 8) where the file allows it: a
+/// JPEG's inverse DCT then computes only the low frequencies of each block, as libjpeg's
+/// `scale_denom` and PIL's `Image.draft` do, which is several times cheaper than decoding every
+/// pixel and resizing them away. The result is `ceil(h / reduction) × ceil(w / reduction)`.
+///
+/// Anything else comes back at full size, by [`decode`]'s rules: PNGs, a reduction of 1, the
+/// JPEG kinds the reduced path does not take (CMYK, 12- or 16-bit, lossless), and a file the
+/// reduced path cannot read (the full decoder then names it if it is really corrupt). Callers
+/// tell the two apart by the size.
+pub fn decode_reduced(bytes: &[u8], path: &Path, max_pixels: u64, reduction: u32) -> Result<RgbImage> {
+    if reduction > 1 && bytes.starts_with(&[0xFF, 0xD8]) && jpeg_is_complete(bytes) {
+        if let Some(img) = jpeg_reduced(bytes, path, max_pixels, reduction)? {
+            return Ok(img);
+        }
+    }
+    decode(bytes, path, max_pixels)
+}
+
+/// The reduced JPEG decode, or `None` when this file needs the full decoder.
+fn jpeg_reduced(bytes: &[u8], path: &Path, max_pixels: u64, reduction: u32) -> Result<Option<RgbImage>> {
+    use jpeg_decoder::{CodingProcess, Decoder, PixelFormat};
+    anyhow::ensure!(matches!(reduction, 2 | 4 | 8), "a JPEG is decoded at 1/2, 1/4 or 1/8, not 1/{reduction}");
+    let mut decoder = Decoder::new(bytes);
+    let Some(info) = decoder.read_info().ok().and(decoder.info()) else { return Ok(None) };
+    let (width, height) = (info.width as u32, info.height as u32);
+    check_header(&Header { width, height, format: ImageFormat::Jpeg }, path, max_pixels)?;
+    let gray = match (info.pixel_format, info.coding_process) {
+        (_, CodingProcess::Lossless) => return Ok(None),
+        (PixelFormat::RGB24, _) => false,
+        (PixelFormat::L8, _) => true,
+        (PixelFormat::L16 | PixelFormat::CMYK32, _) => return Ok(None),
+    };
+    let want = (width.div_ceil(reduction), height.div_ceil(reduction));
+    // The decoder picks the smallest of its scales that reaches the requested size, which for
+    // these sizes is exactly 1/reduction; anything else is left to the full decoder.
+    match decoder.scale(want.0 as u16, want.1 as u16) {
+        Ok((w, h)) if (w as u32, h as u32) == want => {}
+        _ => return Ok(None),
+    }
+    let Ok(pixels) = decoder.decode() else { return Ok(None) };
+    let n = (want.0 * want.1) as usize;
+    let rgb = if gray {
+        if pixels.len() != n {
+            return Ok(None);
+        }
+        pixels.iter().flat_map(|&v| [v, v, v]).collect()
+    } else {
+        if pixels.len() != 3 * n {
+            return Ok(None);
+        }
+        pixels
+    };
+    Ok(RgbImage::from_raw(want.0, want.1, rgb))
+}
+
 /// RGB8 by the module's rules. The image crate's own conversion implements each of them
 /// (luma copied, alpha dropped, 16-bit rounded); an 8-bit RGB image is moved, not copied.
 fn to_rgb8(img: DynamicImage) -> RgbImage {

@@ -209,3 +209,78 @@ fn missing_file_is_bad_input_naming_it() {
     assert!(is_bad_input(&err));
     assert!(format!("{err:#}").contains("no/such/dir/img.file"));
 }
+
+/// A smooth 603×451 test photo: gradients with a soft pattern, odd sides so the reduced sizes
+/// round up.
+fn smooth_photo() -> RgbImage {
+    RgbImage::from_fn(603, 451, |x, y| {
+        let (fx, fy) = (x as f64, y as f64);
+        let r = 128.0 + 100.0 * (fx / 40.0).sin() * (fy / 70.0).cos();
+        Rgb([r as u8, (fx * 255.0 / 603.0) as u8, (fy * 255.0 / 451.0) as u8])
+    })
+}
+
+/// The mean of each `d × d` block of `img` (the last partial blocks over what they hold).
+fn block_means(img: &RgbImage, d: u32) -> RgbImage {
+    let (w, h) = (img.width().div_ceil(d), img.height().div_ceil(d));
+    RgbImage::from_fn(w, h, |bx, by| {
+        let mut sum = [0u32; 3];
+        let mut n = 0;
+        for y in by * d..((by + 1) * d).min(img.height()) {
+            for x in bx * d..((bx + 1) * d).min(img.width()) {
+                let p = img.get_pixel(x, y).0;
+                (0..3).for_each(|c| sum[c] += p[c] as u32);
+                n += 1;
+            }
+        }
+        Rgb(sum.map(|s| ((s + n / 2) / n) as u8))
+    })
+}
+
+fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| (x as f64 - y as f64).abs()).sum::<f64>() / a.as_raw().len() as f64
+}
+
+#[test]
+fn reduced_jpeg_is_the_block_average_of_the_full_decode() {
+    let bytes = jpeg_of(&smooth_photo(), 90);
+    let full = decoded(&bytes);
+    for d in [2u32, 4, 8] {
+        let small = decode_reduced(&bytes, path(), DEFAULT_MAX_PIXELS, d).unwrap();
+        assert_eq!(small.dimensions(), (603u32.div_ceil(d), 451u32.div_ceil(d)), "1/{d}");
+        // The low-frequency inverse DCT of a block is (nearly) the mean of its pixels.
+        let diff = mean_abs_diff(&small, &block_means(&full, d));
+        assert!(diff < 1.0, "1/{d}: mean difference {diff} from the block means");
+    }
+    // A reduction of 1 is the full decode, bit for bit.
+    assert_eq!(decode_reduced(&bytes, path(), DEFAULT_MAX_PIXELS, 1).unwrap(), full);
+}
+
+#[test]
+fn reduced_gray_jpeg_is_copied_to_all_channels() {
+    let gray = image::GrayImage::from_fn(300, 200, |x, y| image::Luma([((x + 2 * y) % 256) as u8]));
+    let mut bytes = vec![];
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).write_image(gray.as_raw(), 300, 200, image::ExtendedColorType::L8).unwrap();
+    let small = decode_reduced(&bytes, path(), DEFAULT_MAX_PIXELS, 4).unwrap();
+    assert_eq!(small.dimensions(), (75, 50));
+    assert!(small.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
+}
+
+#[test]
+fn reduced_decode_keeps_every_check() {
+    let bytes = jpeg_of(&smooth_photo(), 90);
+    // The pixel limit applies to the file's own size, not the reduced one.
+    assert_bad_input_naming_file(decode_reduced(&bytes, path(), 603 * 451 - 1, 8).unwrap_err(), "decompression bomb");
+    // A truncated file is refused, not decoded small.
+    let cut = &bytes[..bytes.len() / 2];
+    assert_bad_input_naming_file(decode_reduced(cut, path(), DEFAULT_MAX_PIXELS, 4).unwrap_err(), "truncated");
+    // A PNG has no reduced decode: it comes back whole.
+    let png = png_of(&DynamicImage::ImageRgb8(smooth_photo()));
+    assert_eq!(decode_reduced(&png, path(), DEFAULT_MAX_PIXELS, 4).unwrap().dimensions(), (603, 451));
+    // Nor does a CMYK JPEG: it comes back whole, by the CMYK rule.
+    let mut cmyk = vec![];
+    let ink: Vec<u8> = std::iter::repeat_n([0u8, 128, 255, 64], 64 * 48).flatten().collect();
+    jpeg_encoder::Encoder::new(&mut cmyk, 100).encode(&ink, 64, 48, jpeg_encoder::ColorType::Cmyk).unwrap();
+    assert_eq!(decode_reduced(&cmyk, path(), DEFAULT_MAX_PIXELS, 2).unwrap(), decoded(&cmyk));
+}

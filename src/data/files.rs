@@ -18,6 +18,10 @@ pub struct FileList {
     pub skipped: Vec<(PathBuf, String)>,
     /// The pixel limit the scan applied; decoding applies it again.
     pub max_pixels: u64,
+    /// Decode a JPEG no larger than the transform needs (1/2, 1/4 or 1/8 in the inverse DCT,
+    /// as PIL's draft mode), rather than whole and resized (what torchvision's ImageFolder
+    /// does). On unless `data.reduced_decode: false`.
+    pub reduced_decode: bool,
 }
 
 /// How the scan treats files it cannot use.
@@ -54,6 +58,7 @@ impl FileList {
             sizes: indices.iter().map(|&i| self.sizes[i]).collect(),
             skipped: self.skipped.clone(),
             max_pixels: self.max_pixels,
+            reduced_decode: self.reduced_decode,
         }
     }
 }
@@ -70,7 +75,7 @@ pub fn scan(dir: &Path, rules: ScanRules) -> Result<FileList> {
             files.chunks(chunk).map(|part| s.spawn(move || part.iter().map(|f| decode::probe_file(f, rules.max_pixels)).collect::<Vec<_>>())).collect();
         handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| vec![Err(anyhow::anyhow!("image header thread panicked"))])).collect()
     });
-    let mut list = FileList { files: vec![], labels: vec![], class_names, sizes: vec![], skipped: vec![], max_pixels: rules.max_pixels };
+    let mut list = FileList { files: vec![], labels: vec![], class_names, sizes: vec![], skipped: vec![], max_pixels: rules.max_pixels, reduced_decode: true };
     for ((file, label), header) in files.into_iter().zip(labels).zip(headers) {
         match header {
             Ok(h) => {

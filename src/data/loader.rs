@@ -8,7 +8,7 @@
 use super::disk_cache::DiskSet;
 use super::files::FileList;
 use super::rng::Rng;
-use super::transform::{EvalTransform, TrainTransform};
+use super::transform::{geometry, EvalTransform, TrainTransform, View};
 use super::ImageSet;
 use anyhow::{Context, Result};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -189,24 +189,27 @@ impl Renderer<'_> {
 
     /// Renders sample `i` at every size into `outs`.
     fn sample(&self, i: usize, seed: u64, outs: &mut [&mut [u8]]) -> Result<()> {
-        let owned: Vec<u8>;
-        let (src, hw): (&[u8], (i64, i64)) = match self.pixels {
+        let (owned, hw) = match self.pixels {
             Pixels::Memory { bytes, h, w } => {
                 let per = (h * w * 3) as usize;
-                (&bytes[i * per..(i + 1) * per], (h, w))
+                return self.render_decoded(&bytes[i * per..(i + 1) * per], (h, w), seed, outs);
             }
+            Pixels::Files(list) if list.reduced_decode => return self.render_file_reduced(list, i, seed, outs),
             Pixels::Files(list) => {
                 let img = super::decode::decode_file(&list.files[i], list.max_pixels)?;
                 let hw = (img.height() as i64, img.width() as i64);
-                owned = img.into_raw();
-                (&owned, hw)
+                (img.into_raw(), hw)
             }
             Pixels::Disk(set) => {
                 let (px, hw) = set.read(i)?;
-                owned = px;
-                (&owned, hw)
+                (px, hw)
             }
         };
+        self.render_decoded(&owned, hw, seed, outs)
+    }
+
+    /// Renders a decoded `h × w` image at every size.
+    fn render_decoded(&self, src: &[u8], hw: (i64, i64), seed: u64, outs: &mut [&mut [u8]]) -> Result<()> {
         match self.render {
             Render::Train(t) => {
                 let view = t.draw(hw.0, hw.1, &mut Rng::new(seed));
@@ -216,6 +219,49 @@ impl Renderer<'_> {
                 Ok(())
             }
             Render::Eval(t) => t.render(src, hw, self.sizes, outs),
+        }
+    }
+
+    /// Renders file `i` decoded no larger than its view needs: the view is drawn on the size
+    /// the scan read from the header (the same draws as a full decode), then the file is
+    /// decoded at the largest JPEG reduction that keeps the view at least the largest model
+    /// size, and the view is cut from that.
+    fn render_file_reduced(&self, list: &FileList, i: usize, seed: u64, outs: &mut [&mut [u8]]) -> Result<()> {
+        let path = &list.files[i];
+        let full = (list.sizes[i].0 as i64, list.sizes[i].1 as i64);
+        let (view, d) = match self.render {
+            Render::Train(t) => {
+                let view = t.draw(full.0, full.1, &mut Rng::new(seed));
+                (Some(view), t.reduction(full, view, self.sizes))
+            }
+            Render::Eval(t) => (None, t.reduction(full, self.sizes)),
+        };
+        let img = super::decode::decode_reduced(&super::decode::read_file(path)?, path, list.max_pixels, d as u32)?;
+        let hw = (img.height() as i64, img.width() as i64);
+        let reduced = geometry::reduced_size(full.0, full.1, d);
+        if hw != full && hw != reduced {
+            return Err(crate::bad_input!(
+                "image {} is now {}x{} pixels; the scan before training read {}x{}: the folder changed during the run",
+                path.display(),
+                hw.1,
+                hw.0,
+                full.1,
+                full.0
+            ));
+        }
+        // The decoder may give the full size where the file does not allow a reduction.
+        let d = if hw == full { 1 } else { d };
+        let src = img.into_raw();
+        match (self.render, view) {
+            (Render::Train(t), Some(view)) => {
+                let view = View { crop: if d == 1 { view.crop } else { view.crop.reduced(d, full) }, ..view };
+                for (size, out) in self.sizes.iter().zip(outs.iter_mut()) {
+                    t.render(&src, hw, view, *size, out)?;
+                }
+                Ok(())
+            }
+            (Render::Eval(t), _) => t.render_reduced(&src, hw, full, self.sizes, outs),
+            (Render::Train(_), None) => unreachable!("a training view is drawn above"),
         }
     }
 }

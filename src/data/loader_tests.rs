@@ -21,7 +21,8 @@ fn folder(n: usize) -> (tempfile::TempDir, FileList) {
         labels.push((i % 2) as i64);
         sizes.push((h as u32, w as u32));
     }
-    let list = FileList { files, labels, class_names: vec!["a".into(), "b".into()], sizes, skipped: vec![], max_pixels: DEFAULT_MAX_PIXELS };
+    let list =
+        FileList { files, labels, class_names: vec!["a".into(), "b".into()], sizes, skipped: vec![], max_pixels: DEFAULT_MAX_PIXELS, reduced_decode: true };
     (t, list)
 }
 
@@ -173,4 +174,47 @@ fn waiting_is_measured() {
     })
     .unwrap();
     assert!(waited > Duration::ZERO, "rendering inline is all waiting");
+}
+
+#[test]
+fn reduced_decode_renders_the_same_views_nearly_the_same() {
+    // Smooth photos several times the model size: most views decode at 1/2 to 1/8.
+    let t = tempfile::tempdir().unwrap();
+    let (mut files, mut sizes) = (vec![], vec![]);
+    for i in 0..8u32 {
+        let (w, h) = (300 + 37 * i, 420 - 23 * i);
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            let r = 128.0 + 90.0 * ((x as f64) / (15.0 + i as f64)).sin() * ((y as f64) / 25.0).cos();
+            image::Rgb([r as u8, (x * 255 / w) as u8, (y * 255 / h) as u8])
+        });
+        let path = t.path().join(format!("a/{i}.jpg"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        img.save_with_format(&path, image::ImageFormat::Jpeg).unwrap();
+        files.push(path);
+        sizes.push((h, w));
+    }
+    let list =
+        FileList { files, labels: vec![0; 8], class_names: vec!["a".into()], sizes, skipped: vec![], max_pixels: DEFAULT_MAX_PIXELS, reduced_decode: true };
+    let full = Source::Files(FileList { reduced_decode: false, ..list.clone() });
+    let reduced = Source::Files(list);
+    let sched = schedule(8, 4, 9);
+    let sizes = [(40, 40), (24, 24)];
+    let eval = Render::Eval(EvalTransform { resize_shorter: Some(48), center_crop: Some(40) });
+    for render in [train_render(), eval] {
+        let a = collect(&full, &sched, &render, &sizes, 0);
+        let b = collect(&reduced, &sched, &render, &sizes, 0);
+        assert_eq!(b, collect(&reduced, &sched, &render, &sizes, 2), "reduced decoding is the same for any worker count");
+        let (mut diff, mut n, mut differ) = (0.0, 0usize, false);
+        for ((va, la), (vb, lb)) in a.iter().zip(&b) {
+            assert_eq!(la, lb);
+            for (x, y) in va.iter().zip(vb) {
+                differ |= x != y;
+                diff += x.iter().zip(y).map(|(&p, &q)| (p as f64 - q as f64).abs()).sum::<f64>();
+                n += x.len();
+            }
+        }
+        let mean = diff / n as f64;
+        assert!(differ, "the reduced path was taken");
+        assert!(mean < 2.0, "mean difference {mean} grey levels from the full decode");
+    }
 }

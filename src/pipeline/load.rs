@@ -75,6 +75,7 @@ pub fn source_kind(s: &Source) -> &'static str {
 fn folder(dir: &Path, key: &str, data: &DataPlan, subset: Option<(usize, u64)>) -> anyhow::Result<Source> {
     let rules = ScanRules { max_pixels: data.max_image_pixels, skip_bad: data.skip_bad, threads: data.workers.threads.max(1) };
     let mut list = files::scan(dir, rules)?;
+    list.reduced_decode = data.reduced_decode;
     if let Some((n, seed)) = subset.filter(|(n, _)| *n < list.len()) {
         list = list.subset(&crate::data::seeded_subset(list.len(), n, seed));
     }

@@ -207,6 +207,7 @@ fn loader_record(plan: &Plan, train: &Feed, test: &TestSet) -> serde_json::Value
     serde_json::json!({
         "train": held,
         "workers": plan.data.workers.threads,
+        "reduced_decode": plan.data.reduced_decode,
         "sizes": test.sizes,
         "train_images_skipped_at_scan": skipped_at_scan,
         "test_images_skipped": test.skipped,

@@ -126,9 +126,61 @@ pub fn pad_crop(h: i64, w: i64, p: i64, rng: &mut Rng) -> CropBox {
     CropBox { top: oy - p, left: ox - p, height: h, width: w }
 }
 
+/// The largest reduction `d` of 8, 4, 2 and 1 at which a `region` (height, width) of an image
+/// decoded at 1/d is still at least `target` in both sides: the rule of PIL's `Image.draft`
+/// (the decoded image never smaller than asked), applied to the region a transform cuts.
+pub fn reduction((rh, rw): (i64, i64), (th, tw): (i64, i64)) -> i64 {
+    [8, 4, 2].into_iter().find(|d| rh >= d * th && rw >= d * tw).unwrap_or(1)
+}
+
+/// The size of an `h × w` JPEG decoded at 1/d: each side rounded up, as libjpeg does.
+pub fn reduced_size(h: i64, w: i64, d: i64) -> (i64, i64) {
+    ((h + d - 1) / d, (w + d - 1) / d)
+}
+
+impl CropBox {
+    /// This box of an `h × w` image, on that image decoded at 1/d ([`reduced_size`]): both
+    /// edges divided by `d` and rounded to the nearest pixel (moving them by at most d/2 source
+    /// pixels), an edge at the image's border kept at the border, and at least one pixel.
+    pub fn reduced(&self, d: i64, (h, w): (i64, i64)) -> CropBox {
+        let (rh, rw) = reduced_size(h, w, d);
+        let edge = |x: i64, full: i64, limit: i64| if x >= full { limit } else { round_half_even(x as f64 / d as f64).clamp(0, limit) };
+        let (top, left) = (edge(self.top, h, rh - 1), edge(self.left, w, rw - 1));
+        let bottom = edge(self.top + self.height, h, rh).max(top + 1);
+        let right = edge(self.left + self.width, w, rw).max(left + 1);
+        CropBox { top, left, height: bottom - top, width: right - left }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reduction_keeps_the_region_at_least_the_target() {
+        // A 2000×3000 photo into 224: 1/8 leaves 250×375.
+        assert_eq!(reduction((2000, 3000), (224, 224)), 8);
+        // 1000×1000: 1/8 would leave 125 < 224, 1/4 leaves 250.
+        assert_eq!(reduction((1000, 1000), (224, 224)), 4);
+        // Both sides must hold: 1000 high but 447 wide is not twice 224.
+        assert_eq!(reduction((1000, 447), (224, 224)), 1);
+        assert_eq!(reduction((448, 448), (224, 224)), 2);
+        assert_eq!(reduction((32, 32), (32, 32)), 1);
+        assert_eq!(reduced_size(375, 500, 8), (47, 63));
+        assert_eq!(reduced_size(376, 500, 4), (94, 125));
+    }
+
+    #[test]
+    fn reduced_box_divides_its_edges() {
+        let b = CropBox { top: 100, left: 50, height: 900, width: 1003 };
+        // Edges 100..1000 and 50..1053 over 4: 25..250 and 12.5→12..263.25→263.
+        assert_eq!(b.reduced(4, (2000, 2000)), CropBox { top: 25, left: 12, height: 225, width: 251 });
+        // The whole image is the whole reduced image, though 500 / 8 = 62.5 rounds to 62.
+        assert_eq!(CropBox::full(375, 500).reduced(8, (375, 500)), CropBox::full(47, 63));
+        // A box thinner than d keeps one pixel.
+        let thin = CropBox { top: 8, left: 8, height: 3, width: 3 };
+        assert_eq!(thin.reduced(8, (80, 80)), CropBox { top: 1, left: 1, height: 1, width: 1 });
+    }
 
     #[test]
     fn python_rounding() {

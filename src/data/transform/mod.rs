@@ -62,6 +62,16 @@ impl TrainTransform {
         View { crop, flip }
     }
 
+    /// The JPEG reduction ([`geometry::reduction`]) at which `view` of an `h × w` image still
+    /// has every one of `sizes` worth of pixels. A view reaching outside the image (padding)
+    /// takes 1.
+    pub fn reduction(&self, (h, w): (i64, i64), view: View, sizes: &[(i64, i64)]) -> i64 {
+        if !view.crop.inside(h, w) {
+            return 1;
+        }
+        geometry::reduction((view.crop.height, view.crop.width), largest(sizes))
+    }
+
     /// Renders `view` of `src` (`h × w` RGB8) at `size` (`height, width`) into `dst`.
     pub fn render(&self, src: &[u8], hw: (i64, i64), view: View, size: (i64, i64), dst: &mut [u8]) -> Result<()> {
         resample::resized_crop_into(src, hw, view.crop, size, view.flip, dst)
@@ -79,17 +89,35 @@ impl EvalTransform {
         }
     }
 
+    /// The JPEG reduction at which an `h × w` image still has the pixels this transform's first
+    /// step resizes to (the whole image at each of `sizes` when no step is configured). A centre
+    /// crop without a resize cuts source pixels and takes 1.
+    pub fn reduction(&self, (h, w): (i64, i64), sizes: &[(i64, i64)]) -> i64 {
+        match (self.resize_shorter, self.center_crop) {
+            (Some(s), _) => geometry::reduction((h, w), geometry::resize_shorter(h, w, s)),
+            (None, Some(_)) => 1,
+            (None, None) => geometry::reduction((h, w), largest(sizes)),
+        }
+    }
+
     /// Renders `src` (`h × w` RGB8) at each of `sizes` into the matching `dst` buffers.
     ///
     /// The first size gets torchvision's two steps exactly (resize the whole image, then cut the
     /// centre); every other size is that first image resized. With neither step configured,
     /// each size is the whole image resized.
-    pub fn render(&self, src: &[u8], (h, w): (i64, i64), sizes: &[(i64, i64)], dst: &mut [&mut [u8]]) -> Result<()> {
+    pub fn render(&self, src: &[u8], hw: (i64, i64), sizes: &[(i64, i64)], dst: &mut [&mut [u8]]) -> Result<()> {
+        self.render_reduced(src, hw, hw, sizes, dst)
+    }
+
+    /// [`EvalTransform::render`] of an image of size `full` given as `src`, the same image
+    /// decoded smaller (`hw`, at the [`EvalTransform::reduction`] for `full`): the sizes are
+    /// those of `full`, the pixels come from `src`.
+    pub fn render_reduced(&self, src: &[u8], (h, w): (i64, i64), full: (i64, i64), sizes: &[(i64, i64)], dst: &mut [&mut [u8]]) -> Result<()> {
         anyhow::ensure!(sizes.len() == dst.len() && !sizes.is_empty(), "{} sizes for {} buffers", sizes.len(), dst.len());
         let first = sizes[0];
         let (rh, rw) = match self.resize_shorter {
-            Some(s) => geometry::resize_shorter(h, w, s),
-            None => (h, w),
+            Some(s) => geometry::resize_shorter(full.0, full.1, s),
+            None => full,
         };
         match self.center_crop {
             None if self.resize_shorter.is_none() => {
@@ -104,6 +132,7 @@ impl EvalTransform {
             }
             Some(c) => {
                 anyhow::ensure!(first == (c, c), "center_crop gives {c}×{c}, not the requested {first:?}");
+                anyhow::ensure!(self.resize_shorter.is_some() || (h, w) == full, "a centre crop without a resize needs the image at full size");
                 let mut resized = vec![0u8; (rh * rw * 3) as usize];
                 resample::resized_crop_into(src, (h, w), CropBox::full(h, w), (rh, rw), false, &mut resized)?;
                 resample::resized_crop_into(&resized, (rh, rw), geometry::center_crop(rh, rw, c, c), (c, c), false, dst[0])?;
@@ -115,6 +144,11 @@ impl EvalTransform {
         }
         Ok(())
     }
+}
+
+/// The largest height and width among `sizes`.
+fn largest(sizes: &[(i64, i64)]) -> (i64, i64) {
+    sizes.iter().fold((1, 1), |(h, w), &(sh, sw)| (h.max(sh), w.max(sw)))
 }
 
 #[cfg(test)]

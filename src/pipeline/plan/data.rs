@@ -51,6 +51,8 @@ pub struct DataPlan {
     pub cache: CacheMode,
     pub skip_bad: bool,
     pub max_image_pixels: u64,
+    /// Decode JPEGs streamed from files at a reduced scale where the crop allows it.
+    pub reduced_decode: bool,
     /// The student's own input transform (always NCHW).
     pub preprocess: Preprocess,
     /// Classes known before loading: the synthetic spec's, or the training set's class folders
@@ -102,6 +104,7 @@ pub fn resolve(recipe: &mut Recipe, base: &Path) -> Checked<DataPlan> {
         cache: d.cache,
         skip_bad: d.skip_bad,
         max_image_pixels: d.max_image_pixels,
+        reduced_decode: d.reduced_decode,
         preprocess,
         classes,
     })

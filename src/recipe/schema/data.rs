@@ -47,8 +47,17 @@ pub struct Data {
     /// Images whose header declares more pixels are refused (decompression bombs).
     #[serde(default = "default_max_image_pixels")]
     pub max_image_pixels: u64,
+    /// Decode a JPEG at 1/2, 1/4 or 1/8 of its size when the crop is still at least the model's
+    /// size at that scale (PIL's draft mode); `false` decodes every pixel, as torchvision's
+    /// ImageFolder does.
+    #[serde(default = "default_true")]
+    pub reduced_decode: bool,
     /// The student's input normalization.
     pub normalize: Normalize,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_image_pixels() -> u64 {
