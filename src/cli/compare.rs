@@ -2,9 +2,11 @@
 //! [--device D]`: trains the recipe's `compare.methods` side by side (see
 //! `crate::pipeline::compare`).
 
-use crate::pipeline::compare::{self, CompareOptions};
+use crate::pipeline::compare::{self, CompareOptions, Comparison};
+use crate::report::{junit, step_summary};
 use clap::Args;
 use std::path::PathBuf;
+use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
@@ -25,15 +27,55 @@ pub struct CompareArgs {
     pub resume: bool,
     #[arg(long)]
     pub device: Option<String>,
+    /// Also write one JUnit test case per method (its best top-1 per seed) to this file.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
 }
 
 pub fn run(a: &CompareArgs) -> anyhow::Result<i32> {
-    compare::run(&CompareOptions {
+    let started = Instant::now();
+    let title = format!("compress compare --recipe {}", a.recipe.display());
+    let result = compare::run(&CompareOptions {
         recipe: a.recipe.clone(),
         sets: a.sets.clone(),
         out: a.out.clone(),
         overwrite: a.overwrite,
         resume: a.resume,
         device: a.device.clone(),
-    })
+    });
+    let properties = vec![("recipe".to_string(), a.recipe.display().to_string())];
+    let cases = match &result {
+        Ok(c) => method_cases(c),
+        Err(err) => vec![junit::error_case("compress.compare", err)],
+    };
+    if let Some(path) = &a.junit {
+        junit::write(path, &[junit::Suite { name: title.clone(), cases, seconds: started.elapsed().as_secs_f64(), properties }])?;
+    }
+    match result {
+        Ok(c) => {
+            let figures = c.methods.iter().map(|m| (m.label.clone(), best_per_seed(m))).collect::<Vec<_>>();
+            step_summary::append(&step_summary::markdown(&title, true, &figures, &[]));
+            Ok(0)
+        }
+        Err(err) => {
+            step_summary::append(&step_summary::error_markdown(&title, &err));
+            Err(err)
+        }
+    }
+}
+
+/// "68.91% (seeds 0: 68.2%, 1: 69.6%)": a method's mean best top-1 and each seed's.
+fn best_per_seed(m: &compare::MethodResult) -> String {
+    let tops: Vec<f64> = m.seeds.iter().map(|s| s.best_top1_tch).collect();
+    let mean = tops.iter().sum::<f64>() / tops.len().max(1) as f64;
+    let each: Vec<String> = m.seeds.iter().map(|s| format!("{}: {:.2}%", s.seed, 100.0 * s.best_top1_tch)).collect();
+    format!("best top-1 {:.2}% mean (seeds {})", 100.0 * mean, each.join(", "))
+}
+
+/// A comparison has no gates: one passed case per method, its figures in the case's output.
+fn method_cases(c: &Comparison) -> Vec<junit::Case> {
+    c.methods
+        .iter()
+        .map(|m| junit::Case { name: m.label.clone(), classname: "compress.compare".into(), result: junit::CaseResult::Passed, output: best_per_seed(m) })
+        .collect()
 }

@@ -1,12 +1,14 @@
 //! The command line (design.md §2): the pipeline by default, plus `inspect`, `eval`, `zoo`,
-//! `compare` and `data`.
+//! `compare`, `data` and `validate`.
 //! One file per subcommand; each returns the exit code it wants.
 
 pub mod compare;
 pub mod data;
 pub mod eval;
 pub mod inspect;
+pub mod model_input;
 pub mod run;
+pub mod validate;
 pub mod zoo;
 
 use clap::{Args, Parser, Subcommand};
@@ -45,6 +47,9 @@ pub struct RunArgs {
     /// auto, cpu, cuda or cuda:N (overrides the recipe).
     #[arg(long)]
     pub device: Option<String>,
+    /// Also write the gates as JUnit XML to this file (bad input and failures as errors).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,6 +64,8 @@ pub enum Command {
     Compare(compare::CompareArgs),
     /// Check an image folder as a run would (bad files named) and time the loader on it.
     Data(data::DataArgs),
+    /// Gate an ONNX file on its accuracy in ONNX Runtime (exit 1 when a gate fails), for CI.
+    Validate(validate::ValidateArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -69,6 +76,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Zoo(a)) => zoo::run(&a),
         Some(Command::Compare(a)) => compare::run(&a),
         Some(Command::Data(a)) => data::run(&a),
+        Some(Command::Validate(a)) => validate::run(&a),
         None => run::run(&cli.run),
     }
 }

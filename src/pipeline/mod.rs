@@ -34,11 +34,13 @@ pub struct RunOptions {
     pub device: Option<String>,
 }
 
-/// How a finished run ended (bad input and failures are errors instead).
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Passed,
-    GateFailed,
+/// How a finished run ended (bad input and failures are errors instead): whether every gate
+/// held, the gates, and the headline figures (for JUnit and the CI step summary).
+#[derive(Debug)]
+pub struct Outcome {
+    pub passed: bool,
+    pub gates: Vec<report::gates::GateResult>,
+    pub figures: Vec<(String, String)>,
 }
 
 /// Wall time per stage.
@@ -58,7 +60,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     let _lock = output::prepare(&out, opts, &output::run_names(&plan))?;
     print_plan(&plan, &out);
     if opts.dry_run {
-        return Ok(Outcome::Passed);
+        return Ok(Outcome { passed: true, gates: vec![], figures: vec![("dry run".into(), "plan resolved, nothing trained".into())] });
     }
     stages.lap("plan");
     set_threads(&plan);
@@ -82,6 +84,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     let metadata = StudentMetadata {
         recipe_sha256: plan.recipe_sha256.clone(),
         preprocess: plan.data.preprocess.clone(),
+        eval_view: plan.data.eval_view(),
         class_names: train_set.class_names().to_vec(),
         distill_method: plan.method.distill.method.clone(),
     };
@@ -103,7 +106,15 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     let report = build_report(&plan, &train_set, &test_set, results, stages)?;
     output::write_report(&out, &plan, &report)?;
     eprintln!("{}", summary_line(&report, &out));
-    Ok(if report.passed { Outcome::Passed } else { Outcome::GateFailed })
+    let mut figures = vec![
+        ("student top-1 (ONNX Runtime)".to_string(), format!("{:.2}%", 100.0 * report.fidelity.top1_ort)),
+        ("student top-1 (tch)".to_string(), format!("{:.2}%", 100.0 * report.fidelity.top1_tch)),
+    ];
+    if let Some(b) = &report.baseline {
+        figures.push(("baseline top-1".into(), format!("{:.2}%", 100.0 * b.final_top1)));
+    }
+    figures.push(("report".into(), out.join("report.md").display().to_string()));
+    Ok(Outcome { passed: report.passed, gates: report.gates, figures })
 }
 
 fn set_threads(plan: &Plan) {
@@ -247,12 +258,13 @@ fn gate_references(r: &Results) -> BTreeMap<&'static str, f64> {
 
 fn summary_line(r: &Report, out: &Path) -> String {
     let base = r.baseline.as_ref().map(|b| format!(", baseline {:.2}%", 100.0 * b.final_top1)).unwrap_or_default();
+    let failed: Vec<String> = r.gates.iter().filter(|g| !g.passed).map(report::junit::gate_message).collect();
+    let gates = if failed.is_empty() { format!("{} gate(s) held", r.gates.len()) } else { format!("failed gate(s): {}", failed.join("; ")) };
     format!(
-        "{}: student top-1 {:.2}% in ONNX Runtime (tch {:.2}%{base}); gates {}; report in {}",
+        "{}: student top-1 {:.2}% in ONNX Runtime (tch {:.2}%{base}); {gates}; report in {}",
         if r.passed { "PASS" } else { "FAIL" },
         100.0 * r.fidelity.top1_ort,
         100.0 * r.fidelity.top1_tch,
-        if r.passed { "passed" } else { "failed" },
         out.join("report.md").display()
     )
 }

@@ -2,7 +2,9 @@
 //! gates, and atomic file writes so nothing half-written ever looks finished.
 
 pub mod gates;
+pub mod junit;
 pub mod markdown;
+pub mod step_summary;
 
 pub use crate::distill::record::{EpochMetrics, TrainingRecord};
 pub use crate::export::{ExportedFile, Fidelity};

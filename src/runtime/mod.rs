@@ -126,6 +126,23 @@ impl OrtModel {
         Ok(counts)
     }
 
+    /// The model's `metadata_props` entry `key`, if it has one.
+    pub fn custom_metadata(&self, key: &str) -> Option<String> {
+        self.session.metadata().ok()?.custom(key)
+    }
+
+    /// The first input's declared shape, a dynamic dimension as -1.
+    pub fn input_shape(&self) -> Option<Vec<i64>> {
+        let input = self.session.inputs().first()?;
+        Some(input.dtype().tensor_shape()?.iter().copied().collect())
+    }
+
+    /// The first output's declared shape, a dynamic dimension as -1.
+    pub fn output_shape(&self) -> Option<Vec<i64>> {
+        let output = self.session.outputs().first()?;
+        Some(output.dtype().tensor_shape()?.iter().copied().collect())
+    }
+
     pub fn input_names(&self) -> Vec<String> {
         self.session.inputs().iter().map(|i| i.name().to_string()).collect()
     }

@@ -95,7 +95,7 @@ struct FinishedSeed {
     teacher_seconds_per_epoch: f64,
 }
 
-pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
+pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
     let plan = Plan::resolve(&opts.recipe, &opts.sets, opts.device.as_deref())?;
     let Some((compare, uses)) = &plan.compare else {
         return Err(bad_input!("{}: compress compare needs a `compare` section (seeds and methods)", opts.recipe.display()));
@@ -169,7 +169,8 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<i32> {
         teacher_seconds_per_epoch: mean(&teacher_seconds),
         methods: methods_out,
     };
-    write(&out, &comparison)
+    write(&out, &comparison)?;
+    Ok(comparison)
 }
 
 /// The comparison's checkpoint files under `checkpoints/seed-<s>/` (only the tool's own files, as
@@ -277,14 +278,14 @@ fn method_result(plan: &Plan, usage: &MethodUse) -> MethodResult {
 
 /// `comparison.md` and `comparison.json` (last: its presence marks a finished comparison), then
 /// the checkpoints, which a finished comparison no longer needs.
-fn write(out: &Path, comparison: &Comparison) -> anyhow::Result<i32> {
+fn write(out: &Path, comparison: &Comparison) -> anyhow::Result<()> {
     let markdown = render(comparison);
     crate::fsio::write_atomic(&out.join("comparison.md"), markdown.as_bytes())?;
     crate::fsio::write_atomic(&out.join("comparison.json"), serde_json::to_string_pretty(comparison)?.as_bytes())?;
     remove_seed_checkpoints(out)?;
     println!("{markdown}");
     eprintln!("comparison written to {}", out.display());
-    Ok(0)
+    Ok(())
 }
 
 /// Trains every method for one seed in lockstep (the trainer's N-learner case), each student

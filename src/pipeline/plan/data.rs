@@ -60,6 +60,14 @@ pub struct DataPlan {
     pub classes: Option<usize>,
 }
 
+impl DataPlan {
+    /// The student's evaluation view, as its file's metadata records it.
+    pub fn eval_view(&self) -> crate::export::metadata::EvalView {
+        let s = self.image_size as i64;
+        crate::export::metadata::EvalView { size: [s, s], resize_shorter: self.eval_transform.resize_shorter, center_crop: self.eval_transform.center_crop }
+    }
+}
+
 /// Checks `recipe.data` (its folders made absolute against `base`) and returns it resolved, or
 /// its problems.
 pub fn resolve(recipe: &mut Recipe, base: &Path) -> Checked<DataPlan> {
