@@ -368,3 +368,47 @@ fn external_data_is_read_by_range_not_whole() {
     assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
     assert!(usage.ru_maxrss < 2 << 20, "a child peaked at {} KiB", usage.ru_maxrss);
 }
+
+#[test]
+fn an_interrupted_overwrite_leaves_nothing_of_the_previous_run() {
+    let _serial = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.yaml"), tiny_recipe("[]", "none")).unwrap();
+    let out = dir.path().join("out/tiny");
+    let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for f in ["student.onnx", "report.json", "report.md", "recipe.resolved.yaml"] {
+        assert!(out.join(f).is_file(), "{f} of the first run");
+    }
+    // The overwrite trains long enough to be killed after its first checkpoint.
+    let first_marker_kept = out.join("checkpoints/distill/last.json").is_file();
+    assert!(first_marker_kept, "a finished run keeps its last checkpoint");
+    let mut child = bin()
+        .args(["--recipe", "r.yaml", "--overwrite", "--set", "train.epochs=40"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first run's checkpoints stay after it finished: wait for the overwrite's own (a file
+    // written later; the clearing comes before it).
+    let marker = out.join("checkpoints/distill/last.json");
+    let written = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let first = written(&marker);
+    let started = std::time::Instant::now();
+    while written(&marker).is_none_or(|t| Some(t) == first) {
+        assert!(child.try_wait().unwrap().is_none(), "the overwrite ended before it could be killed");
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint after 2 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Only the new run's checkpoints (and the tool's bookkeeping) are there: no old model,
+    // report or resolved recipe that a CI step could mistake for this run's.
+    let mut left: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, [".compress-manifest.json", ".compress.lock", "checkpoints"]);
+    // It continues as an interrupted run.
+    let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("interrupted run") && r.stderr.contains("--resume"), "{}", r.stderr);
+}

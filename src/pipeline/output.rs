@@ -140,16 +140,24 @@ fn foreign(out: &Path, owned: &BTreeSet<String>) -> Vec<String> {
     found
 }
 
-/// Removes what marks the previous run: its report, its checkpoint files, and its quantized
-/// files (whatever their widths, they must not pass for one of this run). Only the tool's own
-/// files go: a folder inside `checkpoints/` that still holds anything else stays.
+/// Removes the previous run as a whole before this one writes anything: first `report.json`
+/// (what marks a run finished), then every other file the tool wrote there (model files,
+/// `report.md`, the resolved recipe, the checkpoints, their temporaries), so an overwrite that
+/// is interrupted never leaves an old model beside new files. Only the tool's own files go: a
+/// file of the user's, or a folder inside `checkpoints/` that still holds one, stays.
 fn clear_previous_run(out: &Path) -> anyhow::Result<()> {
     let owned = owned(out)?;
-    for name in owned.iter().filter(|n| *n == "report.json" || quantize::is_quantized_file(n)) {
-        let path = out.join(name);
-        if path.is_file() {
-            std::fs::remove_file(&path)?;
+    let remove = |name: &str| -> anyhow::Result<()> {
+        for path in [out.join(name), out.join(format!(".{name}.tmp"))] {
+            if path.is_file() {
+                std::fs::remove_file(&path).map_err(|e| anyhow::anyhow!("cannot remove the previous run's {}: {e}", path.display()))?;
+            }
         }
+        Ok(())
+    };
+    remove("report.json")?;
+    for name in owned.iter().filter(|n| *n != "report.json" && *n != "checkpoints") {
+        remove(name)?;
     }
     if owned.contains("checkpoints") {
         remove_checkpoints(&out.join("checkpoints"))?;
