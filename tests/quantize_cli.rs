@@ -100,7 +100,7 @@ fn bad_quantize_sections_are_named_before_training() {
     std::fs::write(dir.path().join("g.yaml"), gate).unwrap();
     let r = run_in(dir.path(), &["--recipe", "g.yaml", "--out", "o"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("validate.gates.1: `quantized_top1` needs a `quantize` section"), "{}", r.stderr);
+    assert!(r.stderr.contains("validate.gates[1]: `quantized_top1` needs a `quantize` section"), "{}", r.stderr);
     let zero = tiny_recipe("[]", "none").replace("train: {epochs: 1,", "train: {epochs: 0,");
     std::fs::write(dir.path().join("z.yaml"), zero).unwrap();
     let r = run_in(dir.path(), &["--recipe", "z.yaml", "--out", "o"]);

@@ -30,7 +30,7 @@ fn missing_teacher_file_is_named() {
     std::fs::write(dir.path().join("r.yaml"), tiny_recipe(teachers, "ca_mkd")).unwrap();
     let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("ghost.onnx") && r.stderr.contains("teachers.0"), "{}", r.stderr);
+    assert!(r.stderr.contains("ghost.onnx") && r.stderr.contains("teachers[0]"), "{}", r.stderr);
 }
 
 #[test]
@@ -84,8 +84,8 @@ fn unknown_tap_and_wrong_class_count_are_named() {
     std::fs::write(dir.path().join("r.yaml"), tiny_recipe(teachers, "aver")).unwrap();
     let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("no_such_value") && r.stderr.contains("teachers.0"), "{}", r.stderr);
-    assert!(r.stderr.contains("predicts 7 classes") && r.stderr.contains("teachers.1"), "{}", r.stderr);
+    assert!(r.stderr.contains("no_such_value") && r.stderr.contains("teachers[0]"), "{}", r.stderr);
+    assert!(r.stderr.contains("predicts 7 classes") && r.stderr.contains("teachers[1]"), "{}", r.stderr);
 }
 
 #[test]
@@ -107,7 +107,7 @@ fn fp16_teacher_on_cpu_is_refused_by_key() {
     std::fs::write(dir.path().join("r.yaml"), tiny_recipe(teachers, "aver")).unwrap();
     let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("teachers.0") && r.stderr.contains("fp16"), "{}", r.stderr);
+    assert!(r.stderr.contains("teachers[0]") && r.stderr.contains("fp16"), "{}", r.stderr);
 }
 
 #[test]
@@ -126,6 +126,67 @@ fn a_gate_against_a_baseline_the_run_will_not_train_is_refused_up_front() {
     std::fs::write(dir.path().join("r.yaml"), text).unwrap();
     let r = run_in(dir.path(), &["--recipe", "r.yaml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("validate.gates.0") && r.stderr.contains("train.baseline"), "{}", r.stderr);
+    assert!(r.stderr.contains("validate.gates[0]") && r.stderr.contains("train.baseline"), "{}", r.stderr);
     assert!(!dir.path().join("out").exists(), "nothing may be written for a bad recipe");
+}
+
+#[test]
+fn every_schema_problem_is_reported_at_once_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "version: 1
+name: many
+data:
+  format: synthetic
+  synthetic: {num_classes: 10, train_size: 64, test_size: 32, seed: 1}
+  normalize: {scale: 1/255, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
+  workerz: 3
+teachers:
+  - name: a
+    onnx: a.onnx
+  - name: b
+    onnx: b.onnx
+  - name: c
+    onnx: c.onnx
+  - name: d
+    onnx: d.onnx
+    outputs: logits
+    input: {scale: one}
+student: {arch: resnet8}
+distill: {method: none, temperature: hot}
+train: {epochs: three, batch_size: 16}
+";
+    std::fs::write(dir.path().join("r.yaml"), text).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml", "--dry-run"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for expected in [
+        "5 problems",
+        "data.workerz: unknown field `workerz`",
+        "(line 7, column 3)",
+        "teachers[3].outputs: unknown field `outputs`",
+        "(line 17, column 5)",
+        "teachers[3].input.scale: expected a number or a fraction such as 1/255, got \"one\" (line 18, column 13)",
+        "distill.temperature: invalid type: string \"hot\", expected f64 (line 20, column 25)",
+        "train.epochs: invalid type: string \"three\", expected usize (line 21, column 9)",
+    ] {
+        assert!(r.stderr.contains(expected), "missing {expected:?} in:\n{}", r.stderr);
+    }
+    // `scale: 1/255` is accepted: no problem is reported for data.normalize.
+    assert!(!r.stderr.contains("data.normalize"), "{}", r.stderr);
+
+    // A problem a --set brings is blamed on the --set, not on a line of the file.
+    let fixed = text
+        .replace("  workerz: 3\n", "")
+        .replace("    outputs: logits\n", "")
+        .replace("{scale: one}", "{scale: 1/255}")
+        .replace("temperature: hot", "temperature: 4")
+        .replace("epochs: three", "epochs: 1");
+    std::fs::write(dir.path().join("f.yaml"), fixed).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "f.yaml", "--dry-run", "--set", "train.epochs=abc", "--set", "teachers.1.output=soft"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("train.epochs: invalid type: string \"abc\", expected usize (from --set train.epochs=abc)"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("teachers[1].output: unknown variant `soft`, expected `logits` or `probabilities` (from --set teachers.1.output=soft)"),
+        "{}",
+        r.stderr
+    );
 }

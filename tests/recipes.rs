@@ -72,3 +72,38 @@ fn the_papers_protocol_comparison_plans() {
     let methods = |t: &str| t.lines().filter(|l| l.trim_start().starts_with("- {") && l.contains("distill:")).map(str::to_string).collect::<Vec<_>>();
     assert_eq!(methods(&text), methods(&cpu).iter().map(|l| l.replace("head_epochs: 20", "head_epochs: 60")).collect::<Vec<_>>());
 }
+
+/// The keys and example values of docs/recipe.md's table, checked against the schema: every
+/// key exists, and every default written as a value (`{random_crop_padding: 4, …}`, `1/255`)
+/// parses where the table puts it.
+#[test]
+fn the_recipe_reference_agrees_with_the_schema() {
+    let doc = std::fs::read_to_string(repo().join("docs/recipe.md")).unwrap();
+    let base = "version: 1\nname: docs\ndata:\n  format: synthetic\n  synthetic: {num_classes: 10, train_size: 8, test_size: 8, seed: 1}\n  normalize: {mean: [0, 0, 0], std: [1, 1, 1]}\nteachers:\n  - {name: t, onnx: t.onnx}\nstudent: {arch: resnet8}\ntrain: {epochs: 1}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("base.yaml");
+    std::fs::write(&path, base).unwrap();
+    let ticked = |cell: &str| -> Vec<String> { cell.split('`').skip(1).step_by(2).map(String::from).collect() };
+    let (mut keys, mut literals) = (0, 0);
+    for row in doc.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (key_cell, default_cell) = (cells[1], cells[2]);
+        let default = ticked(default_cell);
+        // A default that is one value in backticks, not a reference to another key.
+        let literal =
+            (default.len() == 1 && default_cell.starts_with('`') && default_cell.ends_with('`') && !default[0].contains(" / ")).then(|| default[0].clone());
+        for key in ticked(key_cell) {
+            let set_key = key.replace("[]", ".0");
+            let value = literal.clone().unwrap_or_else(|| "null".into());
+            let result = compress::recipe::parse(&path, &[format!("{set_key}={value}")]);
+            keys += 1;
+            match (&literal, result) {
+                (Some(v), Err(e)) => panic!("docs/recipe.md: `{key}` with its documented default `{v}` is refused: {e:#}"),
+                (Some(_), Ok(_)) => literals += 1,
+                (None, Err(e)) => assert!(!format!("{e:#}").contains("unknown field"), "docs/recipe.md names `{key}`, which the schema lacks: {e:#}"),
+                (None, Ok(_)) => {}
+            }
+        }
+    }
+    assert!(keys > 50 && literals > 25, "the table was read: {keys} keys, {literals} literal defaults");
+}

@@ -227,7 +227,7 @@ fn a_teacher_libtorch_rejects_is_bad_input_naming_the_node() {
     std::fs::write(dir.path().join("r.yaml"), tiny_recipe("[{name: bad, onnx: bad.onnx, input: {layout: nchw}}]", "kd")).unwrap();
     let r = run_in(dir.path(), &["--recipe", "r.yaml", "--dry-run"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("teachers.0") && r.stderr.contains("mismatched_conv"), "{}", r.stderr);
+    assert!(r.stderr.contains("teachers[0]") && r.stderr.contains("mismatched_conv"), "{}", r.stderr);
 }
 
 /// A one-input graph whose nodes produce `out`, written to `dir/name`.

@@ -294,7 +294,7 @@ fn each_teacher_sees_the_view_at_its_own_size() {
     std::fs::write(dir.path().join("bad.yaml"), r.replace("input: {size: 16}", "input: {size: 24}")).unwrap();
     let bad = run_in(dir.path(), &["--recipe", "bad.yaml", "--out", "bad", "--dry-run"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
-    assert!(bad.stderr.contains("teachers.0") && bad.stderr.contains("input.size is 24") && bad.stderr.contains("16x16"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("teachers[0]") && bad.stderr.contains("input.size is 24") && bad.stderr.contains("16x16"), "{}", bad.stderr);
 }
 
 #[test]

@@ -41,6 +41,13 @@ pub fn check_spec(g: &Gate) -> anyhow::Result<()> {
     if let Some(v) = [g.min, g.max, g.value].into_iter().flatten().find(|v| !v.is_finite()) {
         return Err(bad_input!("thresholds must be finite numbers, got {v}"));
     }
+    const FRACTIONS: &[&str] =
+        &["top1", "top5", "top1_tch", "top1_agreement_tch_vs_ort", "quantized_top1", "quantized_top1_agreement_tch_vs_ort", "quantized_integer_layer_share"];
+    if FRACTIONS.contains(&g.metric.as_str()) {
+        if let Some(v) = [g.min, g.max, g.value].into_iter().flatten().find(|v| !(0.0..=1.0).contains(v)) {
+            return Err(bad_input!("`{}` is a fraction between 0 and 1 (0.75 for 75%); the threshold {v} can never be met as meant", g.metric));
+        }
+    }
     let rules = [g.min.is_some(), g.max.is_some(), g.max_drop_vs.is_some()].iter().filter(|b| **b).count();
     if rules != 1 {
         return Err(bad_input!("give exactly one of min, max, max_drop_vs (with value)"));
@@ -97,5 +104,9 @@ mod tests {
         assert!((r[1].threshold - 0.79).abs() < 1e-12);
         assert!(check_spec(&gate("accuracy", Some(0.5), None)).is_err());
         assert!(check_spec(&gate("top1", Some(0.5), Some(("baseline", 0.1)))).is_err());
+        // A percentage where a fraction belongs.
+        let e = check_spec(&gate("top1", Some(75.0), None)).unwrap_err();
+        assert!(format!("{e}").contains("fraction between 0 and 1"), "{e}");
+        assert!(check_spec(&gate("quantized_compression", Some(3.5), None)).is_ok());
     }
 }

@@ -72,7 +72,10 @@ impl Plan {
         }
         match (data, student, teachers) {
             (Ok(data), Ok(student), Ok(teachers)) if problems.is_empty() => Ok(assemble(recipe, resolved_yaml, device, data, student, teachers, uses)),
-            _ => Err(bad_input!("recipe {} has {} problem(s):\n  - {}", path.display(), problems.len().max(1), problems.join("\n  - "))),
+            _ => {
+                let placed = crate::recipe::place_problems(path, sets, &problems);
+                Err(bad_input!("recipe {} has {} problem(s):\n  - {}", path.display(), placed.len().max(1), placed.join("\n  - ")))
+            }
         }
     }
 

@@ -140,7 +140,7 @@ impl Default for RandomResizedCrop {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Normalize {
-    #[serde(default = "default_scale")]
+    #[serde(default = "default_scale", deserialize_with = "super::number_or_fraction")]
     pub scale: f64,
     pub mean: [f64; 3],
     pub std: [f64; 3],

@@ -57,3 +57,35 @@ pub struct Recipe {
 fn default_device() -> String {
     "auto".into()
 }
+
+/// A number, or a fraction written as text (`1/255`, as the docs and most model cards write a
+/// pixel scale).
+pub(crate) fn number_or_fraction<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(f64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Number(v) => Ok(v),
+        Raw::Text(t) => parse_fraction(&t).ok_or_else(|| serde::de::Error::custom(format!("expected a number or a fraction such as 1/255, got {t:?}"))),
+    }
+}
+
+fn parse_fraction(t: &str) -> Option<f64> {
+    let (a, b) = t.split_once('/')?;
+    let (a, b): (f64, f64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (b != 0.0).then(|| a / b)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fractions() {
+        assert_eq!(super::parse_fraction("1/255"), Some(1.0 / 255.0));
+        assert_eq!(super::parse_fraction(" 2 / 4 "), Some(0.5));
+        assert_eq!(super::parse_fraction("1/0"), None);
+        assert_eq!(super::parse_fraction("0.5"), None);
+    }
+}

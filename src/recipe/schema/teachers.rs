@@ -10,6 +10,8 @@ use std::path::PathBuf;
 pub struct TeacherEntry {
     pub name: String,
     pub onnx: PathBuf,
+    /// The teacher's own preprocessing (default: NCHW, pixels / 255, mean 0, std 1).
+    #[serde(default)]
     pub input: TeacherInput,
     #[serde(default)]
     pub output: TeacherOutput,
@@ -46,6 +48,7 @@ pub struct TeacherInput {
     /// rendered at this size.
     pub size: Option<u32>,
     pub layout: Layout,
+    #[serde(deserialize_with = "super::number_or_fraction")]
     pub scale: f64,
     pub mean: [f64; 3],
     pub std: [f64; 3],
