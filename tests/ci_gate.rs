@@ -158,6 +158,21 @@ fn run_then_validate_as_a_ci_pipeline_would() {
     let text = std::fs::read_to_string(&summary).unwrap();
     assert!(text.contains("### ✅ PASS compress --recipe gate.yaml") && text.contains("| max_rel_diff_tch_vs_ort | max |"), "{text}");
 
+    // A run whose gate fails exits 1 and its last line names the gate with value and threshold.
+    let o = common::bin()
+        .args(["--recipe", "gate.yaml", "--out", "strict", "--set", "validate.gates=[{metric: top1, min: 0.99}]", "--junit", "strict.xml"])
+        .current_dir(dir)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(last.starts_with("FAIL: ") && last.contains(&format!("failed gate(s): top1 {run_top1:.4} is below the minimum 0.9900 (min)")), "{stderr}");
+    let xml = std::fs::read_to_string(dir.join("strict.xml")).unwrap();
+    assert!(xml.contains(r#"failures="1" errors="0""#), "{xml}");
+    check_junit(&xml);
+
     // 2. validate reads the student's preprocessing and view from its metadata: the same
     //    top-1 as the run measured, with no flag.
     let r = validate(dir, &summary, &["out/student.onnx", "--data", "test", "--min-top1", "0.0", "--junit", "pass.xml", "--json"]);

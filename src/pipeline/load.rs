@@ -73,15 +73,7 @@ pub fn source_kind(s: &Source) -> &'static str {
 /// in memory or in the disk cache when `data.cache` says so (under `auto`: in memory when all
 /// images share one size and the decoded set is small), else streamed from the files.
 fn folder(dir: &Path, key: &str, data: &DataPlan, subset: Option<(usize, u64)>) -> anyhow::Result<Source> {
-    let rules = ScanRules { max_pixels: data.max_image_pixels, skip_bad: data.skip_bad, threads: data.workers.threads.max(1) };
-    let mut list = files::scan(dir, rules)?;
-    list.reduced_decode = data.reduced_decode;
-    if let Some((n, seed)) = subset.filter(|(n, _)| *n < list.len()) {
-        list = list.subset(&crate::data::seeded_subset(list.len(), n, seed));
-    }
-    if !list.skipped.is_empty() {
-        eprintln!("data: {key}: {} bad files left out (data.skip_bad), the first: {}", list.skipped.len(), list.skipped[0].1);
-    }
+    let list = scan_folder(dir, key, data, subset)?;
     let in_memory = match data.cache {
         CacheMode::None => false,
         CacheMode::Disk => {
@@ -105,6 +97,60 @@ fn folder(dir: &Path, key: &str, data: &DataPlan, subset: Option<(usize, u64)>) 
     let cache = crate::data::cache::default_dir();
     let set = crate::data::image_folder::decode_files(dir, list.class_names.clone(), &list.files, &list.labels, None, cache.as_deref(), list.max_pixels)?;
     Ok(Source::Memory(set))
+}
+
+/// An image folder's file list: every header read (bad files named, or left out and counted),
+/// cut to its seeded subset.
+fn scan_folder(dir: &Path, key: &str, data: &DataPlan, subset: Option<(usize, u64)>) -> anyhow::Result<FileList> {
+    let rules = ScanRules { max_pixels: data.max_image_pixels, skip_bad: data.skip_bad, threads: data.workers.threads.max(1) };
+    let mut list = files::scan(dir, rules)?;
+    list.reduced_decode = data.reduced_decode;
+    if let Some((n, seed)) = subset.filter(|(n, _)| *n < list.len()) {
+        list = list.subset(&crate::data::seeded_subset(list.len(), n, seed));
+    }
+    if !list.skipped.is_empty() {
+        eprintln!("data: {key}: {} bad files left out (data.skip_bad), the first: {}", list.skipped.len(), list.skipped[0].1);
+    }
+    Ok(list)
+}
+
+/// What `--dry-run` checks of image folders without decoding them: every header (bad files,
+/// the pixel limit), the classes of train and test, one size under `cache: memory`; and what it
+/// says about them: how many images, their smallest and largest sizes, how many are smaller
+/// than the largest model input (and so upscaled).
+pub fn check_folders(data: &DataPlan, seed: u64, largest_input: i64) -> anyhow::Result<()> {
+    let DataSource::ImageFolder { train, test } = &data.source else { return Ok(()) };
+    let lists = [
+        ("data.train", scan_folder(train, "data.train", data, data.train_subset.map(|n| (n, seed)))?),
+        ("data.test", scan_folder(test, "data.test", data, data.test_subset.map(|n| (n, seed ^ 0x5eed)))?),
+    ];
+    if lists[0].1.class_names != lists[1].1.class_names {
+        return Err(bad_input!("data.train and data.test have different classes: {:?} vs {:?}", lists[0].1.class_names, lists[1].1.class_names));
+    }
+    for (key, list) in &lists {
+        if list.is_empty() {
+            return Err(bad_input!("{key}: no image left to use"));
+        }
+        if data.cache == CacheMode::Memory && list.common_size().is_none() {
+            return Err(mixed_sizes(list, key));
+        }
+        let pixels = |&(h, w): &(u32, u32)| h as u64 * w as u64;
+        let small = list.sizes.iter().min_by_key(|s| pixels(s)).copied().unwrap_or_default();
+        let large = list.sizes.iter().max_by_key(|s| pixels(s)).copied().unwrap_or_default();
+        let upscaled = list.sizes.iter().filter(|(h, w)| (*h.min(w) as i64) < largest_input).count();
+        let note =
+            if upscaled > 0 { format!("; {upscaled} have a side under the largest model input {largest_input} and are upscaled") } else { String::new() };
+        eprintln!(
+            "data: {key}: {} images in {} classes, {}x{} to {}x{} pixels (width x height){note}",
+            list.len(),
+            list.class_names.len(),
+            small.1,
+            small.0,
+            large.1,
+            large.0
+        );
+    }
+    Ok(())
 }
 
 /// `cache: memory` on a folder of several image sizes: the two first sizes that differ.

@@ -60,6 +60,8 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     let _lock = output::prepare(&out, opts, &output::run_names(&plan))?;
     print_plan(&plan, &out);
     if opts.dry_run {
+        let largest = plan.model_sizes().iter().map(|&(h, w)| h.max(w)).max().unwrap_or(0);
+        load::check_folders(&plan.data, plan.seed, largest)?;
         return Ok(Outcome { passed: true, gates: vec![], figures: vec![("dry run".into(), "plan resolved, nothing trained".into())] });
     }
     stages.lap("plan");

@@ -94,6 +94,10 @@ pub fn evaluate_teachers(teachers: &[super::Teacher], tests: &TestSet) -> anyhow
         );
         records.push(rec);
     }
+    let classes = probs.as_ref().map_or(0, |p| p.size()[1]);
+    for w in suspicious(&records, classes) {
+        eprintln!("warning: {w}");
+    }
     // Every view of the test set holds the same images in the same order.
     let labels = &tests.student().labels;
     let ensemble_mean = probs.as_ref().map(|p| metrics::top_k(p, labels, 1));
@@ -104,9 +108,62 @@ pub fn evaluate_teachers(teachers: &[super::Teacher], tests: &TestSet) -> anyhow
     Ok(TeacherEvaluation { records, ensemble_mean, ensemble_vote })
 }
 
+/// Warnings for teachers that score near chance on the test set (under 1.5× chance), or under
+/// half of the best teacher's top-1: almost always the teacher's input, not the teacher.
+pub fn suspicious(records: &[TeacherRecord], classes: i64) -> Vec<String> {
+    if classes < 2 {
+        return vec![];
+    }
+    let chance = 1.0 / classes as f64;
+    let best = records.iter().map(|r| r.top1_tch).fold(0.0, f64::max);
+    records
+        .iter()
+        .filter_map(|r| {
+            let why = if r.top1_tch < 1.5 * chance {
+                format!("near chance ({:.1}% for {classes} classes)", 100.0 * chance)
+            } else if r.top1_tch < 0.5 * best {
+                format!("under half of the best teacher's {:.2}%", 100.0 * best)
+            } else {
+                return None;
+            };
+            Some(format!(
+                "teacher `{}` scores {:.2}% on the test set, {why}. The usual causes: its input.mean/input.std or input.scale \
+                 are not those it was trained with (see its model card), input.layout is wrong, its output is probabilities \
+                 declared as logits, or its class order differs from the data's class folders",
+                r.name,
+                100.0 * r.top1_tch
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use tch::Tensor;
+
+    fn record(name: &str, top1: f64) -> super::TeacherRecord {
+        super::TeacherRecord {
+            name: name.into(),
+            path: String::new(),
+            sha256: String::new(),
+            opset: 13,
+            parameters: 0,
+            execution: String::new(),
+            top1_tch: top1,
+            top1_ort: top1,
+            top1_agreement_tch_vs_ort: 1.0,
+        }
+    }
+
+    #[test]
+    fn near_chance_and_far_behind_teachers_are_warned_about() {
+        // The real case: biasfield with wrong normalisation scored 21.8% beside teachers at ~78%.
+        let w = super::suspicious(&[record("good", 0.78), record("wrong_std", 0.218), record("weak", 0.12)], 10);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("`wrong_std` scores 21.80%") && w[0].contains("under half of the best teacher's 78.00%"), "{}", w[0]);
+        assert!(w[1].contains("`weak`") && w[1].contains("near chance (10.0% for 10 classes)") && w[1].contains("input.mean"), "{}", w[1]);
+        assert!(super::suspicious(&[record("a", 0.6), record("b", 0.45)], 10).is_empty());
+    }
 
     #[test]
     fn majority_vote_breaks_ties_towards_the_first_teacher() {

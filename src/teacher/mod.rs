@@ -67,6 +67,8 @@ impl Teacher {
                 graph.outputs.len()
             ));
         }
+        check_layout(&graph, &preprocess.layout, &origin)?;
+        check_output_kind(&graph, output, &origin)?;
         let declared = declared_hw(&graph, &preprocess.layout);
         let (h, w) = match (size, declared) {
             (Some(s), Some(d)) if d != (*s as i64, *s as i64) => {
@@ -169,6 +171,64 @@ pub struct TeacherSpec {
 }
 
 /// The `(height, width)` the graph's image input declares, when both are fixed numbers.
+/// Refuses a layout the model's declared input contradicts: a fixed 3 on the other channel
+/// axis (a Keras/tf2onnx model is NHWC) and not on this one, before libtorch would fail deep in
+/// the first convolution.
+fn check_layout(graph: &Graph, layout: &Layout, origin: &str) -> anyhow::Result<()> {
+    use crate::graph::ir::Dim;
+    let Some(input) = graph.inputs.first() else { return Ok(()) };
+    let [_, second, _, last] = input.dims.as_slice() else { return Ok(()) };
+    let three = Dim::Fixed(3);
+    let (fix, want) = match layout {
+        Layout::Nchw if *second != three && *last == three => ("nhwc", "channels last (NHWC)"),
+        Layout::Nhwc if *second == three && *last != three => ("nchw", "channels first (NCHW)"),
+        _ => return Ok(()),
+    };
+    let dims: Vec<String> = input
+        .dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => n.to_string(),
+            Dim::Symbolic(s) if s.is_empty() => "?".into(),
+            Dim::Symbolic(s) => s.clone(),
+        })
+        .collect();
+    Err(bad_input!(
+        "{origin}: its input `{}` is declared [{}], which is {want}, but input.layout is {}: use `layout: {fix}`",
+        input.name,
+        dims.join(", "),
+        if fix == "nhwc" { "nchw" } else { "nhwc" }
+    ))
+}
+
+/// Refuses `output: logits` for a model whose output comes straight from a Softmax: its log
+/// must be taken (`output: probabilities`), or distillation would read probabilities as logits.
+fn check_output_kind(graph: &Graph, output: TeacherOutput, origin: &str) -> anyhow::Result<()> {
+    if output != TeacherOutput::Logits {
+        return Ok(());
+    }
+    let Some(first) = graph.outputs.first() else { return Ok(()) };
+    let mut value = first.name.clone();
+    for _ in 0..8 {
+        let Some(node) = graph.nodes.iter().find(|n| n.output.first() == Some(&value)) else { return Ok(()) };
+        match node.op_type.as_str() {
+            "Softmax" => {
+                return Err(bad_input!(
+                    "{origin}: its output `{}` is computed by the Softmax node `{}`, so it holds probabilities: set `output: probabilities`",
+                    first.name,
+                    node.name
+                ))
+            }
+            "Identity" | "Squeeze" | "Reshape" | "Flatten" | "Dropout" | "Transpose" => match node.input.first() {
+                Some(v) => value = v.clone(),
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
 fn declared_hw(graph: &Graph, layout: &Layout) -> Option<(i64, i64)> {
     use crate::graph::ir::Dim;
     let dims = &graph.inputs.first()?.dims;
