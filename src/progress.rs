@@ -47,6 +47,15 @@ impl Progress {
         }
     }
 
+    /// Prints a line of the stage's own (an epoch's figures) above the bar on a terminal, so
+    /// the bar is redrawn below it instead of being left behind half-drawn; plainly otherwise.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     pub fn finish(self) {
         if let Some(b) = self.bar {
             b.finish_and_clear();

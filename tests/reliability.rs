@@ -79,7 +79,7 @@ fn a_dry_run_refuses_out_of_range_numbers_naming_the_key() {
         ("train.threads=9223372036854775807", "train.threads"),
         ("data.synthetic.train_size=1000000000", "data.synthetic"),
         ("data.image_size=10000", "data.image_size"),
-        ("validate.gates.0.min=.nan", "validate.gates.0"),
+        ("validate.gates.0.min=.nan", "validate.gates[0]"),
         ("train.optimizer.sgd.momentum=1.5", "train.optimizer.sgd.momentum"),
         ("distill.loss_weights.ce=-1", "distill.loss_weights.ce"),
         ("data.augment.random_crop_padding=9223372036854775807", "data.augment.random_crop_padding"),

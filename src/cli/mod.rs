@@ -1,7 +1,8 @@
 //! The command line (design.md §2): the pipeline by default, plus `inspect`, `eval`, `zoo`,
-//! `compare`, `data` and `validate`.
+//! `compare`, `data`, `validate` and `cache`.
 //! One file per subcommand; each returns the exit code it wants.
 
+pub mod cache;
 pub mod compare;
 pub mod data;
 pub mod eval;
@@ -64,6 +65,8 @@ pub enum Command {
     Compare(compare::CompareArgs),
     /// Check an image folder as a run would (bad files named) and time the loader on it.
     Data(data::DataArgs),
+    /// The decoded-image cache folder: where it is, what it holds; --clear empties it.
+    Cache(cache::CacheArgs),
     /// Gate an ONNX file on its accuracy in ONNX Runtime (exit 1 when a gate fails), for CI.
     Validate(validate::ValidateArgs),
 }
@@ -77,6 +80,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Compare(a)) => compare::run(&a),
         Some(Command::Data(a)) => data::run(&a),
         Some(Command::Validate(a)) => validate::run(&a),
+        Some(Command::Cache(a)) => cache::run(&a),
         None => run::run(&cli.run),
     }
 }

@@ -75,10 +75,13 @@ impl DiskSet {
         let key = super::cache::cache_key(dir, &list.files)?;
         let path = cache_dir.join(format!("{key}.pixels"));
         if let Some(set) = open(&path, list) {
+            super::cache_dir::after_use(&path);
             return Ok(set);
         }
         build(&path, list, threads, skip_bad)?;
-        open(&path, list).ok_or_else(|| anyhow::anyhow!("the disk cache {} did not read back after it was written", path.display()))
+        let set = open(&path, list).ok_or_else(|| anyhow::anyhow!("the disk cache {} did not read back after it was written", path.display()))?;
+        super::cache_dir::after_use(&path);
+        Ok(set)
     }
 }
 
@@ -241,10 +244,14 @@ mod tests {
             assert_eq!((h, w), (img.height() as i64, img.width() as i64));
             assert_eq!(px, img.into_raw(), "image {i}");
         }
-        // A second open reuses the file (its modification time does not move).
-        let before = std::fs::metadata(&set.path).unwrap().modified().unwrap();
+        // A second open reuses the file: the same inode (a rebuild renames a new file into
+        // place), only its modification time refreshed as the cache's last use.
+        use std::os::unix::fs::MetadataExt;
+        let before = std::fs::metadata(&set.path).unwrap();
         let again = DiskSet::open_or_build(&list, t.path(), cache.path(), 1, false).unwrap();
-        assert_eq!(std::fs::metadata(&again.path).unwrap().modified().unwrap(), before);
+        let after = std::fs::metadata(&again.path).unwrap();
+        assert_eq!(after.ino(), before.ino());
+        assert!(after.modified().unwrap() >= before.modified().unwrap());
         assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1, "no temporary file is left");
     }
 

@@ -115,6 +115,9 @@ pub fn decode_files(
                     return Err(size_error(&files[0], (w as u32, h as u32), want, why));
                 }
             }
+            if let Some(path) = &cache_path {
+                super::cache_dir::after_use(path);
+            }
             return Ok(set);
         }
     }
@@ -141,8 +144,9 @@ pub fn decode_files(
     let set = ImageSet::new(images, Tensor::from_slice(labels), names)?;
     if let Some(path) = &cache_path {
         // The cache is only a speed-up: failing to write it must not fail the run.
-        if let Err(e) = cache::write(path, &set) {
-            eprintln!("warning: {e:#}");
+        match cache::write(path, &set) {
+            Ok(()) => super::cache_dir::after_use(path),
+            Err(e) => eprintln!("warning: {e:#}"),
         }
     }
     Ok(set)

@@ -7,6 +7,7 @@
 
 pub mod batches;
 pub mod cache;
+pub mod cache_dir;
 pub mod cifar_binary;
 pub mod decode;
 pub mod disk_cache;

@@ -102,7 +102,7 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
             // With one learner the epoch's wall time is its own; with several, each counts its
             // own steps and evaluation (the teachers' share is reported apart).
             let m = if single { EpochMetrics { seconds: started.elapsed().as_secs_f64(), ..m } } else { m };
-            eprintln!("{}", m.line(&l.label, cfg.epochs));
+            progress.println(&m.line(&l.label, cfg.epochs));
             record_epoch(&mut at.tracks[k], l.student, m, lockstep.keep_best);
         }
         for (k, dir) in dirs.iter().enumerate() {

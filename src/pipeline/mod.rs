@@ -261,7 +261,11 @@ fn gate_references(r: &Results) -> BTreeMap<&'static str, f64> {
 fn summary_line(r: &Report, out: &Path) -> String {
     let base = r.baseline.as_ref().map(|b| format!(", baseline {:.2}%", 100.0 * b.final_top1)).unwrap_or_default();
     let failed: Vec<String> = r.gates.iter().filter(|g| !g.passed).map(report::junit::gate_message).collect();
-    let gates = if failed.is_empty() { format!("{} gate(s) held", r.gates.len()) } else { format!("failed gate(s): {}", failed.join("; ")) };
+    let gates = match (failed.is_empty(), r.gates.len()) {
+        (true, 0) => "no gates (validate.gates)".to_string(),
+        (true, n) => format!("{n} gate(s) held"),
+        (false, _) => format!("failed gate(s): {}", failed.join("; ")),
+    };
     format!(
         "{}: student top-1 {:.2}% in ONNX Runtime (tch {:.2}%{base}); {gates}; report in {}",
         if r.passed { "PASS" } else { "FAIL" },

@@ -180,15 +180,20 @@ impl Locator {
         if let Some((_, spec)) = from_set {
             return format!("{key}: {} (from --set {spec})", p.message);
         }
+        // A --set below this key (the problem is about a section one of its keys came from).
+        let below =
+            self.sets.iter().rev().find(|(k, _)| !p.path.is_empty() && (k.starts_with(&format!("{}.", p.path)) || k.starts_with(&format!("{}[", p.path))));
+        let changed = below.map_or(String::new(), |(_, spec)| format!("; --set {spec} changed it"));
         let mut probe = p.path.as_str();
         loop {
             if let Some(pos) = self.positions.get(probe) {
                 let under = if probe == p.path { String::new() } else { format!(", in {probe}") };
-                return format!("{key}: {} (line {}, column {}{under})", p.message, pos.line, pos.column);
+                return format!("{key}: {} (line {}, column {}{under}{changed})", p.message, pos.line, pos.column);
             }
             match probe.rfind(['.', '[']) {
                 Some(i) => probe = &probe[..i],
-                None => return format!("{key}: {}", p.message),
+                None if changed.is_empty() => return format!("{key}: {}", p.message),
+                None => return format!("{key}: {} ({})", p.message, &changed[2..]),
             }
         }
     }
