@@ -116,3 +116,34 @@ fn bad_quantize_sections_are_named_before_training() {
         assert!(r.stderr.contains(expected), "{set}: expected `{expected}` in {}", r.stderr);
     }
 }
+
+#[test]
+fn ort_format_copies_are_written_by_onnx_runtime_and_checked() {
+    let _one = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe =
+        quantize_recipe(dir.path(), "{weights: 8, activations: 8, epochs: 1, calibration_images: 32, latency: {rounds: 1, batches: [1], threads: [1]}}")
+            .replace("validate:", "export: {ort_format: true}\nvalidate:")
+            .replace("    - {metric: max_rel_diff_tch_vs_ort", "    - {metric: ort_format_top1_agreement, min: 0.99}\n    - {metric: max_rel_diff_tch_vs_ort");
+    std::fs::write(dir.path().join("r.yaml"), &recipe).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "r.yaml", "--out", "o"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for name in ["student.ort", "student.w8a8.ort"] {
+        let bytes = std::fs::read(dir.path().join("o").join(name)).unwrap();
+        // A flatbuffer with ONNX Runtime's file identifier, not an ONNX protobuf.
+        assert_eq!(&bytes[4..8], b"ORTM", "{name}");
+    }
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("o/report.json")).unwrap()).unwrap();
+    let checks = report["ort_format"].as_array().unwrap();
+    assert_eq!(checks.len(), 2);
+    for c in checks {
+        assert!(c["top1_agreement_vs_onnx"].as_f64().unwrap() >= 0.99, "{c}");
+        assert_eq!(c["file"]["weight_storage"], "ort_format");
+    }
+    assert!(report["exported"].as_array().unwrap().iter().any(|f| f["path"].as_str().unwrap().ends_with("student.w8a8.ort")));
+    // The gate needs the copies.
+    std::fs::write(dir.path().join("n.yaml"), recipe.replace("export: {ort_format: true}\n", "")).unwrap();
+    let r = run_in(dir.path(), &["--recipe", "n.yaml", "--dry-run"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("`ort_format_top1_agreement` needs export.ort_format: true"), "{}", r.stderr);
+}

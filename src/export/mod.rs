@@ -1,7 +1,8 @@
 //! Everything written to disk as a model: the float student (`float`), its fidelity in ONNX
 //! Runtime (`fidelity`), the quantized QDQ file (`quantized`) and the passes that lay it out for
 //! ONNX Runtime's integer kernels (`int8_storage`, `pad_depthwise`, `integer_pool`,
-//! `matmul_nbits`), and the metadata keys every file carries (`metadata`). The training side of
+//! `matmul_nbits`), ONNX Runtime format copies (`ort_format`), and the metadata keys every file
+//! carries (`metadata`). The training side of
 //! quantization (LSQ, QDQ insertion, the QAT stage) is `quant`'s.
 
 pub mod fidelity;
@@ -10,6 +11,7 @@ pub mod int8_storage;
 pub mod integer_pool;
 pub mod matmul_nbits;
 pub mod metadata;
+pub mod ort_format;
 pub mod pad_depthwise;
 pub mod quantized;
 

@@ -104,7 +104,11 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
         }
         None => None,
     };
-    let results = Results { teachers, training, baseline, quantization, exported, fidelity, parameters: distiller.student.graph.parameter_count() };
+    let ort_format = ort_format_copies(&plan, &mut exported, &test_set)?;
+    if !ort_format.is_empty() {
+        stages.lap("ort_format");
+    }
+    let results = Results { teachers, training, baseline, quantization, exported, fidelity, ort_format, parameters: distiller.student.graph.parameter_count() };
     let report = build_report(&plan, &train_set, &test_set, results, stages)?;
     output::write_report(&out, &plan, &report)?;
     eprintln!("{}", summary_line(&report, &out));
@@ -117,6 +121,33 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     }
     figures.push(("report".into(), out.join("report.md").display().to_string()));
     Ok(Outcome { passed: report.passed, gates: report.gates, figures })
+}
+
+/// With `export.ort_format`, each exported `.onnx` also in ONNX Runtime's format, checked
+/// against it on the test set; the `.ort` files join the exported list.
+fn ort_format_copies(
+    plan: &Plan,
+    exported: &mut Vec<crate::export::ExportedFile>,
+    test: &TestSet,
+) -> anyhow::Result<Vec<crate::export::ort_format::OrtFormatCheck>> {
+    if !plan.export.ort_format {
+        return Ok(vec![]);
+    }
+    let mut checks = Vec::new();
+    for file in exported.clone() {
+        let check = crate::export::ort_format::write_and_check(Path::new(&file.path), file.opset, test.student(), &plan.data.preprocess)?;
+        eprintln!(
+            "export: {} written by ONNX Runtime; top-1 {:.2}%, agreement with {} {:.2}%, max abs diff {:.3e}",
+            check.file.path,
+            100.0 * check.top1,
+            file.path,
+            100.0 * check.top1_agreement_vs_onnx,
+            check.max_abs_diff_vs_onnx
+        );
+        exported.push(check.file.clone());
+        checks.push(check);
+    }
+    Ok(checks)
 }
 
 fn set_threads(plan: &Plan) {
@@ -172,6 +203,7 @@ struct Results {
     baseline: Option<TrainingRecord>,
     quantization: Option<QuantizationRecord>,
     exported: Vec<crate::export::ExportedFile>,
+    ort_format: Vec<crate::export::ort_format::OrtFormatCheck>,
     fidelity: Fidelity,
     parameters: i64,
 }
@@ -202,6 +234,7 @@ fn build_report(plan: &Plan, train: &Feed, test: &TestSet, r: Results, mut stage
         baseline: r.baseline,
         quantization: r.quantization,
         exported: r.exported,
+        ort_format: r.ort_format,
         fidelity: r.fidelity,
         gates,
         passed,
@@ -239,6 +272,9 @@ fn gate_metrics(r: &Results) -> BTreeMap<&'static str, f64> {
     ]);
     if let Some(q) = &r.quantization {
         m.extend(q.gate_metrics());
+    }
+    if let Some(worst) = r.ort_format.iter().map(|c| c.top1_agreement_vs_onnx).reduce(f64::min) {
+        m.insert("ort_format_top1_agreement", worst);
     }
     m
 }

@@ -44,6 +44,10 @@ const KNOWN: &[&str] = &["student.onnx", "report.json", "report.md", "recipe.res
 pub fn run_names(plan: &Plan) -> Vec<String> {
     let mut names: Vec<String> = ["student.onnx", "report.json", "report.md", "recipe.resolved.yaml", "checkpoints"].map(String::from).into();
     names.extend(plan.quantize.as_ref().map(quantize::file_name));
+    if plan.export.ort_format {
+        let ort: Vec<String> = names.iter().filter_map(|n| n.strip_suffix(".onnx").map(|stem| format!("{stem}.ort"))).collect();
+        names.extend(ort);
+    }
     names
 }
 

@@ -21,6 +21,7 @@ pub const METRICS: &[&str] = &[
     "quantized_compression",
     "quantized_integer_layer_share",
     "quantized_min_speedup",
+    "ort_format_top1_agreement",
 ];
 pub const REFERENCES: &[&str] = &["best_teacher", "teacher_ensemble", "baseline", "float_student"];
 

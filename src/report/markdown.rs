@@ -53,6 +53,17 @@ pub fn render(r: &Report) -> String {
     for e in &r.exported {
         let _ = writeln!(s, "- `{}`: {} bytes, opset {}, weights {}, sha256 `{}`", e.path, e.bytes, e.opset, e.weight_storage, e.sha256);
     }
+    for c in &r.ort_format {
+        let _ = writeln!(
+            s,
+            "- `{}` (ONNX Runtime format, written by ONNX Runtime from `{}`): top-1 {}, agreement with the .onnx {}, max abs diff {:.3e}",
+            c.file.path,
+            c.from,
+            pct(c.top1),
+            pct(c.top1_agreement_vs_onnx),
+            c.max_abs_diff_vs_onnx
+        );
+    }
     if let Some(q) = &r.quantization {
         quantization(&mut s, q);
     }

@@ -121,6 +121,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quantization: Option<QuantizationRecord>,
     pub exported: Vec<ExportedFile>,
+    /// With `export.ort_format`: each `.ort` file against the `.onnx` it was written from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ort_format: Vec<crate::export::ort_format::OrtFormatCheck>,
     pub fidelity: Fidelity,
     pub gates: Vec<gates::GateResult>,
     pub passed: bool,

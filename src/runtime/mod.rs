@@ -117,6 +117,21 @@ impl OrtModel {
             .collect())
     }
 
+    /// Writes `src` (an ONNX file) as an ONNX Runtime format file (`.ort`, what ONNX Runtime
+    /// Mobile and its minimal builds load) at `dst`, by ONNX Runtime itself: the model is loaded
+    /// with the basic, hardware-independent graph optimizations and saved in its own format.
+    pub fn save_ort_format(src: &Path, dst: &Path) -> anyhow::Result<()> {
+        let env = environment()?;
+        Session::builder(env)
+            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level1).map_err(ort::Error::from))
+            .and_then(|b| b.with_config_entry("session.save_model_format", "ORT").map_err(ort::Error::from))
+            .and_then(|b| b.with_optimized_model_path(dst).map_err(ort::Error::from))
+            .and_then(|mut b| b.commit_from_file(src))
+            .map_err(|e| anyhow::anyhow!("ONNX Runtime cannot write {} in its own format: {e}", src.display()))?;
+        anyhow::ensure!(dst.is_file(), "ONNX Runtime wrote no file at {}", dst.display());
+        Ok(())
+    }
+
     /// [`OrtModel::optimized_nodes`] counted by op type.
     pub fn optimized_ops(path: &Path) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
         let mut counts = std::collections::BTreeMap::new();

@@ -112,6 +112,9 @@ fn gates(recipe: &Recipe) -> Vec<String> {
         if let Err(e) = crate::report::gates::check_spec(g) {
             problems.push(format!("validate.gates.{i}: {e}"));
         }
+        if g.metric.starts_with("ort_format_") && !recipe.export.ort_format {
+            problems.push(format!("validate.gates.{i}: `{}` needs export.ort_format: true", g.metric));
+        }
         if recipe.quantize.is_none() {
             if g.metric.starts_with("quantized_") {
                 problems.push(format!("validate.gates.{i}: `{}` needs a `quantize` section", g.metric));
