@@ -155,6 +155,11 @@ fn run_then_validate_as_a_ci_pipeline_would() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("out/report.json")).unwrap()).unwrap();
     let run_top1 = report["fidelity"]["top1_ort"].as_f64().unwrap();
     assert!(run_top1 < 0.9, "noise cannot be learned: {run_top1}");
+    // The accuracy chart is drawn and embedded; no teacher weights without teachers.
+    let md = std::fs::read_to_string(dir.join("out/report.md")).unwrap();
+    assert!(md.contains("![Test top-1 per epoch](accuracy.png)"), "{md}");
+    assert_eq!(image::image_dimensions(dir.join("out/accuracy.png")).unwrap(), (900, 520));
+    assert!(!dir.join("out/teacher_weights.png").exists());
     let text = std::fs::read_to_string(&summary).unwrap();
     assert!(text.contains("### ✅ PASS compress --recipe gate.yaml") && text.contains("| max_rel_diff_tch_vs_ort | max |"), "{text}");
 

@@ -34,7 +34,11 @@ fn lockstep_methods_equal_their_standalone_runs() {
         }
     }
     assert!(c["teachers"].as_array().unwrap().len() == 2 && c["ensemble_vote_top1"].is_number());
-    assert!(std::fs::read_to_string(dir.path().join("cmp/comparison.md")).unwrap().contains("| kd_t2 | t2 |"));
+    let md = std::fs::read_to_string(dir.path().join("cmp/comparison.md")).unwrap();
+    assert!(md.contains("| kd_t2 | t2 |"));
+    // The accuracy-per-method chart, embedded.
+    assert!(md.contains("](methods.png)"), "{md}");
+    assert_eq!(image::image_dimensions(dir.path().join("cmp/methods.png")).unwrap(), (900, 520));
 
     // The same methods alone, seed 3: identical epochs.
     for (i, distill) in [(1, "{method: kd, teachers: [t2]}"), (2, "{method: ca_mkd}")] {

@@ -141,6 +141,12 @@ fn ort_format_copies_are_written_by_onnx_runtime_and_checked() {
         assert_eq!(c["file"]["weight_storage"], "ort_format");
     }
     assert!(report["exported"].as_array().unwrap().iter().any(|f| f["path"].as_str().unwrap().ends_with("student.w8a8.ort")));
+    // A quantized run charts accuracy against size and latency; a teacher-weighted one its weights.
+    let charts: Vec<&str> = report["charts"].as_array().unwrap().iter().map(|c| c["file"].as_str().unwrap()).collect();
+    assert_eq!(charts, ["accuracy.png", "accuracy_size.png", "accuracy_latency.png"]);
+    for c in charts {
+        assert!(dir.path().join("o").join(c).is_file(), "{c}");
+    }
     // The gate needs the copies.
     std::fs::write(dir.path().join("n.yaml"), recipe.replace("export: {ort_format: true}\n", "")).unwrap();
     let r = run_in(dir.path(), &["--recipe", "n.yaml", "--dry-run"]);

@@ -109,8 +109,8 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
         stages.lap("ort_format");
     }
     let results = Results { teachers, training, baseline, quantization, exported, fidelity, ort_format, parameters: distiller.student.graph.parameter_count() };
-    let report = build_report(&plan, &train_set, &test_set, results, stages)?;
-    output::write_report(&out, &plan, &report)?;
+    let mut report = build_report(&plan, &train_set, &test_set, results, stages)?;
+    output::write_report(&out, &plan, &mut report)?;
     eprintln!("{}", summary_line(&report, &out));
     let mut figures = vec![
         ("student top-1 (ONNX Runtime)".to_string(), format!("{:.2}%", 100.0 * report.fidelity.top1_ort)),
@@ -238,6 +238,7 @@ fn build_report(plan: &Plan, train: &Feed, test: &TestSet, r: Results, mut stage
         fidelity: r.fidelity,
         gates,
         passed,
+        charts: vec![],
         stages: stages.0,
     })
 }

@@ -44,6 +44,7 @@ const KNOWN: &[&str] = &["student.onnx", "report.json", "report.md", "recipe.res
 pub fn run_names(plan: &Plan) -> Vec<String> {
     let mut names: Vec<String> = ["student.onnx", "report.json", "report.md", "recipe.resolved.yaml", "checkpoints"].map(String::from).into();
     names.extend(plan.quantize.as_ref().map(quantize::file_name));
+    names.extend(crate::report::charts::FILES.iter().map(|f| f.to_string()));
     if plan.export.ort_format {
         let ort: Vec<String> = names.iter().filter_map(|n| n.strip_suffix(".onnx").map(|stem| format!("{stem}.ort"))).collect();
         names.extend(ort);
@@ -186,8 +187,10 @@ pub(super) fn remove_checkpoints(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The resolved recipe, `report.md`, then `report.json`, whose presence marks a finished run.
-pub fn write_report(out: &Path, plan: &Plan, report: &Report) -> anyhow::Result<()> {
+/// The charts, the resolved recipe, `report.md`, then `report.json`, whose presence marks a
+/// finished run.
+pub fn write_report(out: &Path, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
+    report.charts = crate::report::charts::draw(out, report);
     write_atomic(&out.join("recipe.resolved.yaml"), plan.resolved_yaml.as_bytes())?;
     write_atomic(&out.join("report.md"), report::markdown::render(report).as_bytes())?;
     write_atomic(&out.join("report.json"), serde_json::to_string_pretty(report)?.as_bytes())

@@ -73,6 +73,12 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(s, "| {} | {} | {:.4} | {:.4} | {} |", g.metric, g.rule, g.threshold, g.value, if g.passed { "pass" } else { "FAIL" });
         }
     }
+    if !r.charts.is_empty() {
+        let _ = writeln!(s, "\n## Charts\n");
+        for c in &r.charts {
+            let _ = writeln!(s, "![{}]({})\n", c.title, c.file);
+        }
+    }
     epochs(&mut s, &r.training);
     let _ = writeln!(s, "\n## Stages\n");
     for (name, secs) in &r.stages {

@@ -1,9 +1,11 @@
 //! The run's report: its typed content (`report.json`), the human summary (`report.md`), the
 //! gates, and atomic file writes so nothing half-written ever looks finished.
 
+pub mod charts;
 pub mod gates;
 pub mod junit;
 pub mod markdown;
+pub mod plots;
 pub mod step_summary;
 
 pub use crate::distill::record::{EpochMetrics, TrainingRecord};
@@ -127,6 +129,9 @@ pub struct Report {
     pub fidelity: Fidelity,
     pub gates: Vec<gates::GateResult>,
     pub passed: bool,
+    /// The charts drawn beside the report (file names in the output folder).
+    #[serde(default)]
+    pub charts: Vec<charts::Chart>,
     /// Wall time per stage, seconds.
     pub stages: Vec<(String, f64)>,
 }

@@ -95,6 +95,9 @@ struct FinishedSeed {
     teacher_seconds_per_epoch: f64,
 }
 
+/// The comparison's chart: best top-1 per method with its spread over seeds.
+const CHART: &str = "methods.png";
+
 pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
     let plan = Plan::resolve(&opts.recipe, &opts.sets, opts.device.as_deref())?;
     let Some((compare, uses)) = &plan.compare else {
@@ -239,11 +242,11 @@ fn prepare_folder(out: &Path, opts: &CompareOptions) -> anyhow::Result<super::ou
     if interrupted && !opts.resume && !opts.overwrite {
         return Err(bad_input!("{} holds an interrupted comparison: pass --resume to continue it or --overwrite to start over", out.display()));
     }
-    let names: Vec<String> = ["comparison.json", "comparison.md", "checkpoints", "seeds"].map(String::from).into();
+    let names: Vec<String> = ["comparison.json", "comparison.md", CHART, "checkpoints", "seeds"].map(String::from).into();
     super::output::claim(out, &names, opts.overwrite, true)?;
     let lock = super::output::lock(out)?;
     if opts.overwrite {
-        for name in ["comparison.json", "comparison.md"] {
+        for name in ["comparison.json", "comparison.md", CHART] {
             let _ = std::fs::remove_file(out.join(name));
         }
         remove_finished_seeds(out)?;
@@ -279,7 +282,24 @@ fn method_result(plan: &Plan, usage: &MethodUse) -> MethodResult {
 /// `comparison.md` and `comparison.json` (last: its presence marks a finished comparison), then
 /// the checkpoints, which a finished comparison no longer needs.
 fn write(out: &Path, comparison: &Comparison) -> anyhow::Result<()> {
+    let categories: Vec<(String, Vec<f64>)> = comparison.methods.iter().map(|m| (m.label.clone(), m.seeds.iter().map(|s| s.best_top1_tch).collect())).collect();
+    let title = format!("Best test top-1 per method over {} seed(s)", comparison.seeds.len());
+    let chart = match crate::report::plots::dot_chart(&out.join(CHART), &title, "best top-1 (%)", &categories) {
+        Ok(()) => Some(format!("![{title}: each seed a small dot, the mean a large one, the bar from lowest to highest]({CHART})\n\n")),
+        Err(e) => {
+            eprintln!("warning: chart {CHART} not drawn: {e:#}");
+            None
+        }
+    };
     let markdown = render(comparison);
+    let markdown = match chart {
+        // The chart goes after the first paragraph block (the title and setup).
+        Some(c) => match markdown.find("\n\n|") {
+            Some(i) => format!("{}\n\n{c}{}", &markdown[..i], &markdown[i + 2..]),
+            None => format!("{markdown}\n{c}"),
+        },
+        None => markdown,
+    };
     crate::fsio::write_atomic(&out.join("comparison.md"), markdown.as_bytes())?;
     crate::fsio::write_atomic(&out.join("comparison.json"), serde_json::to_string_pretty(comparison)?.as_bytes())?;
     remove_seed_checkpoints(out)?;
