@@ -19,8 +19,9 @@ pub struct InputArgs {
     /// Input layout (default: the file's metadata, else from its input shape).
     #[arg(long, value_enum)]
     pub layout: Option<LayoutArg>,
-    /// Multiplier applied to uint8 pixels before mean/std (default: metadata, else 1/255).
-    #[arg(long)]
+    /// Multiplier applied to uint8 pixels before mean/std, a number or a fraction such as 1/255
+    /// (default: metadata, else 1/255).
+    #[arg(long, value_parser = scale_arg)]
     pub scale: Option<f64>,
     /// Per-channel mean R,G,B after scaling (default: the file's metadata).
     #[arg(long, value_delimiter = ',', num_args = 1)]
@@ -60,6 +61,10 @@ pub struct ModelInput {
     pub origin: &'static str,
     /// The class names the file records, if it does.
     pub class_names: Option<Vec<String>>,
+}
+
+fn scale_arg(s: &str) -> Result<f64, String> {
+    crate::recipe::schema::number_or_fraction_text(s).ok_or_else(|| format!("expected a number or a fraction such as 1/255, got {s:?}"))
 }
 
 fn triple(v: &[f64], name: &str) -> anyhow::Result<[f64; 3]> {

@@ -73,6 +73,11 @@ pub(crate) fn number_or_fraction<'de, D: serde::Deserializer<'de>>(d: D) -> Resu
     }
 }
 
+/// A number (`0.5`) or a fraction (`1/255`) written as text.
+pub fn number_or_fraction_text(t: &str) -> Option<f64> {
+    t.trim().parse().ok().or_else(|| parse_fraction(t))
+}
+
 fn parse_fraction(t: &str) -> Option<f64> {
     let (a, b) = t.split_once('/')?;
     let (a, b): (f64, f64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
