@@ -41,29 +41,53 @@ impl Preprocess {
         Ok(())
     }
 
-    /// Transforms a `[B, H, W, 3]` uint8 batch into float32 on `device`.
-    ///
-    /// The uint8 batch is moved first and converted there: a quarter of the bytes cross the bus
-    /// compared with converting on the CPU.
-    pub fn apply(&self, batch_u8_nhwc: &Tensor, device: Device) -> Tensor {
-        self.f_apply(batch_u8_nhwc, device).unwrap_or_else(|e| panic!("preprocess of a {:?} batch failed: {e:#}", batch_u8_nhwc.size()))
+    /// Transforms a `[B, H, W, 3]` uint8 batch into float32 on `device` (constants built for
+    /// this call; a model applying it to every batch keeps a [`Normalizer`]). A wrong shape or a
+    /// device failure is an error, never a panic.
+    pub fn f_apply(&self, batch_u8_nhwc: &Tensor, device: Device) -> Result<Tensor> {
+        self.on(device)?.apply(batch_u8_nhwc)
     }
 
-    /// Fallible form of [`Preprocess::apply`], for callers that can report a shape mismatch.
-    pub fn f_apply(&self, batch_u8_nhwc: &Tensor, device: Device) -> Result<Tensor> {
-        let size = batch_u8_nhwc.size();
-        if size.len() != 4 || size[3] != 3 {
-            bail!("expected a [B, H, W, 3] batch, got {size:?}");
-        }
-        let x = batch_u8_nhwc.f_to_device(device).context("moving batch to device")?.f_to_kind(Kind::Float)?;
+    /// This transform with its constants built once on `device`, for a model that applies it
+    /// to every batch.
+    pub fn on(&self, device: Device) -> Result<Normalizer> {
         // Fold scale into the per-channel affine map: y = x * (scale/std) + (-mean/std), one
         // fused multiply-add per element instead of three passes.
         let mul: Vec<f32> = (0..3).map(|c| (self.scale / self.std[c]) as f32).collect();
         let add: Vec<f32> = (0..3).map(|c| (-self.mean[c] / self.std[c]) as f32).collect();
-        let mul = Tensor::from_slice(&mul).f_to_device(device)?;
-        let add = Tensor::from_slice(&add).f_to_device(device)?;
+        let mul = Tensor::from_slice(&mul).f_to_device(device).context("moving normalisation constants to the device")?;
+        let add = Tensor::from_slice(&add).f_to_device(device).context("moving normalisation constants to the device")?;
+        Ok(Normalizer { layout: self.layout.clone(), mul, add, device })
+    }
+}
+
+/// A [`Preprocess`] whose constants live on one device: built once per model, applied to every
+/// batch without uploading anything but the batch itself (not at all when it is already there).
+#[derive(Debug)]
+pub struct Normalizer {
+    layout: Layout,
+    mul: Tensor,
+    add: Tensor,
+    device: Device,
+}
+
+impl Normalizer {
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Transforms a `[B, H, W, 3]` uint8 batch into float32 on this normalizer's device.
+    ///
+    /// A batch on another device is moved first, as uint8: a quarter of the bytes of moving
+    /// the float result.
+    pub fn apply(&self, batch_u8_nhwc: &Tensor) -> Result<Tensor> {
+        let size = batch_u8_nhwc.size();
+        if size.len() != 4 || size[3] != 3 {
+            bail!("expected a [B, H, W, 3] batch, got {size:?}");
+        }
+        let x = batch_u8_nhwc.f_to_device(self.device).context("moving batch to device")?.f_to_kind(Kind::Float)?;
         // NHWC: channel is the last dimension, so [3] broadcasts directly.
-        let y = x.f_mul(&mul)?.f_add(&add)?;
+        let y = x.f_mul(&self.mul)?.f_add(&self.add)?;
         Ok(match self.layout {
             Layout::Nhwc => y,
             Layout::Nchw => y.f_permute([0, 3, 1, 2])?.f_contiguous()?,
@@ -86,7 +110,7 @@ mod tests {
 
     #[test]
     fn nhwc_values_by_hand() {
-        let y = pre(Layout::Nhwc).apply(&batch(), Device::Cpu);
+        let y = pre(Layout::Nhwc).f_apply(&batch(), Device::Cpu).unwrap();
         assert_eq!(y.size(), vec![1, 1, 2, 3]);
         assert_eq!(y.kind(), Kind::Float);
         let got = Vec::<f32>::try_from(&y.flatten(0, -1)).unwrap();
@@ -99,13 +123,24 @@ mod tests {
 
     #[test]
     fn nchw_moves_channels_first() {
-        let y = pre(Layout::Nchw).apply(&batch(), Device::Cpu);
+        let y = pre(Layout::Nchw).f_apply(&batch(), Device::Cpu).unwrap();
         assert_eq!(y.size(), vec![1, 3, 1, 2]);
         let got = Vec::<f32>::try_from(&y.flatten(0, -1)).unwrap();
         let want = [-1.0, -0.2, 0.0, 3.0, 0.5, 10.0 / 255.0 / 2.0];
         for (g, w) in got.iter().zip(want) {
             assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {want:?}");
         }
+    }
+
+    #[test]
+    fn a_normalizer_built_once_gives_the_same_values() {
+        let p = pre(Layout::Nchw);
+        let n = p.on(Device::Cpu).unwrap();
+        let once = n.apply(&batch()).unwrap();
+        assert!(once.equal(&p.f_apply(&batch(), Device::Cpu).unwrap()));
+        // Applied again, the same constants serve a second batch.
+        assert!(n.apply(&batch()).unwrap().equal(&once));
+        assert!(n.apply(&Tensor::zeros([2, 3], (Kind::Uint8, Device::Cpu))).is_err());
     }
 
     #[test]

@@ -159,6 +159,8 @@ fn run_epoch(
     let steps = schedule.batches.len();
     let sizes = distinct_sizes(inp.test.sizes[0], union.iter().map(|&i| inp.teachers[i].input_hw));
     let mut lr = sgd.lr;
+    // The student's input transform, its constants built once on the device.
+    let student_input = inp.preprocess.on(device)?;
     let (waited, skipped) = inp.train.train_batches(&schedule, &sizes, |stream| {
         let mut skipped = 0;
         for i in 0..steps {
@@ -173,10 +175,12 @@ fn run_epoch(
                 continue;
             }
             let labels = batch.labels.to_device(device);
+            // Each view goes to the device once, as uint8, for every model that takes it.
+            let views = batch.views.iter().map(|v| v.f_to_device(device)).collect::<Result<Vec<_>, _>>()?;
             let started = Instant::now();
-            let outputs = teacher_outputs(inp.teachers, &union, &batch.views, &sizes, device)?;
+            let outputs = teacher_outputs(inp.teachers, &union, &views, &sizes, device)?;
             *teacher_seconds += started.elapsed().as_secs_f64();
-            let x = inp.preprocess.apply(&batch.views[0], device);
+            let x = student_input.apply(&views[0])?;
             for l in learners.iter_mut() {
                 l.step(&x, &labels, &outputs, epoch, i, steps, lr, inp.seed)?;
             }

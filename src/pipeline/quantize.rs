@@ -65,7 +65,7 @@ impl Stage<'_> {
             let batch = stream.next().ok_or_else(|| anyhow::anyhow!("no calibration batch"))??;
             Ok(batch.views.into_iter().next().expect("one view per size"))
         })?;
-        Ok(self.inputs.preprocess.apply(&images, self.plan.device))
+        self.inputs.preprocess.f_apply(&images, self.plan.device)
     }
 
     /// One QAT run from the float student under `usage`.

@@ -15,7 +15,7 @@ pub fn logits(model: &mut OrtModel, set: &ImageSet, pre: &Preprocess, batch: i64
     let mut start = 0;
     while start < n {
         let len = batch.min(n - start);
-        let x = pre.apply(&set.images.narrow(0, start, len), Device::Cpu);
+        let x = pre.f_apply(&set.images.narrow(0, start, len), Device::Cpu)?;
         let outs = model.run(&x)?;
         let first = outs.into_iter().next().ok_or_else(|| anyhow::anyhow!("the model has no outputs"))?;
         parts.push(first);

@@ -134,7 +134,7 @@ impl Student {
         let mut start = 0;
         while start < n {
             let len = batch.min(n - start);
-            let x = pre.apply(&set.images.narrow(0, start, len), self.device);
+            let x = pre.f_apply(&set.images.narrow(0, start, len), self.device)?;
             parts.push(self.forward(&x, RunMode::Eval)?.to_device(Device::Cpu));
             start += len;
         }

@@ -9,6 +9,7 @@ use crate::data::preprocess::{Layout, Preprocess};
 use crate::graph::batching::BatchRunner;
 use crate::graph::Graph;
 use crate::recipe::schema::{Precision, TeacherOutput};
+use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
@@ -27,6 +28,8 @@ pub struct Teacher {
     pub path: PathBuf,
     pub sha256: String,
     pub preprocess: Preprocess,
+    /// `preprocess` with its constants on the teacher's device, built once at load.
+    normalizer: crate::data::preprocess::Normalizer,
     pub output: TeacherOutput,
     pub opset: i64,
     pub parameters: i64,
@@ -44,7 +47,6 @@ pub struct Teacher {
     /// `(height, width)` of the images this teacher is given.
     pub input_hw: (i64, i64),
     runner: BatchRunner,
-    device: Device,
     precision: Precision,
 }
 
@@ -99,6 +101,7 @@ impl Teacher {
             name: name.into(),
             path: path.to_path_buf(),
             sha256,
+            normalizer: preprocess.on(device).map_err(|e| e.context(origin.clone()))?,
             preprocess,
             output,
             opset: graph.opset,
@@ -110,7 +113,6 @@ impl Teacher {
             head,
             input_hw: (h, w),
             runner,
-            device,
             precision: *precision,
         };
         teacher.num_classes = teacher.probe_classes().map_err(|e| e.context(origin))?;
@@ -138,7 +140,7 @@ impl Teacher {
     /// Logits and the tapped values (in `taps` order) for a uint8 NHWC batch, under no-grad.
     pub fn forward(&self, images_u8: &Tensor) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
         let _guard = tch::no_grad_guard();
-        let x = self.preprocess.apply(images_u8, self.device);
+        let x = self.normalizer.apply(images_u8).with_context(|| format!("teacher `{}`: preparing its input", self.name))?;
         let mut outs = match self.precision {
             Precision::Fp32 => self.runner.run(&x)?,
             // fp16 under CUDA autocast; the outputs are read back as fp32 below.
