@@ -15,20 +15,41 @@ pub struct BatchRunner {
 }
 
 impl BatchRunner {
-    /// Compiles `graph` (relaxing it in place when it has a fixed batch of 1) to fetch `fetch`.
-    /// `sample_shape` is one input sample's shape with its batch dimension of 1.
+    /// Compiles `graph` (relaxing it in place when it has a fixed batch of 1) to fetch `fetch`
+    /// on `device`. `sample_shape` is one input sample's shape with its batch dimension of 1.
+    ///
+    /// The graph comes in on the CPU and leaves on `device`: whether the relaxed graph equals
+    /// per-sample execution is decided on the CPU, where kernels do not change with the batch
+    /// size, so a GPU library picking other algorithms for a batch of 3 and a batch of 1 cannot
+    /// silently send a teacher one sample at a time.
     pub fn compile(graph: &mut Graph, fetch: &[String], device: Device, sample_shape: &[i64]) -> anyhow::Result<BatchRunner> {
-        let strict = Executor::compile(graph, fetch, device)?;
+        let on_cpu = device == Device::Cpu;
+        let strict = Executor::compile(graph, fetch, Device::Cpu)?;
+        // The graph as it came, for a device that must run it unrelaxed.
+        let original = if on_cpu { None } else { Some(graph.detached_copy()) };
         let relaxed = relax_fixed_batch(graph)?;
+        let on_device = |graph: &mut Graph| -> anyhow::Result<Executor> {
+            graph.to_device(device);
+            Executor::compile(graph, fetch, device)
+        };
         if !relaxed.changed() {
-            return Ok(BatchRunner { exec: strict, per_sample: false, execution: "batched".into() });
+            let exec = if on_cpu { strict } else { on_device(graph)? };
+            return Ok(BatchRunner { exec, per_sample: false, execution: "batched".into() });
         }
-        let candidate = Executor::compile(graph, fetch, device)?;
-        if matches_per_sample(&candidate, &strict, device, sample_shape)? {
+        let candidate = Executor::compile(graph, fetch, Device::Cpu)?;
+        if matches_per_sample(&candidate, &strict, sample_shape)? {
             let execution = format!("batched (fixed batch of 1 relaxed; {} Reshape(s) rewritten)", relaxed.reshapes.len());
-            return Ok(BatchRunner { exec: candidate, per_sample: false, execution });
+            let exec = if on_cpu { candidate } else { on_device(graph)? };
+            return Ok(BatchRunner { exec, per_sample: false, execution });
         }
-        Ok(BatchRunner { exec: strict, per_sample: true, execution: "per sample (fixed batch of 1 could not be relaxed safely)".into() })
+        let exec = match original {
+            None => strict,
+            Some(o) => {
+                *graph = o;
+                on_device(graph)?
+            }
+        };
+        Ok(BatchRunner { exec, per_sample: true, execution: "per sample (fixed batch of 1 could not be relaxed safely)".into() })
     }
 
     /// Runs a batch in eval mode and returns the fetched values, batched.
@@ -45,12 +66,13 @@ fn per_sample(exec: &Executor, x: &Tensor) -> anyhow::Result<Vec<Tensor>> {
     Ok((0..runs.first().map_or(0, Vec::len)).map(|k| Tensor::cat(&runs.iter().map(|r| r[k].shallow_clone()).collect::<Vec<_>>(), 0)).collect())
 }
 
-/// Runs three random samples batched through `relaxed` and one by one through `strict`.
-fn matches_per_sample(relaxed: &Executor, strict: &Executor, device: Device, sample_shape: &[i64]) -> anyhow::Result<bool> {
+/// Runs three random samples batched through `relaxed` and one by one through `strict`, both
+/// compiled for the CPU.
+fn matches_per_sample(relaxed: &Executor, strict: &Executor, sample_shape: &[i64]) -> anyhow::Result<bool> {
     let _guard = tch::no_grad_guard();
     let mut shape = sample_shape.to_vec();
     shape[0] = 3;
-    let x = Tensor::randn(shape.as_slice(), (Kind::Float, device));
+    let x = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu));
     let Ok(batched) = relaxed.run(&[&x], RunMode::Eval) else { return Ok(false) };
     let singles = per_sample(strict, &x)?;
     Ok(batched.len() == singles.len() && batched.iter().zip(&singles).all(|(b, s)| b.size() == s.size() && crate::metrics::max_rel_diff(b, s) < 1e-5))

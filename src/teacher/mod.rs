@@ -93,9 +93,9 @@ impl Teacher {
         let ResolvedTaps { aliases: tap_names, values: tap_values, shapes: tap_shapes } =
             resolve_taps(&graph, &sample, taps, method_taps).map_err(|e| e.context(origin.clone()))?;
         let head = if *head { crate::graph::taps::linear_head(&graph).map(|(weight, bias)| Head { weight, bias }) } else { None };
-        graph.to_device(device);
         let mut fetch = vec![graph.outputs[0].name.clone()];
         fetch.extend(tap_values);
+        // Compiled from the CPU (where the batch-relaxation check runs), onto the device.
         let runner = BatchRunner::compile(&mut graph, &fetch, device, &sample).map_err(|e| e.context(origin.clone()))?;
         let mut teacher = Teacher {
             name: name.into(),
