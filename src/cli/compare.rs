@@ -3,7 +3,8 @@
 //! `crate::pipeline::compare`).
 
 use crate::pipeline::compare::{self, CompareOptions, Comparison};
-use crate::report::{junit, step_summary};
+use crate::report::ci::CiReport;
+use crate::report::junit;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,8 +34,13 @@ pub struct CompareArgs {
 }
 
 pub fn run(a: &CompareArgs) -> anyhow::Result<i32> {
-    let started = Instant::now();
-    let title = format!("compress compare --recipe {}", a.recipe.display());
+    let ci = CiReport {
+        junit: a.junit.as_deref(),
+        title: format!("compress compare --recipe {}", a.recipe.display()),
+        classname: "compress.compare",
+        started: Instant::now(),
+        properties: vec![("recipe".to_string(), a.recipe.display().to_string())],
+    };
     let result = compare::run(&CompareOptions {
         recipe: a.recipe.clone(),
         sets: a.sets.clone(),
@@ -43,22 +49,14 @@ pub fn run(a: &CompareArgs) -> anyhow::Result<i32> {
         resume: a.resume,
         device: a.device.clone(),
     });
-    let properties = vec![("recipe".to_string(), a.recipe.display().to_string())];
-    let cases = match &result {
-        Ok(c) => method_cases(c),
-        Err(err) => vec![junit::error_case("compress.compare", err)],
-    };
-    if let Some(path) = &a.junit {
-        junit::write(path, &[junit::Suite { name: title.clone(), cases, seconds: started.elapsed().as_secs_f64(), properties }])?;
-    }
     match result {
         Ok(c) => {
             let figures = c.methods.iter().map(|m| (m.label.clone(), best_per_seed(m))).collect::<Vec<_>>();
-            step_summary::append(&step_summary::markdown(&title, true, &figures, &[]));
+            ci.finished(method_cases(&c), true, &figures, &[])?;
             Ok(0)
         }
         Err(err) => {
-            step_summary::append(&step_summary::error_markdown(&title, &err));
+            ci.failed(&err);
             Err(err)
         }
     }

@@ -5,7 +5,8 @@
 use super::RunArgs;
 use crate::bad_input;
 use crate::pipeline::{self, RunOptions};
-use crate::report::{junit, step_summary};
+use crate::report::ci::CiReport;
+use crate::report::junit;
 use std::time::Instant;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
@@ -19,36 +20,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
         overwrite: args.overwrite,
         device: args.device.clone(),
     };
-    let started = Instant::now();
-    let title = format!("compress --recipe {}", recipe.display());
-    let properties = vec![("recipe".to_string(), recipe.display().to_string())];
+    let ci = CiReport {
+        junit: args.junit.as_deref(),
+        title: format!("compress --recipe {}", recipe.display()),
+        classname: "compress.run",
+        started: Instant::now(),
+        properties: vec![("recipe".to_string(), recipe.display().to_string())],
+    };
     match pipeline::run(&opts) {
         Ok(outcome) => {
-            if let Some(path) = &args.junit {
-                let mut props = properties;
-                props.extend(outcome.figures.iter().cloned());
-                let suite = junit::Suite {
-                    name: title.clone(),
-                    cases: junit::gate_cases("compress.run", &outcome.gates),
-                    seconds: started.elapsed().as_secs_f64(),
-                    properties: props,
-                };
-                junit::write(path, &[suite])?;
-            }
-            step_summary::append(&step_summary::markdown(&title, outcome.passed, &outcome.figures, &outcome.gates));
+            ci.finished(junit::gate_cases(ci.classname, &outcome.gates), outcome.passed, &outcome.figures, &outcome.gates)?;
             Ok(if outcome.passed { 0 } else { 1 })
         }
         Err(err) => {
-            if let Some(path) = &args.junit {
-                let suite = junit::Suite {
-                    name: title.clone(),
-                    cases: vec![junit::error_case("compress.run", &err)],
-                    seconds: started.elapsed().as_secs_f64(),
-                    properties,
-                };
-                junit::write(path, &[suite])?;
-            }
-            step_summary::append(&step_summary::error_markdown(&title, &err));
+            ci.failed(&err);
             Err(err)
         }
     }

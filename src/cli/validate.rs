@@ -5,9 +5,11 @@
 
 use super::model_input::{self, InputArgs, ModelInput};
 use crate::bad_input;
+use crate::export::metadata::PREPROCESS;
 use crate::metrics;
+use crate::report::ci::CiReport;
 use crate::report::gates::GateResult;
-use crate::report::{junit, step_summary};
+use crate::report::junit;
 use crate::runtime::{self, OrtModel};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -54,10 +56,11 @@ pub fn measure(path: &Path, dir: &Path, a: &InputArgs, batch: usize, fallback: O
         return Err(bad_input!("model file {} does not exist", path.display()));
     }
     let mut model = OrtModel::load(path, 2)?;
-    let input = match (model_input::resolve(path, &model, a), fallback) {
-        (Ok(i), _) => i,
-        (Err(_), Some(f)) => ModelInput { origin: "the checked model's input", class_names: None, ..f.clone() },
-        (Err(e), None) => return Err(e),
+    // A reference without preprocessing metadata is fed as the checked model is; one whose
+    // metadata is there but wrong (or contradicts its input) is an error like any other.
+    let input = match fallback.filter(|_| model.custom_metadata(PREPROCESS).is_none()) {
+        Some(f) => ModelInput { origin: "the checked model's input", class_names: None, ..f.clone() },
+        None => model_input::resolve(path, &model, a)?,
     };
     let feed = model_input::folder_feed(dir, &input, a)?;
     if let Some(classes) = model.output_shape().and_then(|s| s.last().copied()).filter(|c| *c > 0) {
@@ -100,31 +103,17 @@ fn fraction(v: f64, flag: &str) -> anyhow::Result<f64> {
 }
 
 pub fn run(a: &ValidateArgs) -> anyhow::Result<i32> {
-    let started = Instant::now();
-    let title = format!("compress validate {}", a.model.display());
-    match checked(a, started) {
-        Ok(code) => Ok(code),
-        Err(err) => {
-            if let Some(path) = &a.junit {
-                let suite = junit::Suite {
-                    name: title.clone(),
-                    cases: vec![junit::error_case("compress.validate", &err)],
-                    seconds: started.elapsed().as_secs_f64(),
-                    properties: properties(a),
-                };
-                junit::write(path, &[suite])?;
-            }
-            step_summary::append(&step_summary::error_markdown(&title, &err));
-            Err(err)
-        }
-    }
+    let ci = CiReport {
+        junit: a.junit.as_deref(),
+        title: format!("compress validate {}", a.model.display()),
+        classname: "compress.validate",
+        started: Instant::now(),
+        properties: vec![("model".into(), a.model.display().to_string()), ("data".into(), a.data.display().to_string())],
+    };
+    checked(a, &ci).inspect_err(|err| ci.failed(err))
 }
 
-fn properties(a: &ValidateArgs) -> Vec<(String, String)> {
-    vec![("model".into(), a.model.display().to_string()), ("data".into(), a.data.display().to_string())]
-}
-
-fn checked(a: &ValidateArgs, started: Instant) -> anyhow::Result<i32> {
+fn checked(a: &ValidateArgs, ci: &CiReport) -> anyhow::Result<i32> {
     if let Some(min) = a.min_top1 {
         fraction(min, "--min-top1")?;
     }
@@ -152,20 +141,13 @@ fn checked(a: &ValidateArgs, started: Instant) -> anyhow::Result<i32> {
     };
     let gates = gates(a, &m, reference.as_ref().map(|(n, t, d)| (n.as_str(), *t, *d)));
     let passed = gates.iter().all(|g| g.passed);
-    let seconds = started.elapsed().as_secs_f64();
     let figures = vec![
         ("images".to_string(), format!("{} ({} left out as unreadable)", m.images, m.skipped)),
         ("top-1".to_string(), format!("{:.2}%", 100.0 * m.top1)),
         ("top-5".to_string(), format!("{:.2}%", 100.0 * m.top5)),
         ("input".to_string(), format!("{} ({})", describe(&m.input), m.input.origin)),
     ];
-    let title = format!("compress validate {}", a.model.display());
-    if let Some(path) = &a.junit {
-        let mut props = properties(a);
-        props.extend(figures.iter().cloned());
-        junit::write(path, &[junit::Suite { name: title.clone(), cases: junit::gate_cases("compress.validate", &gates), seconds, properties: props }])?;
-    }
-    step_summary::append(&step_summary::markdown(&title, passed, &figures, &gates));
+    ci.finished(junit::gate_cases(ci.classname, &gates), passed, &figures, &gates)?;
     if a.json {
         let v = serde_json::json!({
             "model": a.model, "data": a.data, "images": m.images, "skipped": m.skipped, "top1": m.top1, "top5": m.top5,

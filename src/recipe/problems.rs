@@ -166,34 +166,37 @@ impl Locator {
             return line.to_string();
         }
         let path = serde_path(key);
-        let placed = self.describe(&Problem { path: path.clone(), message: String::new() });
-        // describe() gives "path:  (line …)": keep its place only.
-        let place = placed.rfind(" (").filter(|_| placed.ends_with(')')).map_or("", |i| &placed[i..]);
+        let place = self.place_of(&path).map_or(String::new(), |p| format!(" ({p})"));
         format!("{path}{rest}{place}")
     }
 
     /// "teachers[0].outputs: unknown field … (line 10, column 5)".
     pub fn describe(&self, p: &Problem) -> String {
-        let key = if p.path.is_empty() { "the recipe".to_string() } else { p.path.clone() };
-        // The last --set that wrote this key or one of its parents.
-        let from_set = self.sets.iter().rev().find(|(k, _)| p.path == *k || p.path.starts_with(&format!("{k}.")) || p.path.starts_with(&format!("{k}[")));
-        if let Some((_, spec)) = from_set {
-            return format!("{key}: {} (from --set {spec})", p.message);
+        let key = if p.path.is_empty() { "the recipe" } else { p.path.as_str() };
+        match self.place_of(&p.path) {
+            Some(place) => format!("{key}: {} ({place})", p.message),
+            None => format!("{key}: {}", p.message),
         }
-        // A --set below this key (the problem is about a section one of its keys came from).
-        let below =
-            self.sets.iter().rev().find(|(k, _)| !p.path.is_empty() && (k.starts_with(&format!("{}.", p.path)) || k.starts_with(&format!("{}[", p.path))));
-        let changed = below.map_or(String::new(), |(_, spec)| format!("; --set {spec} changed it"));
-        let mut probe = p.path.as_str();
+    }
+
+    /// Where the key at `path` comes from: the `--set` that wrote it or one of its parents, else
+    /// its line and column (or its nearest parent's), noting a `--set` below it.
+    fn place_of(&self, path: &str) -> Option<String> {
+        let under = |k: &str, parent: &str| k.starts_with(&format!("{parent}.")) || k.starts_with(&format!("{parent}["));
+        if let Some((_, spec)) = self.sets.iter().rev().find(|(k, _)| path == k || under(path, k)) {
+            return Some(format!("from --set {spec}"));
+        }
+        let changed = self.sets.iter().rev().find(|(k, _)| !path.is_empty() && under(k, path)).map(|(_, spec)| format!("--set {spec} changed it"));
+        let mut probe = path;
         loop {
             if let Some(pos) = self.positions.get(probe) {
-                let under = if probe == p.path { String::new() } else { format!(", in {probe}") };
-                return format!("{key}: {} (line {}, column {}{under}{changed})", p.message, pos.line, pos.column);
+                let within = if probe == path { String::new() } else { format!(", in {probe}") };
+                let changed = changed.map_or(String::new(), |c| format!("; {c}"));
+                return Some(format!("line {}, column {}{within}{changed}", pos.line, pos.column));
             }
             match probe.rfind(['.', '[']) {
                 Some(i) => probe = &probe[..i],
-                None if changed.is_empty() => return format!("{key}: {}", p.message),
-                None => return format!("{key}: {} ({})", p.message, &changed[2..]),
+                None => return changed,
             }
         }
     }

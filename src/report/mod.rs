@@ -2,6 +2,7 @@
 //! gates, and atomic file writes so nothing half-written ever looks finished.
 
 pub mod charts;
+pub mod ci;
 pub mod gates;
 pub mod junit;
 pub mod markdown;

@@ -78,6 +78,14 @@ fn render(path: &Path, draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::co
     crate::fsio::write_atomic(path, png.get_ref()).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Every chart's frame: the title, margins, and room for the axis labels (`x_area` pixels under
+/// the plot, more for rotated category names).
+fn frame<'a, 'b>(root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>, title: &str, x_area: u32) -> ChartBuilder<'a, 'b, BitMapBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, (FONT, 22)).margin(12).x_label_area_size(x_area).y_label_area_size(60);
+    b
+}
+
 fn e<E: std::fmt::Display>(err: E) -> anyhow::Error {
     anyhow::anyhow!("drawing a chart: {err}")
 }
@@ -102,13 +110,7 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     let ys = if ys.1 - ys.0 < min_span { ((ys.0 + ys.1 - min_span) / 2.0, (ys.0 + ys.1 + min_span) / 2.0) } else { ys };
     let ys = if percent { (ys.0.max(0.0), ys.1.min(100.0)) } else { (ys.0.max(0.0), ys.1) };
     render(path, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(xs.0..xs.1.max(xs.0 + 1.0), ys.0..ys.1)
-            .map_err(e)?;
+        let mut chart = frame(&root, title, 40).build_cartesian_2d(xs.0..xs.1.max(xs.0 + 1.0), ys.0..ys.1).map_err(e)?;
         chart
             .configure_mesh()
             .x_desc(x_label)
@@ -208,13 +210,7 @@ pub fn scatter_chart(path: &Path, title: &str, x_label: &str, y_label: &str, poi
     let at: Vec<(f64, f64)> = points.iter().map(|p| (tx(p.x), p.y * 100.0)).collect();
     let legend = emptiest_corner(&at, xs, ys);
     render(path, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(xs.0..xs.1, ys.0..ys.1)
-            .map_err(e)?;
+        let mut chart = frame(&root, title, 40).build_cartesian_2d(xs.0..xs.1, ys.0..ys.1).map_err(e)?;
         let fmt = |v: &f64| x_format(if log_x { 10f64.powf(*v) } else { *v });
         chart.configure_mesh().x_desc(x_label).y_desc(y_label).x_label_formatter(&fmt).label_style((FONT, 14)).axis_desc_style((FONT, 15)).draw().map_err(e)?;
         for (gi, g) in groups.iter().enumerate() {
@@ -240,13 +236,7 @@ pub fn dot_chart(path: &Path, title: &str, y_label: &str, categories: &[(String,
     let n = categories.len().max(1);
     let names: Vec<String> = categories.iter().map(|(n, _)| n.clone()).collect();
     render(path, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 22))
-            .margin(12)
-            .x_label_area_size(110)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.5..(n as f64 - 0.5), ys.0..ys.1)
-            .map_err(e)?;
+        let mut chart = frame(&root, title, 110).build_cartesian_2d(-0.5..(n as f64 - 0.5), ys.0..ys.1).map_err(e)?;
         let label = |x: &f64| {
             let i = x.round();
             if (x - i).abs() < 1e-6 && i >= 0.0 {
