@@ -435,6 +435,20 @@ mod tests {
             let nets: Vec<(&str, Tensor)> = vec![];
             let mut m = logit_only(k, classes, b, &nets, Kind::Double);
             m.o.unroll = unroll;
+            // Every random value comes from the test's own generator, not libtorch's global one,
+            // which the tests running beside this one draw from and reseed at any moment: the
+            // weights (redrawn at the scale their initialisation gave them) and the data.
+            let mut rng = crate::data::rng::Rng::new(4 + unroll as u64);
+            let mut normal = |shape: &[i64], std: f64| {
+                let n: i64 = shape.iter().product();
+                Tensor::from_slice(&(0..n).map(|_| rng.normal() * std).collect::<Vec<f64>>()).view(shape)
+            };
+            tch::no_grad(|| {
+                for (_, mut t) in student.parameters().into_iter().chain(sorted_variables(&m.phi)).filter(|(_, t)| t.numel() > 1) {
+                    let std = t.std(true).double_value(&[]).max(1e-3);
+                    t.copy_(&normal(&t.size(), std).to_kind(t.kind()));
+                }
+            });
             if unroll > 1 {
                 // LogitsWeight reads the student's logits through a stop-gradient (as the
                 // reference does), so past the first step the hypergradient ignores how φ moves
@@ -445,12 +459,10 @@ mod tests {
                     let _ = w.narrow(1, classes * k, classes).fill_(0.0);
                 });
             }
-            let meta = Samples {
-                x: Tensor::randn([b, 3, 8, 8], (Kind::Double, Device::Cpu)),
-                labels: Tensor::randint(classes, [b], (Kind::Int64, Device::Cpu)),
-                teachers: (0..k).map(|_| Tensor::randn([b, classes], (Kind::Double, Device::Cpu)) * 3.0).collect(),
-                teacher_feats: (0..k).map(|_| Vec::new()).collect::<Vec<Vec<Tensor>>>(),
-            };
+            let x = normal(&[b, 3, 8, 8], 1.0);
+            let teachers = (0..k).map(|_| normal(&[b, classes], 3.0)).collect();
+            let labels = Tensor::from_slice(&(0..b).map(|_| rng.below(classes as u64) as i64).collect::<Vec<i64>>());
+            let meta = Samples { x, labels, teachers, teacher_feats: (0..k).map(|_| Vec::new()).collect::<Vec<Vec<Tensor>>>() };
             let lr = 0.5;
             let analytic = m.hypergradient(&student, &meta, lr, 1).unwrap();
             // Finite differences on a few coordinates of every φ tensor.
