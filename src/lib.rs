@@ -20,7 +20,7 @@
 //! graph runtime recipe
 //! onnx data device
 //! fsio metrics progress
-//! error
+//! error host
 //! ```
 //!
 //! - `cli`: one file per subcommand; `pipeline`: the only code that runs more than one stage
@@ -31,7 +31,7 @@
 //!   `zoo`: built-in student architectures;
 //! - `graph`: the IR, its passes and executor; `runtime`: ONNX Runtime; `recipe`: the schema;
 //! - leaves: `onnx` (protobuf I/O), `data`, `device`, `fsio` (atomic writes, hashes), `metrics`,
-//!   `progress`, `error`.
+//!   `progress`, `error`; `host` (every read of tensor values into host memory, counted).
 
 pub mod cli;
 pub mod data;
@@ -41,6 +41,7 @@ pub mod error;
 pub mod export;
 pub mod fsio;
 pub mod graph;
+pub mod host;
 pub mod metrics;
 pub mod onnx;
 pub mod pipeline;

@@ -1,6 +1,7 @@
 //! Accuracy and fidelity figures on logits: top-k accuracy, top-1 agreement between two models,
 //! and the max relative difference used by `inspect --verify` (‖a − b‖∞ / ‖b‖∞).
 
+use crate::host::HostRead;
 use tch::{Kind, Tensor};
 
 /// Fraction of rows whose label is among the `k` largest logits.
@@ -8,21 +9,21 @@ pub fn top_k(logits: &Tensor, labels: &Tensor, k: i64) -> f64 {
     let k = k.min(logits.size()[1]);
     let (_, idx) = logits.topk(k, 1, true, true);
     let hit = idx.eq_tensor(&labels.unsqueeze(1)).any_dim(1, false);
-    hit.to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+    hit.to_kind(Kind::Double).mean(Kind::Double).read_f64()
 }
 
 /// Fraction of rows where both models predict the same class.
 pub fn agreement(a: &Tensor, b: &Tensor) -> f64 {
-    a.argmax(1, false).eq_tensor(&b.argmax(1, false)).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+    a.argmax(1, false).eq_tensor(&b.argmax(1, false)).to_kind(Kind::Double).mean(Kind::Double).read_f64()
 }
 
 pub fn max_abs_diff(ours: &Tensor, reference: &Tensor) -> f64 {
-    (ours.to_kind(Kind::Double) - reference.to_kind(Kind::Double)).abs().max().double_value(&[])
+    (ours.to_kind(Kind::Double) - reference.to_kind(Kind::Double)).abs().max().read_f64()
 }
 
 /// ‖ours − reference‖∞ / ‖reference‖∞ (0 when both are zero).
 pub fn max_rel_diff(ours: &Tensor, reference: &Tensor) -> f64 {
-    let denom = reference.to_kind(Kind::Double).abs().max().double_value(&[]);
+    let denom = reference.to_kind(Kind::Double).abs().max().read_f64();
     let num = max_abs_diff(ours, reference);
     if denom == 0.0 {
         num

@@ -48,11 +48,18 @@ fn every_method_trains_and_exports() {
         ("mgd, mgd: {mode: mag, head_epochs: 1}", ONE, &["ce", "kd", "enc"], true),
         ("mmkd, mmkd: {unroll: 3, hard_buffer: false, meta_freq: 2, normalize_gram: true}", TWO, &["ce", "kd", "feat"], true),
     ];
+    let mut syncing = Vec::new();
     for &(distill, teachers, terms, weighted) in cases {
         let (r, report, markdown) = run_method(distill, teachers);
         assert_eq!(r.code, 0, "{distill}: {}", r.stderr);
         let report = report.unwrap();
         let epochs = report["training"]["epochs"].as_array().unwrap();
+        // No step after the first reads a tensor's values back to the host (on a GPU each read
+        // would wait for the device).
+        let reads: Vec<u64> = epochs.iter().map(|e| e["host_reads"].as_u64().unwrap()).collect();
+        if reads.iter().any(|&n| n > 0) {
+            syncing.push(format!("{distill}: {reads:?}"));
+        }
         assert_eq!(epochs.len(), 2, "{distill}");
         let logged: Vec<&str> = epochs[1]["losses"].as_object().unwrap().keys().map(String::as_str).collect();
         let mut want = terms.to_vec();
@@ -92,6 +99,7 @@ fn every_method_trains_and_exports() {
             assert!(heads[0]["branch_a_top1"].as_f64().unwrap() >= 0.0, "{distill}");
         }
     }
+    assert!(syncing.is_empty(), "host reads in the training step, per epoch:\n{}", syncing.join("\n"));
 }
 
 #[test]

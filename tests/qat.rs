@@ -5,6 +5,7 @@
 use compress::export::quantized::{write_quantized, QuantizedExport};
 use compress::graph::fold_bn::fold_batch_norm;
 use compress::graph::RunMode;
+use compress::host::HostRead;
 use compress::quant::qdq::{insert_qdq, LayerBits, QuantizedLayer};
 use compress::runtime::OrtModel;
 use compress::student::Student;
@@ -53,12 +54,12 @@ fn train_a_little(student: &Student) -> (usize, usize) {
         let x = Tensor::randn([16, 3, 32, 32], (Kind::Float, Device::Cpu));
         let y = Tensor::randint(10, [16], (Kind::Int64, Device::Cpu));
         let loss = student.forward(&x, RunMode::Train).unwrap().cross_entropy_for_logits(&y);
-        assert!(loss.double_value(&[]).is_finite());
+        assert!(loss.read_f64().is_finite());
         opt.zero_grad();
         loss.backward();
         opt.step();
     }
-    let moved = scales.iter().zip(&before).filter(|((_, t), b)| (t.detach() - *b).abs().max().double_value(&[]) > 0.0).count();
+    let moved = scales.iter().zip(&before).filter(|((_, t), b)| (t.detach() - *b).abs().max().read_f64() > 0.0).count();
     (moved, scales.len())
 }
 
@@ -118,7 +119,7 @@ fn w4a8_resnet8_trains_and_runs_on_integer_kernels() {
     let x = Tensor::ones([2, 3, 32, 32], (Kind::Float, Device::Cpu));
     let a = OrtModel::load(&float_weights, 1).unwrap().run(&x).unwrap().remove(0);
     let b = OrtModel::load(&path, 1).unwrap().run(&x).unwrap().remove(0);
-    assert_eq!((&a - &b).abs().max().double_value(&[]), 0.0);
+    assert_eq!((&a - &b).abs().max().read_f64(), 0.0);
     let (float_bytes, int_bytes) = (std::fs::metadata(&float_weights).unwrap().len(), std::fs::metadata(&path).unwrap().len());
     // A quarter of the weight bytes; names and scales are a large share of a 20k-weight model.
     assert!(float_bytes as f64 >= 2.5 * int_bytes as f64, "{float_bytes} vs {int_bytes}");
@@ -154,7 +155,7 @@ fn w8a8_mobilenetv2_runs_every_conv_as_qlinearconv() {
     let x = Tensor::randn([64, 3, 32, 32], (Kind::Float, Device::Cpu));
     let a = OrtModel::load(&plain, 1).unwrap().run(&x).unwrap().remove(0);
     let b = OrtModel::load(&path, 1).unwrap().run(&x).unwrap().remove(0);
-    assert_eq!((&a - &b).abs().max().double_value(&[]), 0.0);
+    assert_eq!((&a - &b).abs().max().read_f64(), 0.0);
 }
 
 #[test]

@@ -3,12 +3,13 @@
 
 mod common;
 use common::*;
+use compress::host::HostRead;
 
 /// The last checkpoint's epoch and whether every tensor of its state file is finite.
 fn last_checkpoint(dir: &std::path::Path) -> Option<(u64, bool)> {
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("last.json")).ok()?).ok()?;
     let state = dir.join(meta["state_file"].as_str()?);
-    let finite = tch::Tensor::read_safetensors(state).ok()?.iter().all(|(_, t)| !t.is_floating_point() || t.isfinite().all().int64_value(&[]) == 1);
+    let finite = tch::Tensor::read_safetensors(state).ok()?.iter().all(|(_, t)| !t.is_floating_point() || t.isfinite().all().read_i64() == 1);
     Some((meta["epoch"].as_u64()?, finite))
 }
 

@@ -3,6 +3,7 @@
 //! (torchvision is not part of the test environment), hence ignored in the default suite.
 
 use compress::graph::{Executor, RunMode};
+use compress::host::HostRead;
 use compress::zoo::ArchSpec;
 use tch::{Device, Tensor};
 
@@ -10,7 +11,7 @@ fn check(arch: &str, dir: &std::path::Path) {
     let arrays: std::collections::HashMap<String, Tensor> = Tensor::read_npz(dir.join(format!("{arch}.npz"))).unwrap().into_iter().collect();
     let spec = ArchSpec { num_classes: 10, width: 1.0, image_size: 64 };
     let mut graph = compress::zoo::build(arch, &spec, Device::Cpu).unwrap();
-    let want_params = arrays["__param_count__"].int64_value(&[0]);
+    let want_params = arrays["__param_count__"].view([-1]).get(0).read_i64();
     assert_eq!(graph.parameter_count(), want_params, "{arch}: parameter count");
     let state = graph.non_parameter_initializers();
     let mut loaded = 0;

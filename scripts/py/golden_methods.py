@@ -802,6 +802,38 @@ def case_de_mkd():
     return case(params, {"student": zs, "teachers": zt, "labels": y}, exp)
 
 
+def case_sgd_nesterov():
+    """torch.optim.SGD (its default foreach path, float32) over 10 steps on
+    L = sum(0.5*c*p*p + b*p) per parameter, so each gradient is c*p + b. Momentum 0.9, Nesterov,
+    weight decay 5e-4 on `w` and `v`, none on `s` (a quantization step), the learning rate
+    changing every step; `unused` takes no gradient, so SGD must leave it untouched. Stored in
+    float32 values; the Rust optimizer must agree within 1e-6 relative."""
+    g = gen(61)
+    start = {"w": rnd(g, 4, 3), "v": rnd(g, 5), "s": rnd_uniform(g, 1, low=0.05, high=0.2),
+             "unused": rnd(g, 2, 2)}
+    coef = {k: rnd_uniform(g, *t.shape, low=0.5, high=2.0) for k, t in start.items()}
+    shift = {k: rnd(g, *t.shape) for k, t in start.items()}
+    params = {k: t.clone().float().requires_grad_(True) for k, t in start.items()}
+    lrs = [0.1 * (1.0 - k / 12.0) for k in range(10)]
+    opt = torch.optim.SGD([{"params": [params["w"], params["v"]], "weight_decay": 5e-4},
+                           {"params": [params["s"]], "weight_decay": 0.0},
+                           {"params": [params["unused"]], "weight_decay": 5e-4}],
+                          lr=lrs[0], momentum=0.9, nesterov=True)
+    for lr in lrs:
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=False)
+        loss = sum((0.5 * coef[k].float() * params[k] * params[k] + shift[k].float() * params[k]).sum()
+                   for k in ("w", "v", "s"))
+        loss.backward()
+        opt.step()
+    inputs = {**{f"start_{k}": t for k, t in start.items()}, **{f"coef_{k}": t for k, t in coef.items()},
+              **{f"shift_{k}": t for k, t in shift.items()}, "lrs": torch.tensor(lrs, dtype=torch.float64)}
+    expected = {k: t.detach() for k, t in params.items()}
+    expected.update({f"momentum_{k}": opt.state[params[k]]["momentum_buffer"] for k in ("w", "v", "s")})
+    return case({"momentum": 0.9, "weight_decay": 5e-4, "nesterov": True, "steps": len(lrs)}, inputs, expected)
+
+
 # ---------------------------------------------------------------------------------------------
 
 CASES = {
@@ -828,6 +860,7 @@ CASES = {
     "mmkd_hypergradient": case_mmkd_hypergradient,
     "mgd": case_mgd,
     "de_mkd": case_de_mkd,
+    "sgd_nesterov": case_sgd_nesterov,
 }
 
 

@@ -8,6 +8,7 @@ use crate::graph::batching::BatchRunner;
 use crate::graph::ops::unsupported_nodes;
 use crate::graph::taps::candidate_taps;
 use crate::graph::{Dim, Executor, Graph};
+use crate::host::HostRead;
 use crate::metrics;
 use crate::runtime::OrtModel;
 use clap::Args;
@@ -128,7 +129,7 @@ fn verify(a: &InspectArgs, mut graph: Graph, names: &[String]) -> anyhow::Result
                 "shape": t.size(),
                 "max_abs_diff": metrics::max_abs_diff(&o, t),
                 "max_rel_diff": metrics::max_rel_diff(&o, t),
-                "reference_max_abs": t.abs().max().double_value(&[]),
+                "reference_max_abs": t.abs().max().read_f64(),
             }));
         }
         runs.push(json!({"batch": batch, "input_shape": x.size(), "outputs": per_output}));

@@ -81,7 +81,7 @@ mod tests {
     use super::*;
 
     fn collect(b: EpochBatches) -> Vec<Vec<i64>> {
-        b.map(|t| Vec::<i64>::try_from(&t).unwrap()).collect()
+        b.map(|t| crate::host::vec::<i64>(&t).unwrap()).collect()
     }
 
     #[test]

@@ -117,8 +117,8 @@ pub fn write(path: &Path, set: &ImageSet) -> Result<()> {
     let (n, (h, w)) = (set.len(), set.image_size());
     let numel = n * h as usize * w as usize * 3;
     let mut pixels = vec![0u8; numel];
-    set.images.f_contiguous()?.f_copy_data_u8(&mut pixels, numel).context("reading pixels")?;
-    let labels = Vec::<i64>::try_from(&set.labels).context("reading labels")?;
+    crate::host::bytes(&set.images.f_contiguous()?, &mut pixels).context("reading pixels")?;
+    let labels = crate::host::vec::<i64>(&set.labels).context("reading labels")?;
     let labels_raw: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
     let json = serde_json::to_vec(&set.class_names)?;
 

@@ -294,7 +294,7 @@ mod tests {
     /// Checks that `set` holds records `ids` in that order, pixel by pixel in HWC.
     fn assert_records(set: &ImageSet, variant: CifarVariant, ids: &[usize]) {
         assert_eq!(set.images.size(), [ids.len() as i64, 32, 32, 3]);
-        let got = Vec::<u8>::try_from(&set.images.view([-1])).unwrap();
+        let got = crate::host::vec::<u8>(&set.images.view([-1])).unwrap();
         let mut want = Vec::with_capacity(got.len());
         for &r in ids {
             for p in 0..PLANE {
@@ -302,7 +302,7 @@ mod tests {
             }
         }
         assert!(got == want, "pixels differ from the HWC transpose of the records");
-        let labels = Vec::<i64>::try_from(&set.labels).unwrap();
+        let labels = crate::host::vec::<i64>(&set.labels).unwrap();
         assert_eq!(labels, ids.iter().map(|&r| label(variant, r) as i64).collect::<Vec<_>>());
     }
 
@@ -338,7 +338,7 @@ mod tests {
         let test = load(dir.path(), CifarVariant::Cifar100, Split::Test).unwrap();
         assert_records(&test, CifarVariant::Cifar100, &[100, 101]);
         // A fine label above 19 proves the fine byte is read, not the coarse one.
-        assert!(Vec::<i64>::try_from(&train.labels).unwrap().iter().any(|&l| l >= 20));
+        assert!(crate::host::vec::<i64>(&train.labels).unwrap().iter().any(|&l| l >= 20));
     }
 
     #[test]

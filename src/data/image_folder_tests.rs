@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::error::is_bad_input;
+use crate::host::HostRead;
 
 /// A `w × h` PNG whose pixels encode `tag`, so each file can be recognised after loading.
 fn png(path: &Path, w: u32, h: u32, tag: u8) {
@@ -30,7 +31,7 @@ fn tree() -> tempfile::TempDir {
 }
 
 fn red_channel(set: &ImageSet, i: i64) -> u8 {
-    set.images.get(i).get(0).get(0).get(0).int64_value(&[]) as u8
+    set.images.get(i).get(0).get(0).get(0).read_i64() as u8
 }
 
 #[test]
@@ -39,11 +40,11 @@ fn loads_sorted_classes_and_files() {
     let set = load_image_folder(t.path(), None, None).unwrap();
     assert_eq!(set.class_names, vec!["apple", "zebra"]);
     assert_eq!(set.images.size(), vec![4, 3, 4, 3]);
-    assert_eq!(Vec::<i64>::try_from(&set.labels).unwrap(), vec![0, 1, 1, 1]);
+    assert_eq!(crate::host::vec::<i64>(&set.labels).unwrap(), vec![0, 1, 1, 1]);
     // Within "zebra": a.PNG (20), b.png (30), c.png (40), whatever order they were written.
     assert_eq!([red_channel(&set, 1), red_channel(&set, 2), red_channel(&set, 3)], [20, 30, 40]);
     // PNG is lossless: pixel (x=3, y=2) of a.PNG is (20, 3, 2).
-    let px = Vec::<u8>::try_from(&set.images.get(1).get(2).get(3)).unwrap();
+    let px = crate::host::vec::<u8>(&set.images.get(1).get(2).get(3)).unwrap();
     assert_eq!(px, vec![20, 3, 2]);
     // The JPEG decodes near its flat colour.
     assert!((red_channel(&set, 0) as i32 - 200).abs() < 8);
@@ -112,7 +113,7 @@ fn cache_is_used_and_survives_corruption() {
     let doctored = ImageSet::new(first.images.zeros_like(), first.labels.copy(), first.class_names.clone()).unwrap();
     cache::write(entry, &doctored).unwrap();
     let hit = load_image_folder(t.path(), None, Some(cache_dir.path())).unwrap();
-    assert_eq!(hit.images.sum(Kind::Int64).int64_value(&[]), 0);
+    assert_eq!(hit.images.sum(Kind::Int64).read_i64(), 0);
 
     // A cached set still obeys the requested size.
     assert_bad(load_image_folder(t.path(), Some(7), Some(cache_dir.path())).unwrap_err(), "x.JPEG");

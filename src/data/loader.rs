@@ -60,7 +60,7 @@ impl Source {
     /// Every sample's label, in order.
     pub fn labels(&self) -> Result<Vec<i64>> {
         match self {
-            Source::Memory(s) => Vec::<i64>::try_from(&s.labels).context("reading labels"),
+            Source::Memory(s) => crate::host::vec::<i64>(&s.labels).context("reading labels"),
             Source::Files(f) | Source::Disk(_, f) => Ok(f.labels.clone()),
         }
     }

@@ -44,8 +44,8 @@ fn collect(source: &Source, sched: &Schedule, render: &Render, sizes: &[(i64, i6
     stream(source, sched, render, sizes, Workers { threads, ahead: 2 }, false, |s| {
         s.map(|b| {
             let b = b?;
-            let views = b.views.iter().map(|v| Vec::<u8>::try_from(v.flatten(0, -1)).unwrap()).collect();
-            Ok((views, Vec::<i64>::try_from(&b.labels).unwrap()))
+            let views = b.views.iter().map(|v| crate::host::vec::<u8>(&v.flatten(0, -1)).unwrap()).collect();
+            Ok((views, crate::host::vec::<i64>(&b.labels).unwrap()))
         })
         .collect()
     })
@@ -105,7 +105,7 @@ fn memory_sets_render_pad_crops_of_their_own_pixels() {
     let none = Render::Train(TrainTransform { crop: TrainCrop::PadCrop { padding: 0 }, horizontal_flip: false });
     let sched = Schedule { batches: vec![vec![4, 1]], seeds: vec![9] };
     let got = collect(&source, &sched, &none, &[(4, 5)], 2);
-    let want = Vec::<u8>::try_from(images.index_select(0, &Tensor::from_slice(&[4i64, 1])).flatten(0, -1)).unwrap();
+    let want = crate::host::vec::<u8>(&images.index_select(0, &Tensor::from_slice(&[4i64, 1])).flatten(0, -1)).unwrap();
     assert_eq!(got[0].0[0], want, "no padding and no flip is the image itself");
     assert_eq!(got[0].1, vec![0, 1]);
 }

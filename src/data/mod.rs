@@ -20,6 +20,7 @@ pub mod rng;
 pub mod synthetic;
 pub mod transform;
 
+use crate::host::HostRead;
 use anyhow::{bail, Context, Result};
 use tch::{Kind, Tensor};
 
@@ -66,8 +67,8 @@ impl ImageSet {
         let images = images.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
         let labels = labels.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
         if size[0] > 0 {
-            let lo = labels.f_min()?.int64_value(&[]);
-            let hi = labels.f_max()?.int64_value(&[]);
+            let lo = labels.f_min()?.read_i64();
+            let hi = labels.f_max()?.read_i64();
             if lo < 0 || hi >= class_names.len() as i64 {
                 bail!("labels span {lo}..={hi} but there are {} classes", class_names.len());
             }
@@ -135,7 +136,7 @@ impl ImageSet {
 
     /// Number of images per class, indexed by class.
     pub fn class_counts(&self) -> Result<Vec<usize>> {
-        let labels = Vec::<i64>::try_from(&self.labels).context("reading labels")?;
+        let labels = crate::host::vec::<i64>(&self.labels).context("reading labels")?;
         let mut counts = vec![0usize; self.num_classes()];
         for l in labels {
             // `new` guarantees the range; stray values are skipped rather than trusted.
@@ -171,18 +172,18 @@ mod tests {
     #[test]
     fn subset_follows_indices() {
         let s = toy(10).subset(&[7, 2, 7]);
-        let firsts: Vec<u8> = Vec::try_from(&s.images.select(1, 0).select(1, 0).select(1, 0)).unwrap();
+        let firsts: Vec<u8> = crate::host::vec(&s.images.select(1, 0).select(1, 0).select(1, 0)).unwrap();
         assert_eq!(firsts, vec![7, 2, 7]);
-        assert_eq!(Vec::<i64>::try_from(&s.labels).unwrap(), vec![1, 2, 1]);
+        assert_eq!(crate::host::vec::<i64>(&s.labels).unwrap(), vec![1, 2, 1]);
     }
 
     #[test]
     fn take_is_seeded_sorted_and_distinct() {
         let s = toy(50);
-        let a = Vec::<i64>::try_from(&s.take(10).labels).unwrap();
-        let b = Vec::<i64>::try_from(&s.take(10).labels).unwrap();
+        let a = crate::host::vec::<i64>(&s.take(10).labels).unwrap();
+        let b = crate::host::vec::<i64>(&s.take(10).labels).unwrap();
         assert_eq!(a, b);
-        let ids: Vec<u8> = Vec::try_from(&s.take(10).images.select(1, 0).select(1, 0).select(1, 0)).unwrap();
+        let ids: Vec<u8> = crate::host::vec(&s.take(10).images.select(1, 0).select(1, 0).select(1, 0)).unwrap();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
         assert_ne!(ids, (0..10).collect::<Vec<u8>>(), "take must not just be a prefix");
         assert_eq!(s.take(80).len(), 50);

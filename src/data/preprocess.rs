@@ -113,7 +113,7 @@ mod tests {
         let y = pre(Layout::Nhwc).f_apply(&batch(), Device::Cpu).unwrap();
         assert_eq!(y.size(), vec![1, 1, 2, 3]);
         assert_eq!(y.kind(), Kind::Float);
-        let got = Vec::<f32>::try_from(&y.flatten(0, -1)).unwrap();
+        let got = crate::host::vec::<f32>(&y.flatten(0, -1)).unwrap();
         // (0/255-.5)/.5=-1, (51/255-.2)/.2=0, (1-0)/2=.5, (.4-.5)/.5=-.2, (.8-.2)/.2=3, (10/255)/2
         let want = [-1.0, 0.0, 0.5, -0.2, 3.0, 10.0 / 255.0 / 2.0];
         for (g, w) in got.iter().zip(want) {
@@ -125,7 +125,7 @@ mod tests {
     fn nchw_moves_channels_first() {
         let y = pre(Layout::Nchw).f_apply(&batch(), Device::Cpu).unwrap();
         assert_eq!(y.size(), vec![1, 3, 1, 2]);
-        let got = Vec::<f32>::try_from(&y.flatten(0, -1)).unwrap();
+        let got = crate::host::vec::<f32>(&y.flatten(0, -1)).unwrap();
         let want = [-1.0, -0.2, 0.0, 3.0, 0.5, 10.0 / 255.0 / 2.0];
         for (g, w) in got.iter().zip(want) {
             assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {want:?}");

@@ -2,17 +2,18 @@
 //! with the Python prototype whose hardness was measured.
 
 use super::*;
+use crate::host::HostRead;
 
 fn spec(seed: u64, train: usize, test: usize) -> SyntheticSpec {
     SyntheticSpec { seed, num_classes: 10, train_size: train, test_size: test, image_size: 32 }
 }
 
 fn bytes(t: &Tensor) -> Vec<u8> {
-    Vec::try_from(&t.flatten(0, -1)).unwrap()
+    crate::host::vec(&t.flatten(0, -1)).unwrap()
 }
 
 fn image_sums(set: &ImageSet) -> Vec<i64> {
-    (0..set.len() as i64).map(|i| set.images.get(i).sum(tch::Kind::Int64).int64_value(&[])).collect()
+    (0..set.len() as i64).map(|i| set.images.get(i).sum(tch::Kind::Int64).read_i64()).collect()
 }
 
 #[test]
@@ -31,7 +32,7 @@ fn shapes_labels_and_names() {
     assert_eq!(train.images.size(), vec![10, 24, 24, 3]);
     assert_eq!(test.images.size(), vec![5, 24, 24, 3]);
     assert_eq!(train.images.kind(), tch::Kind::Uint8);
-    assert_eq!(Vec::<i64>::try_from(&train.labels).unwrap(), vec![0, 1, 2, 3, 0, 1, 2, 3, 0, 1]);
+    assert_eq!(crate::host::vec::<i64>(&train.labels).unwrap(), vec![0, 1, 2, 3, 0, 1, 2, 3, 0, 1]);
     assert_eq!(train.class_names, vec!["class_00", "class_01", "class_02", "class_03"]);
     assert_eq!(test.class_names, train.class_names);
     let (empty, _) = generate(&spec(3, 0, 0));
@@ -67,7 +68,7 @@ fn images_use_the_colour_range_and_are_not_flat() {
     // Each image varies spatially (parts and noise), not one colour.
     for i in 0..20 {
         let img = train.images.get(i).to_kind(tch::Kind::Float);
-        assert!(img.std(false).double_value(&[]) > 10.0, "image {i} is nearly flat");
+        assert!(img.std(false).read_f64() > 10.0, "image {i} is nearly flat");
     }
 }
 
@@ -117,7 +118,7 @@ fn export_and_time() {
     std::fs::create_dir_all(&dir).unwrap();
     for (name, set) in [("train", &train), ("test", &test)] {
         std::fs::write(format!("{dir}/{name}_x.u8"), bytes(&set.images)).unwrap();
-        let labels: Vec<u8> = Vec::<i64>::try_from(&set.labels).unwrap().iter().map(|&l| l as u8).collect();
+        let labels: Vec<u8> = crate::host::vec::<i64>(&set.labels).unwrap().iter().map(|&l| l as u8).collect();
         std::fs::write(format!("{dir}/{name}_y.u8"), labels).unwrap();
     }
 }

@@ -174,6 +174,7 @@ mod tests {
                 seconds: i as f64 * 0.731,
                 data_wait_seconds: i as f64 * 0.013,
                 skipped_images: i % 3,
+                host_reads: (i % 2) as u64,
             })
             .collect()
     }

@@ -1,6 +1,7 @@
 //! Test-only access to the golden fixtures of `tests/fixtures/methods_golden.json`, written by
 //! `scripts/golden-methods` from PyTorch (float64) on fixed inputs.
 
+use crate::host::HostRead;
 use serde_json::Value;
 use std::sync::OnceLock;
 use tch::{Kind, Tensor};
@@ -58,7 +59,7 @@ impl Case {
         let want = self.expected(name);
         assert_eq!(got.size(), want.size(), "{}.{name}: shape", self.name);
         let got = got.detach().to_kind(Kind::Double).to_device(tch::Device::Cpu);
-        let err = ((&got - &want).abs() / want.abs().clamp_min(1.0)).max().double_value(&[]);
+        let err = ((&got - &want).abs() / want.abs().clamp_min(1.0)).max().read_f64();
         assert!(err <= tol, "{}.{name}: error {err:.3e} > {tol:.0e}\ngot  {got}\nwant {want}", self.name);
     }
 }

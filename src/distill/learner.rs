@@ -10,6 +10,7 @@ use crate::data::feed::{Feed, TestSet};
 use crate::data::preprocess::Preprocess;
 use crate::data::ImageSet;
 use crate::graph::RunMode;
+use crate::host::HostRead;
 use crate::metrics;
 use crate::recipe::schema::Sgd as SgdConfig;
 use crate::student::Student;
@@ -181,8 +182,8 @@ impl<'a> Learner<'a> {
     /// Stops a diverged training: a loss or a parameter that is not finite ends it with the
     /// epoch and step (before its checkpoint could replace the last good one).
     fn check_finite(&mut self, epoch: usize, lr: f64) -> anyhow::Result<()> {
-        let first = self.first_nonfinite.take().map_or(i64::MAX, |t| t.int64_value(&[]));
-        let bad_params = trainable(self.student, self.method).iter().filter(|(_, t)| t.isfinite().all().int64_value(&[]) == 0).count();
+        let first = self.first_nonfinite.take().map_or(i64::MAX, |t| t.read_i64());
+        let bad_params = trainable(self.student, self.method).iter().filter(|(_, t)| t.isfinite().all().read_i64() == 0).count();
         if first == i64::MAX && bad_params == 0 {
             return Ok(());
         }
@@ -201,12 +202,12 @@ impl<'a> Learner<'a> {
         self.check_finite(epoch, lr)?;
         let started = Instant::now();
         let batches = self.steps.max(1) as f64;
-        let losses = std::mem::take(&mut self.sums).iter().map(|(k, v)| (k.to_string(), v.double_value(&[]) / batches)).collect();
+        let losses = std::mem::take(&mut self.sums).iter().map(|(k, v)| (k.to_string(), v.read_f64() / batches)).collect();
         let weights = std::mem::take(&mut self.weights).finish();
         let figures = self.method.take_figures();
         let test_logits = self.student.logits(test, pre, 256)?;
         let test_top1 = metrics::top_k(&test_logits, &test.labels, 1);
-        let correct = self.correct.take().map_or(0.0, |c| c.double_value(&[]));
+        let correct = self.correct.take().map_or(0.0, |c| c.read_f64());
         let own = self.busy + started.elapsed().as_secs_f64();
         let m = EpochMetrics {
             epoch,
@@ -227,6 +228,7 @@ impl<'a> Learner<'a> {
             // The loader's figures belong to the trainer, which fills them in.
             data_wait_seconds: 0.0,
             skipped_images: 0,
+            host_reads: 0,
         };
         (self.seen, self.steps, self.busy) = (0, 0, 0.0);
         Ok(m)

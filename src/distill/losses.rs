@@ -99,7 +99,7 @@ pub(crate) mod golden {
     }
 
     pub fn values(t: &Tensor) -> Vec<f64> {
-        Vec::<f64>::try_from(&t.to_kind(tch::Kind::Double).flatten(0, -1)).unwrap()
+        crate::host::vec::<f64>(&t.to_kind(tch::Kind::Double).flatten(0, -1)).unwrap()
     }
 
     pub fn assert_close(got: &[f64], want: &[f64], tol: f64) {
@@ -114,6 +114,7 @@ pub(crate) mod golden {
 mod tests {
     use super::golden::*;
     use super::*;
+    use crate::host::HostRead;
     use tch::Kind;
 
     #[test]
@@ -130,7 +131,7 @@ mod tests {
     #[test]
     fn dkd_matches_methods_md_golden_values() {
         let (tckd, nckd) = dkd_per_sample(&student(), &teachers()[0], &labels(), T);
-        let (tckd, nckd) = (tckd.mean(Kind::Float).double_value(&[]), nckd.mean(Kind::Float).double_value(&[]));
+        let (tckd, nckd) = (tckd.mean(Kind::Float).read_f64(), nckd.mean(Kind::Float).read_f64());
         assert!((tckd - 0.427302).abs() < 1e-5, "{tckd}");
         assert!((nckd - 0.047336).abs() < 1e-5, "{nckd}");
         assert!((tckd + 8.0 * nckd - 0.805991).abs() < 1e-5);
@@ -165,7 +166,7 @@ mod tests {
         let (tckd, nckd) = dkd_per_sample(&s, &t, &y, temp);
         let p_target = (&t / temp).softmax(1, Kind::Float).gather(1, &y.unsqueeze(1), false).squeeze_dim(1);
         let recomposed: Tensor = tckd + (1.0 - p_target) * nckd;
-        let gap = (recomposed - kd_per_sample(&s, &t, temp)).abs().max().double_value(&[]);
+        let gap = (recomposed - kd_per_sample(&s, &t, temp)).abs().max().read_f64();
         assert!(gap < 1e-5, "{gap}");
     }
 

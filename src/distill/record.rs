@@ -47,6 +47,10 @@ pub struct EpochMetrics {
     /// Training images left out this epoch because they failed to decode (`data.skip_bad`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped_images: usize,
+    /// Reads of tensor values into host memory made by this epoch's steps, the run's first step
+    /// excepted (each one a device synchronisation on a GPU; none is the goal).
+    #[serde(default)]
+    pub host_reads: u64,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -4,6 +4,7 @@
 //! feature weights and per-teacher feature losses, MMKD's meta-gradient norms). Sums stay on the
 //! training device and are read back once per epoch.
 
+use crate::host::HostRead;
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
@@ -28,7 +29,7 @@ fn accumulate(slot: &mut Option<Tensor>, v: Tensor) {
 }
 
 fn to_vec(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(&t.to_device(tch::Device::Cpu)).unwrap_or_default()
+    crate::host::vec::<f64>(&t.to_device(tch::Device::Cpu)).unwrap_or_default()
 }
 
 /// Running sums of the weights a rule gave its teachers.
@@ -63,7 +64,7 @@ impl WeightStats {
         let n = self.count as f64;
         let mean = &sum / n;
         let std = (&sum_sq / n - mean.square()).clamp_min(0.0).sqrt();
-        Some(WeightSummary { mean: to_vec(&mean), std: to_vec(&std), top_share: to_vec(&(&top / n)), peaked: peaked.double_value(&[]) / n })
+        Some(WeightSummary { mean: to_vec(&mean), std: to_vec(&std), top_share: to_vec(&(&top / n)), peaked: peaked.read_f64() / n })
     }
 }
 
@@ -111,7 +112,7 @@ impl FigureTrack {
         MethodFigures {
             feature_weights: t.weights.finish(),
             feature_losses: t.loss_sum.map(|s| to_vec(&(s / batches))),
-            scalars: t.scalars.into_iter().map(|(k, (sum, n))| (k.to_string(), sum.double_value(&[]) / n.max(1) as f64)).collect(),
+            scalars: t.scalars.into_iter().map(|(k, (sum, n))| (k.to_string(), sum.read_f64() / n.max(1) as f64)).collect(),
         }
     }
 }

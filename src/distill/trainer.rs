@@ -13,6 +13,7 @@ use crate::data::feed::{distinct_sizes, Feed, TestSet};
 use crate::data::loader::Schedule;
 use crate::data::preprocess::Preprocess;
 use crate::data::rng::Rng;
+use crate::graph::Numerics;
 use crate::progress::Progress;
 use crate::recipe::schema::Train;
 use crate::student::Student;
@@ -37,6 +38,8 @@ pub struct TrainInputs<'a> {
     /// Continue from the checkpoints in `checkpoints`, if any.
     pub resume: bool,
     pub identity: Identity,
+    /// The numerics of the training steps (TF32, autotuning, determinism on CUDA).
+    pub numerics: Numerics,
 }
 
 /// One learner's training.
@@ -69,6 +72,8 @@ pub struct Trained {
 struct Progression {
     rng: Rng,
     step: usize,
+    /// The step this process started at (0, or where a resumed run continues).
+    first_step: usize,
     first_epoch: usize,
     tracks: Vec<TrainOutcome>,
 }
@@ -98,7 +103,7 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
         let single = learners.len() == 1;
         for (k, l) in learners.iter_mut().enumerate() {
             let m = l.finish_epoch(epoch, fed.lr, inp.test.student(), inp.preprocess)?;
-            let m = EpochMetrics { data_wait_seconds: fed.waited, skipped_images: fed.skipped, ..m };
+            let m = EpochMetrics { data_wait_seconds: fed.waited, skipped_images: fed.skipped, host_reads: fed.host_reads, ..m };
             // With one learner the epoch's wall time is its own; with several, each counts its
             // own steps and evaluation (the teachers' share is reported apart).
             let m = if single { EpochMetrics { seconds: started.elapsed().as_secs_f64(), ..m } } else { m };
@@ -128,6 +133,8 @@ struct Fed {
     waited: f64,
     /// Training images left out because they failed to decode.
     skipped: usize,
+    /// Host reads the steps made ([`crate::host`]), the run's first step excepted.
+    host_reads: u64,
 }
 
 /// One epoch of steps for every learner.
@@ -161,7 +168,9 @@ fn run_epoch(
     let mut lr = sgd.lr;
     // The student's input transform, its constants built once on the device.
     let student_input = inp.preprocess.on(device)?;
+    let mut host_reads = 0;
     let (waited, skipped) = inp.train.train_batches(&schedule, &sizes, |stream| {
+        let _numerics = inp.numerics.enter();
         let mut skipped = 0;
         for i in 0..steps {
             let batch = stream.next().ok_or_else(|| anyhow::anyhow!("the loader ended before batch {i} of {steps}"))??;
@@ -174,6 +183,7 @@ fn run_epoch(
                 progress.inc(1, &format!("epoch {epoch}/{}", cfg.epochs));
                 continue;
             }
+            let reads_before = crate::host::reads();
             let labels = batch.labels.to_device(device);
             // Each view goes to the device once, as uint8, for every model that takes it.
             let views = batch.views.iter().map(|v| v.f_to_device(device)).collect::<Result<Vec<_>, _>>()?;
@@ -184,12 +194,16 @@ fn run_epoch(
             for l in learners.iter_mut() {
                 l.step(&x, &labels, &outputs, epoch, i, steps, lr, inp.seed)?;
             }
+            // The run's first step may set things up once (lazily built state, shapes).
+            if at.step > at.first_step {
+                host_reads += crate::host::reads() - reads_before;
+            }
             at.step += 1;
             progress.inc(1, &format!("epoch {epoch}/{}", cfg.epochs));
         }
         Ok((stream.waited().as_secs_f64(), skipped))
     })?;
-    Ok(Fed { lr, waited, skipped })
+    Ok(Fed { lr, waited, skipped, host_reads })
 }
 
 /// Appends an epoch to a learner's history and keeps its best.
@@ -222,7 +236,7 @@ fn checkpoint_dirs(learners: &[Learner], inp: &TrainInputs) -> Vec<Option<PathBu
 /// them must stand at the same epoch, step and generator state.
 fn resume(learners: &mut [Learner], dirs: &[Option<PathBuf>], inp: &TrainInputs, expect: &Expect) -> anyhow::Result<Progression> {
     let fresh = || TrainOutcome { method_summary: None, epochs: vec![], best_top1: -1.0, best_epoch: 0, final_top1: 0.0, best_state: None };
-    let mut at = Progression { rng: Rng::new(inp.seed), step: 0, first_epoch: 1, tracks: learners.iter().map(|_| fresh()).collect() };
+    let mut at = Progression { rng: Rng::new(inp.seed), step: 0, first_step: 0, first_epoch: 1, tracks: learners.iter().map(|_| fresh()).collect() };
     if !inp.resume {
         return Ok(at);
     }
@@ -248,7 +262,7 @@ fn resume(learners: &mut [Learner], dirs: &[Option<PathBuf>], inp: &TrainInputs,
         if !missing.is_empty() {
             return Err(crate::bad_input!("cannot resume: {} hold(s) no checkpoint while the other learners stand after epoch {epoch}", missing.join(", ")));
         }
-        (at.rng, at.step, at.first_epoch) = (Rng::from_state(rng), step, epoch + 1);
+        (at.rng, at.step, at.first_step, at.first_epoch) = (Rng::from_state(rng), step, step, epoch + 1);
     }
     Ok(at)
 }
@@ -276,7 +290,7 @@ fn save(dir: &std::path::Path, learner: &Learner, at: &Progression, k: usize, ep
 fn restore(learner: &mut Learner, ck: &Checkpoint) -> anyhow::Result<()> {
     learner.student.load_state(&ck.model)?;
     load_method_state(learner.method, &ck.model)?;
-    learner.opt.load_buffers(&ck.momentum);
+    learner.opt.load_buffers(&ck.momentum)?;
     Ok(())
 }
 

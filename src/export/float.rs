@@ -4,6 +4,7 @@
 use super::metadata::{self, StudentMetadata};
 use crate::graph::fold_bn::fold_batch_norm;
 use crate::graph::Graph;
+use crate::host::HostRead;
 use crate::recipe::schema::Export;
 use crate::student::Student;
 use serde::Serialize;
@@ -75,7 +76,7 @@ fn refuse_non_finite(graph: &Graph) -> anyhow::Result<()> {
     let bad: Vec<&str> = graph
         .initializers
         .iter()
-        .filter(|(_, t)| crate::graph::ops::is_float(t.kind()) && t.isfinite().all().int64_value(&[]) == 0)
+        .filter(|(_, t)| crate::graph::ops::is_float(t.kind()) && t.isfinite().all().read_i64() == 0)
         .map(|(n, _)| n.as_str())
         .collect();
     match bad.as_slice() {

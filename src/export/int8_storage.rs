@@ -3,6 +3,7 @@
 //! kernel), and short names for what the quantization added.
 
 use crate::graph::Graph;
+use crate::host::HostRead;
 use crate::quant::qdq::GRAD_SCALES_KEY;
 use onnx_protobuf::NodeProto;
 use std::collections::HashMap;
@@ -33,7 +34,7 @@ pub fn store_weights_as_int8(graph: &mut Graph) -> anyhow::Result<usize> {
         // A following integer Clip narrows the grid; apply it here and drop it.
         let last = q.output[0].clone();
         if let Some(clip) = graph.nodes.iter().find(|n| n.op_type == "Clip" && n.input[0] == last).cloned() {
-            let bound = |i: usize| graph.initializer(&clip.input[i]).map(|t| t.to_kind(Kind::Double).double_value(&[]));
+            let bound = |i: usize| graph.initializer(&clip.input[i]).map(|t| t.to_kind(Kind::Double).read_f64());
             if let (Some(lo), Some(hi)) = (bound(1), bound(2)) {
                 ints = ints.clamp(lo, hi);
                 graph.nodes.retain(|n| n.name != clip.name);

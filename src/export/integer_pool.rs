@@ -10,6 +10,7 @@
 //! the report's agreement between the fake-quant student and the file would show.
 
 use crate::graph::Graph;
+use crate::host::HostRead;
 use crate::quant::qdq::qdq_node;
 
 /// Ops that only rearrange the pooled values.
@@ -65,7 +66,7 @@ fn quantizer_after(graph: &Graph, pool: usize) -> Option<(usize, usize)> {
     }
     let [q] = graph.readers(flat)[..] else { return None };
     let quantizer = &graph.nodes[q];
-    let scalar = |name: Option<&String>| name.and_then(|n| graph.initializer(n)).filter(|t| t.numel() == 1).map(|t| t.double_value(&[]));
+    let scalar = |name: Option<&String>| name.and_then(|n| graph.initializer(n)).filter(|t| t.numel() == 1).map(|t| t.read_f64());
     let per_tensor = quantizer.input.get(2).is_none_or(|z| z.is_empty() || scalar(Some(z)).is_some());
     let (Some(step_in), Some(step_out)) = (scalar(source.input.get(1)), scalar(quantizer.input.get(1))) else { return None };
     (quantizer.op_type == "QuantizeLinear" && per_tensor && step_in / step_out < MAX_STEP_RATIO).then_some((q, r))

@@ -9,6 +9,7 @@
 //! thread, took 398 µs; the same layer padded to 80 channels, 161 µs.
 
 use crate::graph::Graph;
+use crate::host::HostRead;
 use crate::onnx::attr::{self, Attrs};
 use onnx_protobuf::NodeProto;
 use serde::Serialize;
@@ -129,7 +130,7 @@ fn stored_weight(graph: &Graph, conv: &NodeProto) -> Option<StoredWeight> {
     }
     let scale = dq.input.get(1).filter(|s| owned(s))?;
     let zero_point = match dq.input.get(2).filter(|z| !z.is_empty()) {
-        Some(z) if owned(z) && graph.initializer(z)?.abs().max().int64_value(&[]) == 0 => Some(z.clone()),
+        Some(z) if owned(z) && graph.initializer(z)?.abs().max().read_i64() == 0 => Some(z.clone()),
         Some(_) => return None,
         None => None,
     };

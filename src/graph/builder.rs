@@ -75,7 +75,10 @@ impl GraphBuilder {
     }
 
     pub fn param(&mut self, name: &str, t: Tensor) -> String {
-        self.graph.initializers.push((name.to_string(), t.to_device(self.device)));
+        // Integer initializers (shapes, axes, Slice bounds) stay on the host, where kernels
+        // read them; floats go to the model's device.
+        let t = if crate::graph::ops::is_float(t.kind()) { t.to_device(self.device) } else { t };
+        self.graph.initializers.push((name.to_string(), t));
         name.to_string()
     }
 

@@ -4,7 +4,7 @@
 //! All unsupported nodes are reported together, each by name, before anything runs.
 
 use super::ir::Graph;
-use super::ops::{self, Inputs, Kernel, NodeCtx, RunCtx};
+use super::ops::{self, HostConst, Inputs, Kernel, NodeCtx, RunCtx};
 use super::ops::{is_float, unsupported_nodes};
 use crate::bad_input;
 use onnx_protobuf::NodeProto;
@@ -30,9 +30,16 @@ struct Step {
     free: Vec<usize>,
 }
 
+/// The largest constant whose values are copied to the host at compile time (shapes, axes,
+/// Clip bounds, quantization parameters are far smaller).
+const HOST_CONST_MAX: i64 = 64;
+
 /// A compiled graph, ready to run on fixed inputs and fetch fixed outputs.
 pub struct Executor {
     consts: Vec<(usize, Tensor)>,
+    /// Host copies of the small constants that are not trainable, by slot: what kernels read as
+    /// operands (Slice bounds, Reshape shapes, Clip bounds) is resolved here, once.
+    host: HashMap<usize, HostConst>,
     inputs: Vec<usize>,
     fetch: Vec<usize>,
     steps: Vec<Step>,
@@ -103,17 +110,34 @@ impl Executor {
             .iter()
             .map(|n| slot_of.get(n).copied().ok_or_else(|| bad_input!("graph `{}` has no value named `{n}`", graph.name)))
             .collect::<anyhow::Result<_>>()?;
-        let mut exec = Executor { consts, inputs, fetch, steps, slots: slot_of.len() };
+        let mut exec = Executor { consts, host: HashMap::new(), inputs, fetch, steps, slots: slot_of.len() };
         exec.fold_constants(&constant_slots, device)?;
+        exec.resolve_host_constants()?;
         exec.plan_frees();
         Ok(exec)
+    }
+
+    /// Copies to the host, once, every small constant a kernel may read as an operand: integer
+    /// ones and float ones that do not train (a trainable one may be replaced or updated).
+    fn resolve_host_constants(&mut self) -> anyhow::Result<()> {
+        let read: HashSet<usize> = self.steps.iter().flat_map(|s| s.inputs.iter().flatten().copied()).collect();
+        for (slot, t) in &self.consts {
+            if read.contains(slot) && t.numel() as i64 <= HOST_CONST_MAX && !t.requires_grad() {
+                self.host.insert(*slot, HostConst::of(t)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn host_of(&self, step: &Step) -> Vec<Option<&HostConst>> {
+        step.inputs.iter().map(|s| s.and_then(|s| self.host.get(&s))).collect()
     }
 
     /// Evaluates, once, every node whose inputs are all constants (Constant nodes and shape
     /// arithmetic on integer initializers), and drops those nodes from the plan.
     fn fold_constants(&mut self, constant_slots: &HashSet<usize>, device: Device) -> anyhow::Result<()> {
         let mut known: HashMap<usize, Tensor> = self.consts.iter().filter(|(s, _)| constant_slots.contains(s)).map(|(s, t)| (*s, t.shallow_clone())).collect();
-        let ctx = RunCtx { train: false };
+        let ctx = RunCtx { train: false, numerics: super::Numerics::EXACT };
         let mut kept = Vec::new();
         for step in std::mem::take(&mut self.steps) {
             let foldable = step.inputs.iter().flatten().all(|s| known.contains_key(s));
@@ -122,7 +146,7 @@ impl Executor {
                 continue;
             }
             let values = step.inputs.iter().map(|s| s.and_then(|s| known.get(&s))).collect();
-            let outs = (step.kernel)(&Inputs { node: &step.node, values }, &ctx)
+            let outs = (step.kernel)(&Inputs { node: &step.node, values, host: vec![] }, &ctx)
                 .map_err(|e| crate::error::in_node(e, format!("folding constant node `{}` ({})", step.node.name, step.node.op_type)))?;
             for (slot, t) in step.outputs.iter().zip(outs) {
                 if let Some(s) = slot {
@@ -191,10 +215,17 @@ impl Executor {
         for (s, t) in self.inputs.iter().zip(inputs) {
             slots[*s] = Some(t.shallow_clone());
         }
-        let ctx = RunCtx { train: mode == RunMode::Train };
+        let ctx = RunCtx { train: mode == RunMode::Train, numerics: super::Numerics::current() };
         for step in &self.steps {
             let values = step.inputs.iter().map(|s| s.and_then(|s| slots[s].as_ref())).collect();
-            let outs = (step.kernel)(&Inputs { node: &step.node, values }, &ctx)
+            // A replaced initializer is no longer the constant its host copy holds.
+            let mut host = self.host_of(step);
+            for (k, s) in step.inputs.iter().enumerate() {
+                if s.is_some_and(|s| replaced.iter().any(|(r, _)| *r == s)) {
+                    host[k] = None;
+                }
+            }
+            let outs = (step.kernel)(&Inputs { node: &step.node, values, host }, &ctx)
                 .map_err(|e| crate::error::in_node(e, format!("running node `{}` ({})", step.node.name, step.node.op_type)))?;
             let mut outs = outs.into_iter();
             for (slot, name) in step.outputs.iter().zip(&step.node.output) {
@@ -217,6 +248,7 @@ mod qdq_tests {
     //! The QuantizeLinear/DequantizeLinear kernels (ops/quant.rs) run through the executor.
     use super::{Executor, RunMode};
     use crate::graph::ir::{Dim, Graph, ValueDecl};
+    use crate::host::HostRead;
     use onnx_protobuf::NodeProto;
     use tch::{Device, Kind, Tensor};
 
@@ -247,13 +279,13 @@ mod qdq_tests {
         let exec = Executor::compile(&graph, &["y".to_string()], Device::Cpu).unwrap();
         let x = Tensor::from_slice(&[0.3f32, -1.1, 70.0, -80.0]).set_requires_grad(true);
         let y = exec.run(&[&x], RunMode::Train).unwrap().remove(0);
-        let got: Vec<f32> = Vec::try_from(&y.detach()).unwrap();
+        let got: Vec<f32> = crate::host::vec(&y.detach()).unwrap();
         assert_eq!(got, vec![0.5, -1.0, 63.5, -64.0]); // round(0.6)=1, round(-2.2)=-2, saturated at 127 and -128
         y.sum(Kind::Float).backward();
-        let gx: Vec<f32> = Vec::try_from(&x.grad()).unwrap();
+        let gx: Vec<f32> = crate::host::vec(&x.grad()).unwrap();
         assert_eq!(gx, vec![1.0, 1.0, 0.0, 0.0]);
         // d/ds Σ y: in range round(x/s) − x/s (0.4 and 0.2), saturated q (127 and −128).
-        let gs = scale.grad().double_value(&[]);
+        let gs = scale.grad().read_f64();
         assert!((gs - (0.4 + 0.2 + 127.0 - 128.0)).abs() < 1e-5, "{gs}");
         // In eval mode QuantizeLinear yields int8, as ONNX says.
         let q = Executor::compile(&graph, &["q".to_string()], Device::Cpu).unwrap().run(&[&x.detach()], RunMode::Eval).unwrap().remove(0);

@@ -8,9 +8,11 @@ pub mod builder;
 pub mod exec;
 pub mod fold_bn;
 pub mod ir;
+pub mod numerics;
 pub mod ops;
 pub mod passes;
 pub mod taps;
 
 pub use exec::{Executor, RunMode};
 pub use ir::{Dim, Graph, ValueDecl};
+pub use numerics::Numerics;

@@ -64,7 +64,7 @@ pub fn relax_fixed_batch(graph: &mut Graph) -> anyhow::Result<Relaxed> {
 fn constant_ints(graph: &Graph, name: &str) -> anyhow::Result<Option<Vec<i64>>> {
     if let Some(t) = graph.initializer(name) {
         if t.kind() == Kind::Int64 {
-            return Ok(Some(Vec::<i64>::try_from(&t.flatten(0, -1))?));
+            return Ok(Some(crate::host::vec::<i64>(&t.flatten(0, -1))?));
         }
         return Ok(None);
     }
@@ -73,7 +73,7 @@ fn constant_ints(graph: &Graph, name: &str) -> anyhow::Result<Option<Vec<i64>>> 
         if let Some(t) = crate::onnx::attr::Attrs::new(node).tensor("value")? {
             let t = to_tch(t)?;
             if t.kind() == Kind::Int64 {
-                return Ok(Some(Vec::<i64>::try_from(&t.flatten(0, -1))?));
+                return Ok(Some(crate::host::vec::<i64>(&t.flatten(0, -1))?));
             }
         }
     }

@@ -89,7 +89,7 @@ pub fn from_tch(name: &str, t: &Tensor) -> anyhow::Result<TensorProto> {
     p.data_type = data_type_of(kind)? as i32;
     let numel = t.numel();
     let mut bytes = vec![0u8; numel * kind.elt_size_in_bytes()];
-    t.f_copy_data_u8(&mut bytes, numel)?;
+    crate::host::bytes(&t, &mut bytes)?;
     p.raw_data = bytes;
     Ok(p)
 }
@@ -116,7 +116,7 @@ mod tests {
         p.dims = vec![2];
         p.float_data = vec![0.5, 2.0];
         let t = to_tch(&p).unwrap();
-        assert_eq!(Vec::<f32>::try_from(&t).unwrap(), vec![0.5, 2.0]);
+        assert_eq!(crate::host::vec::<f32>(&t).unwrap(), vec![0.5, 2.0]);
         p.dims = vec![3];
         assert!(to_tch(&p).is_err(), "a count mismatch must be an error");
     }

@@ -183,6 +183,7 @@ fn train_inputs<'a>(plan: &'a Plan, train: &'a Feed, test: &'a TestSet, out: &Pa
         checkpoints: Some(out.join("checkpoints")),
         resume,
         identity: Identity { recipe_sha256: plan.recipe_sha256.clone(), teacher_sha256: plan.teacher_hashes() },
+        numerics: crate::graph::Numerics::training(plan.train.deterministic),
     }
 }
 

@@ -84,7 +84,13 @@ impl Stage<'_> {
         } else {
             Distiller::new(self.plan, usage, graph, self.inputs.seed)?
         };
-        let inputs = TrainInputs { label, checkpoints: Some(self.out.join("checkpoints").join(label)), identity: self.inputs.identity.clone(), ..*self.inputs };
+        let inputs = TrainInputs {
+            label,
+            checkpoints: Some(self.out.join("checkpoints").join(label)),
+            identity: self.inputs.identity.clone(),
+            numerics: crate::graph::Numerics::qat(self.plan.train.deterministic),
+            ..*self.inputs
+        };
         let record = distiller.train(&self.train_config(), &inputs)?;
         // The biases on ONNX Runtime's int32 grid, so the student measured and exported here
         // computes what the file computes.

@@ -123,10 +123,11 @@ pub fn mse_step(x: &Tensor, grid: Grid, axis: Option<i64>) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::HostRead;
     use tch::Device;
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[])
+        (a - b).abs().max().read_f64()
     }
 
     /// libtorch's op decides clipping after rounding, LSQ (and this module) before: they differ
@@ -164,7 +165,7 @@ mod tests {
             assert!(max_diff(&ours, &theirs) < 1e-6, "{bits} bits: forward");
             assert!(max_diff(&gx, &g[0]) < 1e-6, "{bits} bits: dx");
             assert!(
-                (gs.double_value(&[0]) - g[1].double_value(&[0])).abs() < 1e-4 * g[1].abs().double_value(&[0]).max(1.0),
+                (crate::host::element_f64(&gs, 0) - crate::host::element_f64(&g[1], 0)).abs() < 1e-4 * crate::host::element_f64(&g[1].abs(), 0).max(1.0),
                 "{bits} bits: ds {gs} vs {}",
                 g[1]
             );
@@ -190,10 +191,10 @@ mod tests {
         let h = Tensor::run_backward(&[(&theirs * &dy).sum(Kind::Float)], &[&w2, &s2], false, false);
         assert!(max_diff(&ours, &theirs) < 1e-6);
         assert!(max_diff(&g[0], &h[0]) < 1e-6);
-        assert!(max_diff(&g[1], &h[1]) < 1e-4 * h[1].abs().max().double_value(&[]).max(1.0), "{} vs {}", g[1], h[1]);
+        assert!(max_diff(&g[1], &h[1]) < 1e-4 * h[1].abs().max().read_f64().max(1.0), "{} vs {}", g[1], h[1]);
         // Every output lies on its channel's grid.
         let q = (&ours.detach() / s.detach().reshape([-1, 1, 1, 1])).round();
-        assert!(q.abs().max().double_value(&[]) <= 7.0);
+        assert!(q.abs().max().read_f64() <= 7.0);
     }
 
     /// On uniform values the whole range is the MSE-optimal clip at 8 bits; on a heavy-tailed
@@ -201,11 +202,11 @@ mod tests {
     #[test]
     fn mse_step_fits_the_grid() {
         let u = Tensor::linspace(-1.0, 1.0, 10_001, (Kind::Float, Device::Cpu));
-        let s = mse_step(&u, Grid::weights(8), None).double_value(&[]);
+        let s = mse_step(&u, Grid::weights(8), None).read_f64();
         assert!((s - 1.0 / 127.0).abs() < 1e-6, "{s}");
         tch::manual_seed(3);
         let x = Tensor::randn([20_000], (Kind::Float, Device::Cpu)).pow_tensor_scalar(3);
-        let err = |s: &Tensor, g: Grid| ((&x / s).round().clamp(g.lo, g.hi) * s - &x).square().mean(Kind::Float).double_value(&[]);
+        let err = |s: &Tensor, g: Grid| ((&x / s).round().clamp(g.lo, g.hi) * s - &x).square().mean(Kind::Float).read_f64();
         for bits in [8u32, 4, 2] {
             let g = Grid::signed(bits);
             let (mse, lsq) = (mse_step(&x, g, None), initial_step(&x, g, None));
@@ -215,7 +216,7 @@ mod tests {
         let w = Tensor::randn([6, 3, 3, 3], (Kind::Float, Device::Cpu)) * Tensor::from_slice(&[1.0f32, 2.0, 4.0, 8.0, 16.0, 32.0]).reshape([6, 1, 1, 1]);
         let s = mse_step(&w, Grid::weights(4), Some(0));
         assert_eq!(s.size(), vec![6]);
-        let ratio = (s.get(5) / s.get(0)).double_value(&[]);
+        let ratio = (s.get(5) / s.get(0)).read_f64();
         assert!(ratio > 8.0 && ratio < 128.0, "{ratio}");
     }
 

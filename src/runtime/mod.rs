@@ -189,7 +189,7 @@ impl OrtModel {
     pub fn seconds_per_run(&mut self, x: &Tensor, iters: usize) -> anyhow::Result<f64> {
         let x = x.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous();
         let mut shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
-        let data = Vec::<f32>::try_from(&x.flatten(0, -1))?;
+        let data = crate::host::vec::<f32>(&x.flatten(0, -1))?;
         let pieces = if self.fixed_batch_one { std::mem::replace(&mut shape[0], 1) } else { 1 };
         let piece = data.len() / pieces.max(1);
         let started = std::time::Instant::now();
@@ -205,7 +205,7 @@ impl OrtModel {
     fn run_once(&mut self, x: &Tensor) -> anyhow::Result<Vec<Tensor>> {
         let x = x.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous();
         let shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
-        let data = Vec::<f32>::try_from(&x.flatten(0, -1))?;
+        let data = crate::host::vec::<f32>(&x.flatten(0, -1))?;
         let input = TensorRef::from_array_view((shape, data.as_slice()))?;
         let outputs = self.session.run(ort::inputs![input])?;
         let mut result = Vec::with_capacity(outputs.len());

@@ -2,6 +2,7 @@
 //! their top-1 agreement, and the ensemble's accuracy by mean probabilities and by majority vote.
 
 use crate::data::feed::TestSet;
+use crate::host::HostRead;
 use crate::metrics;
 use crate::runtime::{self, OrtModel};
 use serde::Serialize;
@@ -103,7 +104,7 @@ pub fn evaluate_teachers(teachers: &[super::Teacher], tests: &TestSet) -> anyhow
     let ensemble_mean = probs.as_ref().map(|p| metrics::top_k(p, labels, 1));
     let ensemble_vote = probs.as_ref().map(|p| {
         let vote = majority_vote(&Tensor::stack(&preds, 0), p.size()[1]);
-        vote.eq_tensor(labels).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+        vote.eq_tensor(labels).to_kind(Kind::Double).mean(Kind::Double).read_f64()
     });
     Ok(TeacherEvaluation { records, ensemble_mean, ensemble_vote })
 }
@@ -171,6 +172,6 @@ mod tests {
         // majority against teacher 0, unanimity.
         let preds = Tensor::from_slice(&[1i64, 0, 2, 3, 1, 1, 0, 3, 2, 2, 0, 3]).reshape([3, 4]);
         let vote = super::majority_vote(&preds, 4);
-        assert_eq!(Vec::<i64>::try_from(&vote).unwrap(), vec![1, 0, 0, 3]);
+        assert_eq!(crate::host::vec::<i64>(&vote).unwrap(), vec![1, 0, 0, 3]);
     }
 }

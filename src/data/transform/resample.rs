@@ -31,7 +31,7 @@ pub fn resized_crop_into(src: &[u8], (h, w): (i64, i64), b: CropBox, (out_h, out
     let oriented = if flip { sized.f_flip([1])? } else { sized };
     let out = oriented.f_contiguous()?;
     debug_assert_eq!(out.kind(), Kind::Uint8);
-    out.f_copy_data_u8(dst, dst.len())?;
+    crate::host::bytes(&out, dst)?;
     Ok(())
 }
 
@@ -107,7 +107,7 @@ mod tests {
         let src = vec![200u8; 4 * 4 * 3];
         let b = CropBox { top: -1, left: 2, height: 4, width: 4 };
         let got = run(&src, (4, 4), b, (4, 4), false);
-        let v = Vec::<u8>::try_from(got.flatten(0, -1)).unwrap();
+        let v = crate::host::vec::<u8>(&got.flatten(0, -1)).unwrap();
         for y in 0..4 {
             for x in 0..4 {
                 let want = if y == 0 || x >= 2 { 0 } else { 200 };
@@ -121,7 +121,7 @@ mod tests {
         let src: Vec<u8> = std::iter::repeat_n([10u8, 120, 250], 30 * 50).flatten().collect();
         for out in [(7, 9), (64, 100), (30, 50), (1, 1)] {
             let got = run(&src, (30, 50), CropBox { top: 3, left: 5, height: 20, width: 31 }, out, true);
-            let v = Vec::<u8>::try_from(got.flatten(0, -1)).unwrap();
+            let v = crate::host::vec::<u8>(&got.flatten(0, -1)).unwrap();
             assert!(v.chunks(3).all(|p| p == [10, 120, 250]), "{out:?}");
         }
     }
@@ -133,7 +133,7 @@ mod tests {
         let (h, w) = (64i64, 64i64);
         let src: Vec<u8> = (0..h * w).flat_map(|i| if (i / w + i % w) % 2 == 0 { [255u8; 3] } else { [0u8; 3] }).collect();
         let got = run(&src, (h, w), CropBox::full(h, w), (16, 16), false);
-        let v = Vec::<u8>::try_from(got.flatten(0, -1)).unwrap();
+        let v = crate::host::vec::<u8>(&got.flatten(0, -1)).unwrap();
         assert!(v.iter().all(|&p| (120..=135).contains(&p)), "{:?}", &v[..12]);
     }
 

@@ -1,8 +1,9 @@
 //! AEKD, "Agree to Disagree" (Du et al. 2020; methods.md §3.4): per batch, each teacher's KD
 //! gradient with respect to the student logits, averaged over the batch (ḡ_k), and the teacher
 //! weights a* = argmin ‖Σ_k a_k ḡ_k‖² over the capped simplex {Σ a = 1, 0 ≤ a ≤ C}, solved
-//! exactly in Rust (the reference uses sklearn's ν-OneClassSVM). L_div = Σ_k a*_k·KD_k; the
-//! weights are constants.
+//! exactly on the device by enumerating the KKT systems in one batched solve (the reference uses
+//! sklearn's ν-OneClassSVM), so the step reads nothing back. L_div = Σ_k a*_k·KD_k; the weights
+//! are constants.
 //!
 //! ḡ_k needs no extra backward pass: ∂(batch-mean T²·KL(p_k‖p_s))/∂z_s = T·(p_s − p_k)/B.
 
@@ -17,7 +18,7 @@ pub struct Aekd {
     temperature: f64,
     o: AekdOptions,
     /// The weights of the last `losses` call, reported by `teacher_weights` without solving again.
-    last: std::cell::RefCell<Option<Vec<f64>>>,
+    last: std::cell::RefCell<Option<Tensor>>,
 }
 
 /// The capped simplex must hold a point: c_tol in (0, 1] and c_tol·K ≥ 1.
@@ -51,106 +52,75 @@ pub fn mean_gradients(student: &Tensor, teachers: &[Tensor], t: f64) -> Tensor {
 
 /// The teacher weights for gradients `g` [K, C]: the min-norm point of their convex hull with
 /// every weight at most `cap`; with `normalize`, solved on unit vectors and rescaled by 1/‖ḡ_k‖.
-pub fn weights(g: &Tensor, cap: f64, normalize: bool) -> Vec<f64> {
-    let g = g.detach().to_kind(Kind::Double).to_device(tch::Device::Cpu);
-    let norms: Vec<f64> = Vec::try_from(&g.norm_scalaropt_dim(2, [1i64].as_slice(), false)).unwrap_or_default();
-    let g = if normalize { &g / g.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-12) } else { g };
-    let gram: Vec<f64> = Vec::try_from(&g.matmul(&g.tr()).flatten(0, -1)).unwrap_or_default();
-    let k = norms.len();
-    let gram: Vec<Vec<f64>> = gram.chunks(k).map(|r| r.to_vec()).collect();
-    let mut a = capped_simplex_min_norm(&gram, cap);
+/// A [K] tensor on `g`'s device, computed there without reading anything back.
+pub fn weights(g: &Tensor, cap: f64, normalize: bool) -> Tensor {
+    let g = g.detach().to_kind(Kind::Double);
+    let norms = g.norm_scalaropt_dim(2, [1i64].as_slice(), false).clamp_min(1e-12);
+    let unit = if normalize { &g / norms.unsqueeze(1) } else { g.shallow_clone() };
+    let a = capped_simplex_min_norm(&unit.matmul(&unit.tr()), cap);
     if normalize {
-        for (ai, n) in a.iter_mut().zip(&norms) {
-            *ai /= n.max(1e-12);
-        }
-        let s: f64 = a.iter().sum();
-        a.iter_mut().for_each(|ai| *ai /= s);
+        let a = a / norms;
+        &a / a.sum(Kind::Double)
+    } else {
+        a
     }
-    a
 }
 
-/// argmin aᵀGa subject to Σa = 1 and 0 ≤ a ≤ cap (cap·K ≥ 1), exactly: every assignment of the
-/// coordinates to "at 0", "free" or "at cap" is tried, the free ones solved from the KKT
-/// equations, and the best feasible point kept. K is the number of teachers (3^K systems of at
-/// most K + 1 unknowns; K = 8 is 6,561 tiny solves).
-pub fn capped_simplex_min_norm(gram: &[Vec<f64>], cap: f64) -> Vec<f64> {
-    let k = gram.len();
+/// argmin aᵀGa subject to Σa = 1 and 0 ≤ a ≤ cap (cap·K ≥ 1) for a Gram matrix G [K, K],
+/// exactly and on G's device: every assignment of the coordinates to "at 0", "free" or "at cap"
+/// (3^K of them; K = 8 is 6,561) is one (K+1)-unknown KKT system, all solved in one batched call
+/// without error checks (a singular system is simply not a candidate), and the feasible
+/// solution of least objective is kept. No value is read back to the host.
+///
+/// The system of an assignment, unknowns (a, λ): a free coordinate's row is 2(Ga)_i − λ = 0,
+/// a fixed one's a_i = 0 or cap, and the last row Σa = 1. Without free coordinates λ has no
+/// equation: its row becomes λ = 0, and Σa = 1 is checked instead of imposed.
+pub fn capped_simplex_min_norm(gram: &Tensor, cap: f64) -> Tensor {
+    let k = gram.size()[0];
+    let (kind, device) = (Kind::Double, gram.device());
     if k == 1 {
-        return vec![1.0];
+        return Tensor::ones([1], (kind, device));
     }
-    let objective = |a: &[f64]| -> f64 { (0..k).map(|i| (0..k).map(|j| a[i] * gram[i][j] * a[j]).sum::<f64>()).sum() };
-    let mut best: Option<(f64, Vec<f64>)> = None;
-    let total = 3usize.pow(k as u32);
-    for code in 0..total {
-        // state per coordinate: 0 = at zero, 1 = free, 2 = at cap
-        let state: Vec<usize> = (0..k).map(|i| (code / 3usize.pow(i as u32)) % 3).collect();
-        let free: Vec<usize> = (0..k).filter(|&i| state[i] == 1).collect();
-        let at_cap: Vec<usize> = (0..k).filter(|&i| state[i] == 2).collect();
-        let rest = 1.0 - cap * at_cap.len() as f64;
-        let mut a = vec![0.0; k];
-        for &i in &at_cap {
-            a[i] = cap;
-        }
-        if free.is_empty() {
-            if rest.abs() > 1e-12 {
-                continue;
-            }
-        } else {
-            // [2G_FF  −1] [a_F]   [−2 G_FU a_U]
-            // [1ᵀ      0] [λ ] = [rest        ]
-            let n = free.len();
-            let mut m = vec![vec![0.0; n + 2]; n + 1];
-            for (r, &i) in free.iter().enumerate() {
-                for (c, &j) in free.iter().enumerate() {
-                    m[r][c] = 2.0 * gram[i][j];
-                }
-                m[r][n] = -1.0;
-                m[r][n + 1] = -2.0 * at_cap.iter().map(|&j| gram[i][j] * cap).sum::<f64>();
-            }
-            m[n].iter_mut().take(n).for_each(|v| *v = 1.0);
-            m[n][n + 1] = rest;
-            let Some(x) = solve(m) else { continue };
-            for (r, &i) in free.iter().enumerate() {
-                a[i] = x[r];
-            }
-        }
-        if a.iter().any(|&v| v < -1e-9 || v > cap + 1e-9) {
-            continue;
-        }
-        let f = objective(&a);
-        if best.as_ref().is_none_or(|(bf, _)| f < *bf - 1e-15) {
-            best = Some((f, a));
-        }
-    }
-    let mut a = best.map(|(_, a)| a).unwrap_or_else(|| vec![1.0 / k as f64; k]);
-    a.iter_mut().for_each(|v| *v = v.clamp(0.0, cap));
-    a
+    let states = assignments(k).to_device(device);
+    let free = states.eq(1).to_kind(kind);
+    let fixed = states.eq(2).to_kind(kind) * cap;
+    let s = states.size()[0];
+    let eye = Tensor::eye(k, (kind, device));
+    let top_left = free.unsqueeze(2) * (gram.to_kind(kind) * 2.0).unsqueeze(0) + (free.neg() + 1.0).unsqueeze(2) * eye.unsqueeze(0);
+    let none_free = free.sum_dim_intlist([1i64].as_slice(), true, kind).eq(0.0).to_kind(kind);
+    let top = Tensor::cat(&[top_left, -free.unsqueeze(2)], 2);
+    let bottom = Tensor::cat(&[(none_free.neg() + 1.0).expand([s, k], false), none_free.shallow_clone()], 1).unsqueeze(1);
+    let m = Tensor::cat(&[top, bottom], 1);
+    let rhs = Tensor::cat(&[(free.neg() + 1.0) * &fixed, none_free.neg() + 1.0], 1).unsqueeze(2);
+    let (x, info) = Tensor::linalg_solve_ex(&m, &rhs, true, false);
+    let a = x.narrow(1, 0, k).squeeze_dim(2);
+    let feasible = a
+        .isfinite()
+        .all_dim(1, false)
+        .logical_and(&info.eq(0))
+        .logical_and(&a.ge(-1e-9).all_dim(1, false))
+        .logical_and(&a.le(cap + 1e-9).all_dim(1, false))
+        .logical_and(&(a.sum_dim_intlist([1i64].as_slice(), false, kind) - 1.0).abs().le(1e-9));
+    let a = a.where_self(&feasible.unsqueeze(1), &a.zeros_like());
+    let objective = (a.matmul(&gram.to_kind(kind)) * &a).sum_dim_intlist([1i64].as_slice(), false, kind);
+    let objective = objective.where_self(&feasible, &Tensor::full([], f64::INFINITY, (kind, device)));
+    let best = objective.argmin(0, false);
+    let found = objective.index_select(0, &best.unsqueeze(0)).isfinite();
+    let a = a.index_select(0, &best.unsqueeze(0)).squeeze_dim(0);
+    let uniform = Tensor::full([k], 1.0 / k as f64, (kind, device));
+    a.where_self(&found, &uniform).clamp(0.0, cap)
 }
 
-/// Gaussian elimination with partial pivoting on an augmented matrix; None when singular.
-fn solve(mut m: Vec<Vec<f64>>) -> Option<Vec<f64>> {
-    let n = m.len();
-    for col in 0..n {
-        let pivot = (col..n).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
-        if m[pivot][col].abs() < 1e-12 {
-            return None;
-        }
-        m.swap(col, pivot);
-        for row in 0..n {
-            if row != col {
-                let f = m[row][col] / m[col][col];
-                let pivot_row = m[col].clone();
-                for (v, p) in m[row].iter_mut().zip(&pivot_row).skip(col) {
-                    *v -= f * p;
-                }
-            }
-        }
-    }
-    Some((0..n).map(|i| m[i][n] / m[i][i]).collect())
+/// Every assignment of `k` coordinates to 0 (at zero), 1 (free) or 2 (at cap), coordinate i the
+/// i-th base-3 digit of the row number: [3^k, k] int64 on the host.
+fn assignments(k: i64) -> Tensor {
+    let total = 3i64.pow(k as u32);
+    let codes: Vec<i64> = (0..total).flat_map(|code| (0..k).map(move |i| (code / 3i64.pow(i as u32)) % 3)).collect();
+    Tensor::from_slice(&codes).view([total, k])
 }
 
 impl Aekd {
-    fn current_weights(&self, batch: &BatchOutputs) -> Vec<f64> {
+    fn current_weights(&self, batch: &BatchOutputs) -> Tensor {
         let g = mean_gradients(batch.student, batch.teachers, self.temperature);
         weights(&g, self.o.c_tol, self.o.normalize)
     }
@@ -159,20 +129,21 @@ impl Aekd {
 impl Method for Aekd {
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
         let a = self.current_weights(batch);
-        *self.last.borrow_mut() = Some(a.clone());
+        *self.last.borrow_mut() = Some(a.shallow_clone());
+        let a = a.to_kind(Kind::Float);
         let kd = batch
             .teachers
             .iter()
-            .zip(&a)
-            .map(|(z, w)| kd_per_sample(batch.student, z, self.temperature).mean(Kind::Float) * *w)
+            .enumerate()
+            .map(|(k, z)| kd_per_sample(batch.student, z, self.temperature).mean(Kind::Float) * a.get(k as i64))
             .reduce(|x, y| x + y)
             .expect("at least one teacher");
         Ok(vec![ce_term(self.ce, batch), LossTerm { name: "kd", value: kd * self.kd }])
     }
 
     fn teacher_weights(&self, batch: &BatchOutputs) -> anyhow::Result<Option<Tensor>> {
-        let a = self.last.borrow().clone().unwrap_or_else(|| self.current_weights(batch));
-        Ok(Some(Tensor::from_slice(&a).to_kind(Kind::Float)))
+        let a = self.last.borrow().as_ref().map(Tensor::shallow_clone).unwrap_or_else(|| self.current_weights(batch));
+        Ok(Some(a.to_kind(Kind::Float)))
     }
 }
 
@@ -180,6 +151,7 @@ impl Method for Aekd {
 mod tests {
     use super::*;
     use crate::distill::golden::case;
+    use crate::host::HostRead;
 
     #[test]
     fn gradients_weights_and_loss_match_pytorch() {
@@ -188,8 +160,8 @@ mod tests {
         let g = mean_gradients(&s, &ts, t);
         c.check("grad_mean", &g, 1e-5);
         let a = weights(&g, c.param("C_tol"), false);
-        c.check("weights", &Tensor::from_slice(&a), 1e-5);
-        let loss: f64 = ts.iter().zip(&a).map(|(z, w)| kd_per_sample(&s, z, t).mean(Kind::Float).double_value(&[]) * w).sum();
+        c.check("weights", &a, 1e-5);
+        let loss: f64 = ts.iter().enumerate().map(|(k, z)| kd_per_sample(&s, z, t).mean(Kind::Float).read_f64() * a.get(k as i64).read_f64()).sum();
         c.check("loss", &Tensor::from(loss), 1e-5);
     }
 
@@ -200,22 +172,55 @@ mod tests {
         for name in ["aekd_two_teacher", "aekd_two_teacher_interior"] {
             let c = case(name);
             let a = weights(&c.input("grads"), c.param("C_tol"), false);
-            c.check("weights", &Tensor::from_slice(&a), 1e-6);
+            c.check("weights", &a, 1e-6);
         }
-        let gram = vec![vec![1.0, 0.2], vec![0.2, 0.29]]; // g1 = (1, 0), g2 = (0.2, 0.5)
-        let a = capped_simplex_min_norm(&gram, 0.6);
+        // g1 = (1, 0), g2 = (0.2, 0.5)
+        let gram = Tensor::from_slice(&[1.0f64, 0.2, 0.2, 0.29]).view([2, 2]);
+        let a = crate::host::vec::<f64>(&capped_simplex_min_norm(&gram, 0.6)).unwrap();
         assert!((a[0] - 0.4).abs() < 1e-9 && (a[1] - 0.6).abs() < 1e-9, "{a:?}");
     }
 
+    /// The batched solve is never worse than a brute-force search over a fine grid of the capped
+    /// simplex, for 2 to 4 teachers, and stays in the simplex; duplicate teachers (a singular
+    /// Gram matrix) are handled.
     #[test]
-    fn weights_stay_in_the_capped_simplex() {
-        tch::manual_seed(3);
-        for k in 2..=5 {
-            let g = Tensor::randn([k, 7], (Kind::Double, tch::Device::Cpu));
-            let cap = (1.0 / k as f64 + 0.6).min(1.0);
-            let a = weights(&g, cap, false);
-            assert!((a.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{a:?}");
-            assert!(a.iter().all(|&v| (0.0..=cap + 1e-12).contains(&v)), "{a:?}");
+    fn weights_are_the_capped_simplex_minimum() {
+        let mut rng = crate::data::rng::Rng::new(3);
+        for k in 2..=4i64 {
+            for trial in 0..4 {
+                let mut data: Vec<f64> = (0..k * 5).map(|_| rng.normal()).collect();
+                if trial == 3 {
+                    // Teacher 1 repeats teacher 0.
+                    let (a, b) = data.split_at_mut(5);
+                    b[..5].copy_from_slice(a);
+                }
+                let g = Tensor::from_slice(&data).view([k, 5]);
+                let cap = (1.0 / k as f64 + 0.45).min(1.0);
+                let a = crate::host::vec::<f64>(&weights(&g, cap, false)).unwrap();
+                assert!((a.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{a:?}");
+                assert!(a.iter().all(|&v| (0.0..=cap + 1e-12).contains(&v)), "{a:?}");
+                let gram = crate::host::vec::<f64>(&g.matmul(&g.tr()).view([-1])).unwrap();
+                let f = |w: &[f64]| (0..k as usize).map(|i| (0..k as usize).map(|j| w[i] * gram[i * k as usize + j] * w[j]).sum::<f64>()).sum::<f64>();
+                let steps = 60;
+                let mut best = f64::INFINITY;
+                let mut w = vec![0.0; k as usize];
+                let mut grid = |w: &mut Vec<f64>| {
+                    let last = 1.0 - w[..k as usize - 1].iter().sum::<f64>();
+                    w[k as usize - 1] = last;
+                    if (0.0..=cap).contains(&last) && w.iter().all(|&v| v <= cap) {
+                        best = best.min(f(w));
+                    }
+                };
+                let n = (steps + 1) as u64;
+                for code in 0..n.pow(k as u32 - 1) {
+                    for (i, wi) in w.iter_mut().take(k as usize - 1).enumerate() {
+                        *wi = ((code / n.pow(i as u32)) % n) as f64 / steps as f64;
+                    }
+                    grid(&mut w);
+                }
+                let ours = f(&a);
+                assert!(ours <= best + 1e-12, "k={k} trial {trial}: {ours} > grid {best}");
+            }
         }
     }
 }

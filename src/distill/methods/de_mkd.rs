@@ -159,6 +159,7 @@ impl Method for DeMkd {
 mod tests {
     use super::*;
     use crate::distill::golden::case;
+    use crate::host::HostRead;
 
     fn options(source: EntropySource, map: EntropyMap, invert_nc: bool) -> DeMkdOptions {
         DeMkdOptions { entropy_source: source, entropy_map: map, invert_nc, ..Default::default() }
@@ -197,7 +198,7 @@ mod tests {
         // Two teachers, three samples: Σ w·MSE = 0.5·2 + 0.5·4 + 1·6 + 0·9 + 0.25·1 + 0.75·3 = 11.5.
         let w = Tensor::from_slice(&[0.5f32, 1.0, 0.25, 0.5, 0.0, 0.75]).view([2, 3]);
         let mse = Tensor::from_slice(&[2.0f32, 6.0, 1.0, 4.0, 9.0, 3.0]).view([2, 3]);
-        let got = |n| feature_loss(&w, &mse, n).double_value(&[]);
+        let got = |n| feature_loss(&w, &mse, n).read_f64();
         assert!((got(FeatureNormalization::BatchTeachers) - 11.5 / 6.0).abs() < 1e-6);
         assert!((got(FeatureNormalization::Batch) - 11.5 / 3.0).abs() < 1e-6);
     }

@@ -50,13 +50,14 @@ mod tests {
     use super::*;
     use crate::distill::golden::case;
     use crate::distill::losses::golden::{assert_close, student, teachers, values, T};
+    use crate::host::HostRead;
 
     #[test]
     fn weights_match_methods_md_and_pytorch() {
         let w = entropy_weights(&teachers());
         assert_close(&values(&w), &[0.795477, 0.71387, 0.55809, 0.490712, 0.646433, 0.795418], 1e-5);
         let kl = Tensor::stack(&teachers().iter().map(|z| kd_per_sample(&student(), z, T)).collect::<Vec<_>>(), 0);
-        let loss = (&w * &kl).sum(Kind::Float).double_value(&[]) / 6.0;
+        let loss = (&w * &kl).sum(Kind::Float).read_f64() / 6.0;
         assert!((loss - 0.256271).abs() < 1e-5, "EBKD loss of methods.md §6.7: {loss}");
         let c = case("ebkd");
         let ts = c.per_teacher("teachers");

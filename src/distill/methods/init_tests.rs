@@ -4,6 +4,7 @@
 
 use super::{build, Setup};
 use crate::distill::init::default_bound;
+use crate::host::HostRead;
 use crate::recipe::schema::{ConnectorKind, Distill, FeaturePair, LossWeights};
 use tch::{Device, Tensor};
 
@@ -40,21 +41,21 @@ fn check(all: &[(String, Tensor)]) -> (usize, usize) {
     for (name, t) in all {
         let Some(module) = name.strip_suffix(".weight") else { continue };
         if names.contains(&format!("{module}.running_mean").as_str()) {
-            assert_eq!(t.min().double_value(&[]), 1.0, "{name}: BatchNorm γ must be 1");
-            assert_eq!(t.max().double_value(&[]), 1.0, "{name}: BatchNorm γ must be 1");
+            assert_eq!(t.min().read_f64(), 1.0, "{name}: BatchNorm γ must be 1");
+            assert_eq!(t.max().read_f64(), 1.0, "{name}: BatchNorm γ must be 1");
             let b = &all.iter().find(|(n, _)| *n == format!("{module}.bias")).unwrap().1;
-            assert_eq!(b.abs().max().double_value(&[]), 0.0, "{module}.bias: BatchNorm β must be 0");
+            assert_eq!(b.abs().max().read_f64(), 0.0, "{module}.bias: BatchNorm β must be 0");
             norms += 1;
             continue;
         }
         let bound = default_bound(&t.size());
-        let largest = t.abs().max().double_value(&[]);
+        let largest = t.abs().max().read_f64();
         assert!(largest <= bound, "{name}: largest |w| {largest} above PyTorch's bound {bound} (shape {:?})", t.size());
         if t.numel() >= 200 {
             assert!(largest > 0.9 * bound, "{name}: largest |w| {largest} does not fill U(±{bound})");
         }
         if let Some((_, b)) = all.iter().find(|(n, _)| *n == format!("{module}.bias")) {
-            assert!(b.abs().max().double_value(&[]) <= bound, "{module}.bias above PyTorch's bound {bound}");
+            assert!(b.abs().max().read_f64() <= bound, "{module}.bias above PyTorch's bound {bound}");
         }
         dense += 1;
     }

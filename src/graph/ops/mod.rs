@@ -25,12 +25,38 @@ use tch::Tensor;
 pub struct RunCtx {
     /// Training mode: BatchNormalization uses batch statistics and updates its running ones.
     pub train: bool,
+    /// What float kernels may trade for speed on a GPU (TF32, autotuning, determinism).
+    pub numerics: super::Numerics,
 }
 
 /// A node's runtime inputs, with accessors whose errors name the node.
 pub struct Inputs<'a> {
     pub node: &'a NodeProto,
     pub values: Vec<Option<&'a Tensor>>,
+    /// The host copies of the inputs that are compile-time constants (by position; shorter or
+    /// empty when none are), so reading a constant operand never touches the device.
+    pub host: Vec<Option<&'a HostConst>>,
+}
+
+/// A small constant's values read once when the graph is compiled: exact integers for an
+/// integer tensor (truncated floats otherwise, as a cast to int64 gives) and floats.
+pub struct HostConst {
+    pub ints: Vec<i64>,
+    pub floats: Vec<f64>,
+}
+
+impl HostConst {
+    /// The values of `t` (a constant), read to the host once.
+    pub fn of(t: &Tensor) -> anyhow::Result<HostConst> {
+        let flat = t.f_flatten(0, -1)?;
+        if is_float(t.kind()) {
+            let floats = crate::host::vec::<f64>(&flat.f_to_kind(tch::Kind::Double)?)?;
+            Ok(HostConst { ints: floats.iter().map(|&v| v as i64).collect(), floats })
+        } else {
+            let ints = crate::host::vec::<i64>(&flat.f_to_kind(tch::Kind::Int64)?)?;
+            Ok(HostConst { floats: ints.iter().map(|&v| v as f64).collect(), ints })
+        }
+    }
 }
 
 impl<'a> Inputs<'a> {
@@ -42,11 +68,17 @@ impl<'a> Inputs<'a> {
         self.values.get(i).copied().flatten()
     }
 
-    /// An integer input (shape, axes, indices) read to the host as a vector.
+    fn host_const(&self, i: usize) -> Option<&'a HostConst> {
+        self.host.get(i).copied().flatten()
+    }
+
+    /// An integer input (shape, axes, indices) as a vector: a constant's compile-time copy, or
+    /// the values of a tensor computed on the host (shape arithmetic).
     pub fn ints(&self, i: usize) -> anyhow::Result<Vec<i64>> {
-        let t = self.get(i)?;
-        let t = t.f_to_kind(tch::Kind::Int64)?.f_flatten(0, -1)?;
-        Ok(Vec::<i64>::try_from(&t)?)
+        if let Some(c) = self.host_const(i) {
+            return Ok(c.ints.clone());
+        }
+        Ok(crate::host::host_ints(self.get(i)?)?)
     }
 
     pub fn opt_ints(&self, i: usize) -> anyhow::Result<Option<Vec<i64>>> {
@@ -56,7 +88,6 @@ impl<'a> Inputs<'a> {
         }
     }
 
-    /// A scalar input read to the host (Clip bounds, Range arguments).
     /// Where a multi-input op computes: the device of any input that is not on the host, else
     /// the host. Keeps activations on the accelerator when they meet host-side constants.
     pub fn compute_device(&self) -> tch::Device {
@@ -69,10 +100,20 @@ impl<'a> Inputs<'a> {
         Ok(if t.device() == device || (t.dim() == 0 && t.device() == tch::Device::Cpu) { t.shallow_clone() } else { t.f_to_device(device)? })
     }
 
+    /// A scalar input on the host (Clip bounds, Range arguments): a constant's compile-time
+    /// copy, else read (and counted: on an accelerator it waits for the device).
     pub fn opt_scalar(&self, i: usize) -> anyhow::Result<Option<f64>> {
+        if let (Some(_), Some(c)) = (self.opt(i), self.host_const(i)) {
+            return c
+                .floats
+                .first()
+                .copied()
+                .map(Some)
+                .ok_or_else(|| bad_input!("node `{}` ({}): input {i} is empty, expected a scalar", self.node.name, self.node.op_type));
+        }
         match self.opt(i) {
             None => Ok(None),
-            Some(t) => Ok(Some(t.f_to_kind(tch::Kind::Double)?.f_flatten(0, -1)?.f_double_value(&[0])?)),
+            Some(t) => Ok(Some(crate::host::try_f64(&t.f_flatten(0, -1)?.f_get(0)?)?)),
         }
     }
 }

@@ -110,7 +110,7 @@ fn conv(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let a = ctx.attrs();
     let win = Window::read(&a)?;
     let group = a.int_or("group", 1)?;
-    Ok(single(move |ins, _| {
+    Ok(single(move |ins, rc| {
         let x = ins.get(0)?;
         let w = ins.get(1)?;
         if x.dim() < 3 || w.dim() != x.dim() {
@@ -125,7 +125,11 @@ fn conv(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         let strides = Window::ones(&win.strides, nd);
         let dil = Window::ones(&win.dilations, nd);
         let zeros = vec![0i64; nd];
-        Ok(x.f_convolution(w, ins.opt(2), strides.as_slice(), pad.as_slice(), dil.as_slice(), false, zeros.as_slice(), group)?)
+        // libtorch's convolution with this scope's numerics given per call (its global
+        // defaults allow TF32 in cuDNN); on the CPU the flags change nothing.
+        let n = rc.numerics;
+        let (s, p, d, z) = (strides.as_slice(), pad.as_slice(), dil.as_slice(), zeros.as_slice());
+        Ok(x.f_internal_convolution(w, ins.opt(2), s, p, d, false, z, group, n.benchmark, n.deterministic, true, n.allow_tf32)?)
     }))
 }
 

@@ -133,7 +133,7 @@ impl Held {
     fn of(t: &onnx_protobuf::TensorProto) -> anyhow::Result<Held> {
         let tt = to_tch(t)?;
         let mut bytes = vec![0u8; tt.numel() * tt.kind().elt_size_in_bytes()];
-        tt.f_copy_data_u8(&mut bytes, tt.numel())?;
+        crate::host::bytes(&tt, &mut bytes)?;
         Ok(Held { bytes, dims: tt.size(), kind: tt.kind() })
     }
 

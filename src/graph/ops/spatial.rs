@@ -116,7 +116,7 @@ fn target_size(ins: &Inputs, x: &Tensor, scales_input: usize) -> anyhow::Result<
         return Ok(Target { size: s[2..].to_vec(), scales: None });
     }
     let t = ins.get(scales_input)?.f_to_kind(tch::Kind::Double)?;
-    let scales = Vec::<f64>::try_from(&t.f_flatten(0, -1)?)?;
+    let scales = crate::host::vec::<f64>(&t.f_flatten(0, -1)?)?;
     anyhow::ensure!(scales.len() == 4 && scales[0] == 1.0 && scales[1] == 1.0, "node `{}`: only spatial resizing is supported", ins.node.name);
     let out = vec![(dims[2] as f64 * scales[2]).floor() as i64, (dims[3] as f64 * scales[3]).floor() as i64];
     Ok(Target { size: out, scales: Some((scales[2], scales[3])) })

@@ -142,6 +142,7 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
                     checkpoints: Some(checkpoints),
                     resume: opts.resume,
                     identity: identity.clone(),
+                    numerics: crate::graph::Numerics::training(plan.train.deterministic),
                 };
                 let (results, teacher_time) = train_lockstep(&plan, uses, &inputs, seed)?;
                 let labels = uses.iter().map(|u| u.label.clone()).collect();

@@ -19,6 +19,10 @@ pub struct Train {
     /// CPU threads for libtorch (0 = libtorch's default).
     #[serde(default)]
     pub threads: usize,
+    /// On CUDA: no TF32 and no cuDNN autotuning in training, deterministic cuDNN algorithms, so
+    /// that a resumed run repeats an uninterrupted one; slower. No effect on the CPU.
+    #[serde(default)]
+    pub deterministic: bool,
 }
 
 fn default_batch() -> usize {

@@ -48,7 +48,8 @@ impl Adam {
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
         let _guard = tch::no_grad_guard();
         let _ = self.steps.f_add_scalar_(1);
-        let t = self.steps.int64_value(&[]) as i32;
+        // The count lives on the host (a checkpoint restores it there): no device read.
+        let t = crate::host::host_ints(&self.steps).map_or(1, |v| v[0]) as i32;
         let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
         for (((p, m), v), g) in self.params.iter_mut().zip(&mut self.m).zip(&mut self.v).zip(grads) {
             let g = g + &*p * self.weight_decay;
@@ -146,18 +147,21 @@ impl HardBuffer {
             }
             return;
         }
-        let hard_idx: Vec<i64> = Vec::try_from(&hard.nonzero().flatten(0, -1).to_device(tch::Device::Cpu)).unwrap_or_default();
-        if hard_idx.is_empty() {
-            return;
-        }
+        // Without reading the mask back: the batch's samples ordered hard first (ascending
+        // within each kind, a stable sort), the j-th paired with the j-th shuffled slot, and
+        // a slot overwritten only where its sample is hard.
         let mut slots: Vec<i64> = (0..data.len()).collect();
         self.rng.shuffle(&mut slots);
-        let n = hard_idx.len().min(slots.len());
+        let n = batch.len().min(slots.len() as i64);
         let device = data.x.device();
-        let dst = Tensor::from_slice(&slots[..n]).to_device(device);
-        let src = Tensor::from_slice(&hard_idx[..n]).to_device(device);
+        let dst = Tensor::from_slice(&slots[..n as usize]).to_device(device);
+        let src = hard.logical_not().to_kind(Kind::Uint8).argsort_stable(true, 0, false).narrow(0, 0, n);
+        let take = hard.index_select(0, &src);
         let put = |a: &mut Tensor, b: &Tensor| {
-            let _ = a.index_copy_(0, &dst, &b.index_select(0, &src));
+            let new = b.index_select(0, &src);
+            let old = a.index_select(0, &dst);
+            let keep = take.view([-1i64].into_iter().chain(std::iter::repeat_n(1, new.dim() - 1)).collect::<Vec<i64>>().as_slice());
+            let _ = a.index_copy_(0, &dst, &new.where_self(&keep, &old));
         };
         put(&mut data.x, &batch.x);
         put(&mut data.labels, &batch.labels);
@@ -184,6 +188,7 @@ impl HardBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::HostRead;
     use tch::Device;
 
     fn samples(n: i64, start: f64) -> Samples {
@@ -200,13 +205,13 @@ mod tests {
         let hard = Tensor::from_slice(&[true, false, false, true]);
         b.offer(samples(4, 100.0), &hard);
         let all = b.sample(8).unwrap();
-        let xs: Vec<f64> = Vec::try_from(&all.x.flatten(0, -1).to_kind(Kind::Double)).unwrap();
+        let xs: Vec<f64> = crate::host::vec(&all.x.flatten(0, -1).to_kind(Kind::Double)).unwrap();
         assert_eq!(xs.iter().filter(|&&v| v >= 100.0).count(), 2, "{xs:?}");
         assert!(xs.contains(&100.0) && xs.contains(&103.0), "{xs:?}");
         let meta = b.sample(4).unwrap();
         assert_eq!(meta.x.size(), [4, 1]);
         // teacher outputs travel with their samples
-        assert_eq!((&meta.x - &meta.teachers[0]).abs().sum(Kind::Double).double_value(&[]), 0.0);
+        assert_eq!((&meta.x - &meta.teachers[0]).abs().sum(Kind::Double).read_f64(), 0.0);
     }
 
     #[test]
@@ -215,7 +220,7 @@ mod tests {
         let mut adam = Adam::new(vec![p.shallow_clone()], 0.1, 0.0);
         adam.step(&[Tensor::from_slice(&[0.5f64, -0.25])]);
         // The first step moves every coordinate by lr against the gradient's sign.
-        let got: Vec<f64> = Vec::try_from(&p.detach()).unwrap();
+        let got: Vec<f64> = crate::host::vec(&p.detach()).unwrap();
         assert!((got[0] - 0.9).abs() < 1e-6 && (got[1] + 1.9).abs() < 1e-6, "{got:?}");
     }
 }

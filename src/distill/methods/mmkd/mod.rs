@@ -323,6 +323,7 @@ mod tests {
     use super::*;
     use crate::distill::golden::case;
     use crate::graph::{Dim, Graph, ValueDecl};
+    use crate::host::HostRead;
     use onnx_protobuf::tensor_proto::DataType;
     use tch::Device;
 
@@ -445,7 +446,7 @@ mod tests {
             };
             tch::no_grad(|| {
                 for (_, mut t) in student.parameters().into_iter().chain(sorted_variables(&m.phi)).filter(|(_, t)| t.numel() > 1) {
-                    let std = t.std(true).double_value(&[]).max(1e-3);
+                    let std = t.std(true).read_f64().max(1e-3);
                     t.copy_(&normal(&t.size(), std).to_kind(t.kind()));
                 }
             });
@@ -492,7 +493,7 @@ mod tests {
                 }
                 let named: Vec<(String, Tensor)> = names.iter().cloned().zip(theta.iter().map(Tensor::shallow_clone)).collect();
                 let (z, _) = student.forward_with_params(&meta.x, RunMode::Train, &named).unwrap();
-                let v = ce_per_sample(&z, &meta.labels).mean(Kind::Double).double_value(&[]);
+                let v = ce_per_sample(&z, &meta.labels).mean(Kind::Double).read_f64();
                 saved.restore();
                 v
             };
@@ -503,7 +504,7 @@ mod tests {
                 let n = p.numel() as i64;
                 for i in [0, n / 2, n - 1] {
                     let flat = p.view([-1]);
-                    let orig = flat.double_value(&[i]);
+                    let orig = crate::host::element_f64(&flat, i);
                     let set = |v: f64| {
                         tch::no_grad(|| {
                             let _ = flat.get(i).fill_(v);
@@ -515,7 +516,7 @@ mod tests {
                     let down = lookahead_ce(&m);
                     set(orig);
                     let fd = (up - down) / (2.0 * eps);
-                    let an = g.view([-1]).double_value(&[i]);
+                    let an = crate::host::element_f64(g, i);
                     assert!(
                         (fd - an).abs() <= 1e-6 + 1e-4 * an.abs().max(fd.abs()),
                         "unroll {unroll}: φ coordinate {i}: analytic {an:e} vs finite difference {fd:e}"
