@@ -39,11 +39,31 @@ pub fn is_operand_error(err: &anyhow::Error) -> bool {
         && !["out of memory", "CUDA error", "cudaError", "CUBLAS_STATUS", "CUDNN_STATUS"].iter().any(|m| text.contains(m))
 }
 
+/// `text` without the C++ backtraces libtorch appends to its messages ("Exception raised from
+/// …" and the `frame #N` lines after it): users get the message, not libtorch's stack.
+pub fn without_backtraces(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut in_trace = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("Exception raised from") {
+            in_trace = true;
+            continue;
+        }
+        if in_trace && (t.starts_with("frame #") || t.is_empty()) {
+            continue;
+        }
+        in_trace = false;
+        out.push(line);
+    }
+    out.join("\n").trim_end().to_string()
+}
+
 /// `err` in a node of a model: a libtorch refusal of the node's operands is the model's problem
 /// (bad input, the node named in `what`); anything else keeps its class.
 pub fn in_node(err: anyhow::Error, what: String) -> anyhow::Error {
     if is_operand_error(&err) {
-        anyhow::Error::new(BadInput(format!("{what}: the model's values do not fit this operation: {err:#}")))
+        anyhow::Error::new(BadInput(format!("{what}: the model's values do not fit this operation: {}", without_backtraces(&format!("{err:#}")))))
     } else {
         err.context(what)
     }
@@ -63,6 +83,12 @@ impl<T, E: std::fmt::Display> BadInputContext<T> for Result<T, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libtorch_backtraces_are_cut() {
+        let text = "node `n` (Conv): expected 4 dims\nException raised from check at conv.cpp:12 (most recent call first):\nframe #0: f + 0x1 (0x1 in lib.so)\nframe #1: g\n (line 3, column 5)";
+        assert_eq!(without_backtraces(text), "node `n` (Conv): expected 4 dims\n (line 3, column 5)");
+    }
 
     #[test]
     fn a_libtorch_refusal_in_a_node_is_bad_input() {

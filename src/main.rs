@@ -23,7 +23,7 @@ fn main() {
         Err(_) => 3,
         Ok(Ok(code)) => code,
         Ok(Err(err)) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", compress::error::without_backtraces(&format!("{err:#}")));
             if compress::error::is_bad_input(&err) {
                 2
             } else {

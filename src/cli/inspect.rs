@@ -112,7 +112,7 @@ fn probe_input(graph: &Graph, batch: i64, a: &InspectArgs) -> anyhow::Result<Ten
 /// Our import against ONNX Runtime on the same random input, at batch 1 and `--batch`.
 fn verify(a: &InspectArgs, mut graph: Graph, names: &[String]) -> anyhow::Result<serde_json::Value> {
     let sample = probe_input(&graph, 1, a)?.size();
-    let runner = BatchRunner::compile(&mut graph, names, Device::Cpu, &sample)?;
+    let runner = BatchRunner::compile(&mut graph, names, Device::Cpu, &sample, tch::Kind::Float)?;
     let mut ort = OrtModel::load(&a.model, 2)?;
     let mut runs = Vec::new();
     let mut batches = vec![1, a.batch];

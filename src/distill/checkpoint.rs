@@ -61,7 +61,7 @@ pub fn save(dir: &Path, meta: &Meta, model: &[(String, Tensor)], momentum: &[(St
     std::fs::create_dir_all(dir)?;
     let named: Vec<(String, Tensor)> = [(MODEL, model), (MOMENTUM, momentum), (BEST, best)]
         .iter()
-        .flat_map(|(prefix, tensors)| tensors.iter().map(move |(n, t)| (format!("{prefix}{n}"), t.detach().to_device(tch::Device::Cpu))))
+        .flat_map(|(prefix, tensors)| tensors.iter().map(move |(n, t)| (format!("{prefix}{n}"), t.detach().to_device(tch::Device::Cpu).contiguous())))
         .collect();
     let tmp = dir.join(format!(".{}.tmp", meta.state_file));
     let written = Tensor::write_safetensors(&named, &tmp).map_err(anyhow::Error::from).and_then(|()| {

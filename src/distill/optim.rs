@@ -32,12 +32,49 @@ struct Member {
     offset: i64,
     numel: i64,
     shape: Vec<i64>,
+    /// Its strides, kept in the buffers: a channels-last weight stays channels-last.
+    strides: Vec<i64>,
     /// Whether weight decay applies (not to quantization step sizes).
     decays: bool,
     /// A factor on its gradient (LSQ's step-size gradient scale; 1 otherwise).
     grad_scale: f64,
     /// Whether its momentum buffer holds a step (what a checkpoint saves).
     started: bool,
+}
+
+impl Member {
+    /// This parameter's place in a group buffer `flat` (a fresh allocation, offset 0), with its
+    /// shape and strides.
+    fn view(&self, flat: &Tensor) -> Tensor {
+        flat.as_strided(self.shape.as_slice(), self.strides.as_slice(), self.offset)
+    }
+}
+
+/// Strides that lay `t` out densely in the order of its own strides (a channels-last weight
+/// stays channels-last); row-major strides when its layout is not dense.
+fn dense_strides(t: &Tensor) -> Vec<i64> {
+    let (size, stride) = (t.size(), t.stride());
+    let mut order: Vec<usize> = (0..size.len()).collect();
+    // Innermost first: smallest stride, later dimension on ties.
+    order.sort_by(|&a, &b| stride[a].cmp(&stride[b]).then(b.cmp(&a)));
+    let mut dense = vec![0i64; size.len()];
+    let mut step = 1;
+    for &d in &order {
+        dense[d] = step;
+        step *= size[d].max(1);
+    }
+    let same = (0..size.len()).all(|d| size[d] == 1 || dense[d] == stride[d]);
+    if same {
+        dense
+    } else {
+        let mut rows = vec![0i64; size.len()];
+        let mut step = 1;
+        for d in (0..size.len()).rev() {
+            rows[d] = step;
+            step *= size[d].max(1);
+        }
+        rows
+    }
 }
 
 /// The flat buffers of the parameters of one dtype and device, in parameter order.
@@ -68,7 +105,19 @@ impl Sgd {
                 keys.len() - 1
             });
             let decays = !name.ends_with(".quant.scale");
-            members.push(Member { name, shape: param.size(), numel: param.numel() as i64, param, group, offset: 0, decays, grad_scale: 1.0, started: false });
+            let strides = dense_strides(&param);
+            members.push(Member {
+                name,
+                shape: param.size(),
+                strides,
+                numel: param.numel() as i64,
+                param,
+                group,
+                offset: 0,
+                decays,
+                grad_scale: 1.0,
+                started: false,
+            });
         }
         let mut groups = Vec::with_capacity(keys.len());
         for (g, &(kind, device)) in keys.iter().enumerate() {
@@ -78,10 +127,11 @@ impl Sgd {
                 members[i].offset = offset;
                 offset += members[i].numel;
             }
-            let flat = Tensor::cat(&ids.iter().map(|&i| members[i].param.detach().reshape([-1])).collect::<Vec<_>>(), 0);
+            let flat = Tensor::zeros([offset], (kind, device));
             for &i in &ids {
                 let m = &mut members[i];
-                let view = flat.narrow(0, m.offset, m.numel).view(m.shape.as_slice());
+                let mut view = m.view(&flat);
+                view.copy_(&m.param.detach());
                 let _ = m.param.set_source_tensor_(&view);
             }
             let decay = ids.iter().any(|&i| !members[i].decays).then(|| {
@@ -149,8 +199,7 @@ impl Sgd {
                 if !self.is_adopted(m, &grad) {
                     // A gradient autograd allocated: copy it into the buffer and make it a view
                     // there, so the next backward accumulates in place.
-                    let view = self.groups[g].grads.narrow(0, m.offset, m.numel).view(m.shape.as_slice());
-                    let mut view = view;
+                    let mut view = m.view(&self.groups[g].grads);
                     view.copy_(&grad);
                     let _ = grad.set_source_tensor_(&view);
                 }
@@ -193,11 +242,7 @@ impl Sgd {
 
     /// Momentum buffers by parameter name (absent before a parameter's first step).
     pub fn buffers(&self) -> Vec<(String, Tensor)> {
-        self.members
-            .iter()
-            .filter(|m| m.started && self.momentum != 0.0)
-            .map(|m| (m.name.clone(), self.groups[m.group].momentum.narrow(0, m.offset, m.numel).view(m.shape.as_slice())))
-            .collect()
+        self.members.iter().filter(|m| m.started && self.momentum != 0.0).map(|m| (m.name.clone(), m.view(&self.groups[m.group].momentum))).collect()
     }
 
     /// Restores momentum buffers saved by [`Sgd::buffers`]; a parameter without one starts
@@ -205,13 +250,13 @@ impl Sgd {
     pub fn load_buffers(&mut self, saved: &HashMap<String, Tensor>) -> anyhow::Result<()> {
         let _guard = tch::no_grad_guard();
         for m in self.members.iter_mut() {
-            let mut view = self.groups[m.group].momentum.narrow(0, m.offset, m.numel);
+            let mut view = m.view(&self.groups[m.group].momentum);
             match saved.get(&m.name) {
                 Some(t) => {
                     if t.numel() as i64 != m.numel {
                         anyhow::bail!("the momentum buffer of `{}` holds {} values, the parameter {}", m.name, t.numel(), m.numel);
                     }
-                    view.f_copy_(&t.reshape([-1]))?;
+                    view.f_copy_(&t.reshape(m.shape.as_slice()))?;
                     m.started = true;
                 }
                 None => {
@@ -274,6 +319,35 @@ mod tests {
             let err = relative(&buffers[key], &case.expected(&format!("momentum_{n}")));
             assert!(err < 1e-5, "momentum {n}: {err:.2e}");
         }
+    }
+
+    /// A channels-last weight keeps its layout as a view of the buffer, its gradient is adopted
+    /// with the same layout, and its checkpointed momentum reads back in logical order.
+    #[test]
+    fn channels_last_parameters_keep_their_layout() {
+        let logical = Tensor::from_slice(&(0..24).map(|v| v as f32 / 10.0).collect::<Vec<_>>()).reshape([2, 3, 2, 2]);
+        let cl = logical.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]).set_requires_grad(true);
+        let plain = logical.copy().set_requires_grad(true);
+        let mut a = Sgd::new(vec![("w".into(), cl.shallow_clone())], 0.1, 0.9, 1e-2, true);
+        let mut b = Sgd::new(vec![("w".into(), plain.shallow_clone())], 0.1, 0.9, 1e-2, true);
+        assert_eq!(cl.stride(), vec![12, 1, 6, 3], "still channels-last");
+        let weights = Tensor::from_slice(&(0..24).map(|v| (v % 5) as f32 - 2.0).collect::<Vec<_>>()).reshape([2, 3, 2, 2]);
+        for _ in 0..3 {
+            for (opt, p) in [(&mut a, &cl), (&mut b, &plain)] {
+                opt.zero_grad();
+                (p * p * &weights).sum(Kind::Float).backward();
+                opt.step();
+            }
+        }
+        assert_eq!(cl.stride(), vec![12, 1, 6, 3]);
+        assert!(cl.detach().allclose(&plain.detach(), 1e-6, 1e-7, false), "the same updates in either layout");
+        let saved: HashMap<String, Tensor> = a.buffers().into_iter().map(|(n, t)| (n, t.contiguous())).collect();
+        let want = b.buffers().remove(0).1;
+        assert!(saved["w"].allclose(&want, 1e-6, 1e-7, false));
+        let mut c =
+            Sgd::new(vec![("w".into(), logical.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]).set_requires_grad(true))], 0.1, 0.9, 1e-2, true);
+        c.load_buffers(&saved).unwrap();
+        assert!(c.buffers().remove(0).1.allclose(&want, 1e-6, 1e-7, false), "restored in logical order");
     }
 
     /// The step is a few kernels on flat buffers: every parameter and every gradient is a view

@@ -21,14 +21,17 @@ impl BatchRunner {
     /// The graph comes in on the CPU and leaves on `device`: whether the relaxed graph equals
     /// per-sample execution is decided on the CPU, where kernels do not change with the batch
     /// size, so a GPU library picking other algorithms for a batch of 3 and a batch of 1 cannot
-    /// silently send a teacher one sample at a time.
-    pub fn compile(graph: &mut Graph, fetch: &[String], device: Device, sample_shape: &[i64]) -> anyhow::Result<BatchRunner> {
-        let on_cpu = device == Device::Cpu;
+    /// silently send a teacher one sample at a time. The check runs in fp32; the graph's float
+    /// initializers are then cast once to `kind` (a frozen teacher in bf16 or fp16), whose
+    /// callers feed inputs of that type.
+    pub fn compile(graph: &mut Graph, fetch: &[String], device: Device, sample_shape: &[i64], kind: Kind) -> anyhow::Result<BatchRunner> {
+        let on_cpu = device == Device::Cpu && kind == Kind::Float;
         let strict = Executor::compile(graph, fetch, Device::Cpu)?;
         // The graph as it came, for a device that must run it unrelaxed.
         let original = if on_cpu { None } else { Some(graph.detached_copy()) };
         let relaxed = relax_fixed_batch(graph)?;
         let on_device = |graph: &mut Graph| -> anyhow::Result<Executor> {
+            graph.cast_floats(kind);
             graph.to_device(device);
             Executor::compile(graph, fetch, device)
         };

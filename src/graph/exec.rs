@@ -44,6 +44,8 @@ pub struct Executor {
     fetch: Vec<usize>,
     steps: Vec<Step>,
     slots: usize,
+    /// The type FLOAT values run in ([`RunCtx::float`]).
+    float: tch::Kind,
 }
 
 impl Executor {
@@ -110,7 +112,9 @@ impl Executor {
             .iter()
             .map(|n| slot_of.get(n).copied().ok_or_else(|| bad_input!("graph `{}` has no value named `{n}`", graph.name)))
             .collect::<anyhow::Result<_>>()?;
-        let mut exec = Executor { consts, host: HashMap::new(), inputs, fetch, steps, slots: slot_of.len() };
+        // A graph whose float initializers were cast to bf16 or fp16 runs in that type.
+        let float = graph.initializers.iter().map(|(_, t)| t.kind()).find(|k| matches!(k, tch::Kind::BFloat16 | tch::Kind::Half)).unwrap_or(tch::Kind::Float);
+        let mut exec = Executor { consts, host: HashMap::new(), inputs, fetch, steps, slots: slot_of.len(), float };
         exec.fold_constants(&constant_slots, device)?;
         exec.resolve_host_constants()?;
         exec.plan_frees();
@@ -137,7 +141,7 @@ impl Executor {
     /// arithmetic on integer initializers), and drops those nodes from the plan.
     fn fold_constants(&mut self, constant_slots: &HashSet<usize>, device: Device) -> anyhow::Result<()> {
         let mut known: HashMap<usize, Tensor> = self.consts.iter().filter(|(s, _)| constant_slots.contains(s)).map(|(s, t)| (*s, t.shallow_clone())).collect();
-        let ctx = RunCtx { train: false, numerics: super::Numerics::EXACT };
+        let ctx = RunCtx { train: false, numerics: super::Numerics::EXACT, float: self.float };
         let mut kept = Vec::new();
         for step in std::mem::take(&mut self.steps) {
             let foldable = step.inputs.iter().flatten().all(|s| known.contains_key(s));
@@ -215,7 +219,7 @@ impl Executor {
         for (s, t) in self.inputs.iter().zip(inputs) {
             slots[*s] = Some(t.shallow_clone());
         }
-        let ctx = RunCtx { train: mode == RunMode::Train, numerics: super::Numerics::current() };
+        let ctx = RunCtx { train: mode == RunMode::Train, numerics: super::Numerics::current(), float: self.float };
         for step in &self.steps {
             let values = step.inputs.iter().map(|s| s.and_then(|s| slots[s].as_ref())).collect();
             // A replaced initializer is no longer the constant its host copy holds.

@@ -160,6 +160,15 @@ impl Graph {
 
     /// Moves floating-point initializers to `device`; integer ones (shapes, indices) stay on the
     /// host so shape arithmetic never waits on the device.
+    /// Casts every float initializer to `kind` (a frozen model run in bf16 or fp16).
+    pub fn cast_floats(&mut self, kind: tch::Kind) {
+        for (_, t) in self.initializers.iter_mut() {
+            if is_float(t.kind()) && t.kind() != kind {
+                *t = t.to_kind(kind);
+            }
+        }
+    }
+
     pub fn to_device(&mut self, device: Device) {
         for (_, t) in self.initializers.iter_mut() {
             if is_float(t.kind()) && t.device() != device {

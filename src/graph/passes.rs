@@ -5,6 +5,8 @@
 //! rewrites a leading 1 of a constant Reshape target to 0 ("copy the input's dimension"). That
 //! rewrite is only right when the Reshape's input carries the batch first; the caller checks
 //! batched results against per-sample ones and falls back to per-sample execution otherwise.
+//!
+//! `channels_last_conv_weights`: convolution weights laid out NHWC in memory for the CPU.
 
 use super::ir::{Dim, Graph};
 use crate::onnx::tensor::to_tch;
@@ -78,4 +80,17 @@ fn constant_ints(graph: &Graph, name: &str) -> anyhow::Result<Option<Vec<i64>>> 
         }
     }
     Ok(None)
+}
+
+/// Gives every 2-D convolution weight initializer channels-last strides: the same values, laid
+/// out NHWC in memory. A convolution with such a weight runs in that format in oneDNN, and the
+/// layers after it follow, which skips the layout reorders of every call on the CPU. What reads
+/// raw bytes (export, checkpoints) makes tensors contiguous first.
+pub fn channels_last_conv_weights(graph: &mut Graph) {
+    let weights: std::collections::HashSet<String> = graph.nodes.iter().filter(|n| n.op_type == "Conv").filter_map(|n| n.input.get(1).cloned()).collect();
+    for (name, t) in graph.initializers.iter_mut() {
+        if t.dim() == 4 && super::ops::is_float(t.kind()) && weights.contains(name) {
+            *t = t.detach().permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+        }
+    }
 }

@@ -54,7 +54,7 @@ impl Teacher {
     pub fn load(spec: &TeacherSpec, image_size: i64, device: Device) -> anyhow::Result<Teacher> {
         let TeacherSpec { name, path, preprocess, output, taps, precision, method_taps, head, size } = spec;
         if *precision == Precision::Fp16 && device == Device::Cpu {
-            return Err(bad_input!("teacher `{name}`: precision fp16 needs a CUDA device (running on cpu)"));
+            return Err(bad_input!("teacher `{name}`: precision fp16 needs a CUDA device (running on cpu); bf16 runs on both"));
         }
         let (name, path, preprocess, output) = (name.as_str(), path.as_path(), preprocess.clone(), *output);
         let bytes = std::fs::read(path).map_err(|e| bad_input!("teacher `{name}`: cannot read {}: {e}", path.display()))?;
@@ -95,8 +95,12 @@ impl Teacher {
         let head = if *head { crate::graph::taps::linear_head(&graph).map(|(weight, bias)| Head { weight, bias }) } else { None };
         let mut fetch = vec![graph.outputs[0].name.clone()];
         fetch.extend(tap_values);
+        if device == Device::Cpu {
+            // Frozen weights in oneDNN's preferred layout (docs/benchmarks.md).
+            crate::graph::passes::channels_last_conv_weights(&mut graph);
+        }
         // Compiled from the CPU (where the batch-relaxation check runs), onto the device.
-        let runner = BatchRunner::compile(&mut graph, &fetch, device, &sample).map_err(|e| e.context(origin.clone()))?;
+        let runner = BatchRunner::compile(&mut graph, &fetch, device, &sample, precision.kind()).map_err(|e| e.context(origin.clone()))?;
         let mut teacher = Teacher {
             name: name.into(),
             path: path.to_path_buf(),
@@ -141,11 +145,10 @@ impl Teacher {
     pub fn forward(&self, images_u8: &Tensor) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
         let _guard = tch::no_grad_guard();
         let x = self.normalizer.apply(images_u8).with_context(|| format!("teacher `{}`: preparing its input", self.name))?;
-        let mut outs = match self.precision {
-            Precision::Fp32 => self.runner.run(&x)?,
-            // fp16 under CUDA autocast; the outputs are read back as fp32 below.
-            Precision::Fp16 => tch::autocast(true, || self.runner.run(&x))?,
-        };
+        // The weights were cast once at load; the input follows, the outputs come back fp32.
+        let kind = self.precision.kind();
+        let x = if kind == Kind::Float { x } else { x.to_kind(kind) };
+        let mut outs = self.runner.run(&x)?;
         let out = outs.remove(0).to_kind(Kind::Float).flatten(1, -1);
         let logits = match self.output {
             TeacherOutput::Logits => out,

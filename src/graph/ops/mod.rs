@@ -27,6 +27,16 @@ pub struct RunCtx {
     pub train: bool,
     /// What float kernels may trade for speed on a GPU (TF32, autotuning, determinism).
     pub numerics: super::Numerics,
+    /// The type the graph's FLOAT values run in: fp32, or bf16/fp16 for a frozen model whose
+    /// weights were cast; constants and casts the graph creates follow it.
+    pub float: tch::Kind,
+}
+
+impl RunCtx {
+    /// `t` in the graph's float type when it is an fp32 value the graph created.
+    pub fn float_of(&self, t: Tensor) -> anyhow::Result<Tensor> {
+        Ok(if t.kind() == tch::Kind::Float && self.float != tch::Kind::Float { t.f_to_kind(self.float)? } else { t })
+    }
 }
 
 /// A node's runtime inputs, with accessors whose errors name the node.

@@ -115,9 +115,9 @@ fn constant_of_shape(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         Some(t) => Held::of(t)?,
         None => Held { bytes: 0f32.to_le_bytes().to_vec(), dims: vec![1], kind: Kind::Float },
     };
-    Ok(single(move |ins, _| {
+    Ok(single(move |ins, rc| {
         let shape = ins.ints(0)?;
-        let v = value.tensor().f_reshape([1])?;
+        let v = rc.float_of(value.tensor())?.f_reshape([1])?;
         Ok(v.f_expand(shape.as_slice(), false)?.f_contiguous()?)
     }))
 }
@@ -158,7 +158,7 @@ fn constant(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     } else {
         return Err(bad_input!("node `{}` (Constant): no supported value attribute", ctx.node.name));
     };
-    Ok(single(move |_, _| Ok(held.tensor())))
+    Ok(single(move |_, rc| rc.float_of(held.tensor())))
 }
 
 /// The longest Range computed (a model's shape arithmetic never needs more).
@@ -184,7 +184,8 @@ fn range(_: &NodeCtx) -> anyhow::Result<Kernel> {
 fn cast(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let to = ctx.attrs().int("to")?.ok_or_else(|| bad_input!("node `{}` (Cast): `to` is required", ctx.node.name))?;
     let kind = kind_of(to as i32).ok_or_else(|| ctx.attrs().unsupported("to", to))?;
-    Ok(single(move |ins, _| Ok(ins.get(0)?.f_to_kind(kind)?)))
+    // A cast to FLOAT in a graph that runs in bf16 or fp16 goes to that type.
+    Ok(single(move |ins, rc| Ok(ins.get(0)?.f_to_kind(if kind == Kind::Float { rc.float } else { kind })?)))
 }
 
 /// CastLike (15+): the first input converted to the element type of the second (unoptimized

@@ -19,7 +19,8 @@ pub struct TeacherEntry {
     /// candidates), fetched alongside the logits for feature-level distillation.
     #[serde(default)]
     pub taps: std::collections::BTreeMap<String, String>,
-    /// `fp32`, or `fp16` (CUDA only: the teacher runs under autocast).
+    /// `fp32`, `bf16`, or `fp16` (CUDA only): the frozen weights are cast once at load and the
+    /// teacher computes in that type; its outputs come back as fp32.
     #[serde(default)]
     pub precision: Precision,
 }
@@ -38,6 +39,18 @@ pub enum Precision {
     #[default]
     Fp32,
     Fp16,
+    Bf16,
+}
+
+impl Precision {
+    /// The tensor type the teacher computes in.
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            Precision::Fp32 => tch::Kind::Float,
+            Precision::Fp16 => tch::Kind::Half,
+            Precision::Bf16 => tch::Kind::BFloat16,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
