@@ -46,8 +46,13 @@ impl Case {
         self
     }
 
-    /// Builds the graph, runs our executor and ONNX Runtime on the same input, compares.
+    /// Builds the graph, runs our executor (on `COMPRESS_TEST_DEVICE`, the CPU by default;
+    /// scripts/gpu-check sets `cuda`) and ONNX Runtime on the same input, compares.
     fn check(self, dir: &std::path::Path) {
+        let device = match std::env::var("COMPRESS_TEST_DEVICE").as_deref() {
+            Ok("cuda") => Device::Cuda(0),
+            _ => Device::Cpu,
+        };
         tch::manual_seed(7);
         let x = Tensor::randn(self.shape.as_slice(), (Kind::Float, Device::Cpu));
         let mut graph = Graph {
@@ -61,8 +66,11 @@ impl Case {
             metadata: vec![],
         };
         let names: Vec<String> = self.outputs.iter().map(|s| s.to_string()).collect();
-        let exec = Executor::compile(&graph, &names, Device::Cpu).unwrap_or_else(|e| panic!("{}: {e:#}", self.name));
-        let ours = tch::no_grad(|| exec.run(&[&x], RunMode::Eval)).unwrap_or_else(|e| panic!("{}: {e:#}", self.name));
+        let mut on_device = graph.detached_copy();
+        on_device.to_device(device);
+        let exec = Executor::compile(&on_device, &names, device).unwrap_or_else(|e| panic!("{}: {e:#}", self.name));
+        let ours = tch::no_grad(|| exec.run(&[&x.to_device(device)], RunMode::Eval)).unwrap_or_else(|e| panic!("{}: {e:#}", self.name));
+        let ours: Vec<Tensor> = ours.iter().map(|t| t.to_device(Device::Cpu)).collect();
         // Declare the output ranks we computed, with symbolic sizes, so ORT checks its own.
         for (decl, t) in graph.outputs.iter_mut().zip(&ours) {
             decl.dims = (0..t.dim()).map(|i| Dim::Symbolic(format!("d{i}"))).collect();

@@ -6,7 +6,11 @@ with Nesterov momentum. With --channels-last the student and the teachers are mo
 channels-last memory format (the tuning PyTorch's performance guide recommends for CPU and
 tensor-core convolutions). Prints one JSON line: {"images_per_second", "seconds", "steps"}.
 
+On CUDA (--device cuda) the uint8 images are held on the GPU and augmented there, the
+timing ends with a synchronize, and TF32 stays at PyTorch's defaults.
+
 Usage: bench_train_step.py SHARED_DIR --images N --batch B --threads T [--channels-last]
+       [--device cpu|cuda]
 (scripts/bench-train-step runs it interleaved with compress on the same job)."""
 import argparse
 import json
@@ -88,18 +92,20 @@ def augment(batch, gen):
     """Random crop with 4 pixels of zero padding and a horizontal flip, per sample, on tensors."""
     b, _, h, w = batch.shape
     padded = F.pad(batch, (4, 4, 4, 4))
-    dy = torch.randint(0, 9, (b,), generator=gen)
-    dx = torch.randint(0, 9, (b,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(b, 3, h, w)
-    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(b, 3, h, w)
-    out = padded[torch.arange(b)[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
-    flip = torch.rand(b, generator=gen) < 0.5
+    d = batch.device
+    dy = torch.randint(0, 9, (b,), generator=gen).to(d)
+    dx = torch.randint(0, 9, (b,), generator=gen).to(d)
+    rows = (dy[:, None] + torch.arange(h, device=d)[None, :])[:, None, :, None].expand(b, 3, h, w)
+    cols = (dx[:, None] + torch.arange(w, device=d)[None, :])[:, None, None, :].expand(b, 3, h, w)
+    out = padded[torch.arange(b, device=d)[:, None, None, None], torch.arange(3, device=d)[None, :, None, None], rows, cols]
+    flip = (torch.rand(b, generator=gen) < 0.5).to(d)
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
 def normalize(x_uint8, scale, mean, std, layout="nchw"):
     x = x_uint8.float() * scale
-    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    d = x.device
+    x = (x - torch.tensor(mean, device=d).view(1, 3, 1, 1)) / torch.tensor(std, device=d).view(1, 3, 1, 1)
     return x.permute(0, 2, 3, 1) if layout == "nhwc" else x
 
 
@@ -116,24 +122,29 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--device", default="cpu")
     a = p.parse_args()
+    dev = torch.device(a.device)
     layout = torch.channels_last if a.channels_last else torch.contiguous_format
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     teachers = []
     for f, *how in TEACHERS:
-        m = convert(onnx.load(os.path.join(a.shared, "onnx", f))).eval().to(memory_format=layout)
+        m = convert(onnx.load(os.path.join(a.shared, "onnx", f))).eval().to(dev, memory_format=layout)
         for q in m.parameters():
             q.requires_grad_(False)
         teachers.append((m, *how))
     images, labels = load_images(os.path.join(a.shared, "data/cifar10/train"), a.images)
-    student = ResNetCifar(20).to(memory_format=layout)
+    images, labels = images.to(dev), labels.to(dev)
+    student = ResNetCifar(20).to(dev, memory_format=layout)
     opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     gen = torch.Generator().manual_seed(0)
     t = 4.0
     steps = len(images) // a.batch
-    order = torch.randperm(len(images), generator=gen)
+    order = torch.randperm(len(images), generator=gen).to(dev)
     student.train()
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
     started = time.perf_counter()
     for s in range(steps):
         idx = order[s * a.batch:(s + 1) * a.batch]
@@ -148,6 +159,7 @@ def main():
         opt.zero_grad()
         loss.backward()
         opt.step()
+    sync()
     seconds = time.perf_counter() - started
     print(json.dumps({"images_per_second": steps * a.batch / seconds, "seconds": seconds, "steps": steps}))
 
