@@ -36,10 +36,20 @@ pub fn teacher_outputs(
     device: tch::Device,
 ) -> anyhow::Result<Vec<Option<TeacherOutputs>>> {
     let mut out: Vec<Option<TeacherOutputs>> = (0..teachers.len()).map(|_| None).collect();
+    // Each (view, preprocessing) is prepared once, whichever teachers share it.
+    let mut prepared: Vec<(usize, &crate::data::preprocess::Preprocess, Tensor)> = Vec::new();
     for &i in which {
         let t = &teachers[i];
         let k = sizes.iter().position(|&s| s == t.input_hw).ok_or_else(|| anyhow::anyhow!("no view at teacher `{}`'s size {:?}", t.name, t.input_hw))?;
-        let (z, taps) = t.forward(&views[k])?;
+        let x = match prepared.iter().find(|(v, p, _)| *v == k && **p == t.preprocess) {
+            Some((_, _, x)) => x.shallow_clone(),
+            None => {
+                let x = t.prepare(&views[k])?;
+                prepared.push((k, &t.preprocess, x.shallow_clone()));
+                x
+            }
+        };
+        let (z, taps) = t.forward_prepared(&x)?;
         out[i] = Some(TeacherOutputs { logits: z.to_device(device), taps: taps.into_iter().map(|t| t.to_device(device)).collect() });
     }
     Ok(out)

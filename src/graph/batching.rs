@@ -1,6 +1,7 @@
 //! Batched execution of graphs that declare a fixed batch of 1 (design.md §1, "relax a fixed
 //! batch"): the relaxed graph is used only when a self-check shows it equals per-sample
-//! execution of the original graph; otherwise every batch runs one sample at a time.
+//! execution of the original graph; otherwise every batch runs one sample at a time. The graphs
+//! run here are frozen (teachers, inspection): constant subgraphs are folded at compile time.
 
 use super::exec::{Executor, RunMode};
 use super::ir::Graph;
@@ -26,20 +27,20 @@ impl BatchRunner {
     /// callers feed inputs of that type.
     pub fn compile(graph: &mut Graph, fetch: &[String], device: Device, sample_shape: &[i64], kind: Kind) -> anyhow::Result<BatchRunner> {
         let on_cpu = device == Device::Cpu && kind == Kind::Float;
-        let strict = Executor::compile(graph, fetch, Device::Cpu)?;
+        let strict = Executor::compile_frozen(graph, fetch, Device::Cpu)?;
         // The graph as it came, for a device that must run it unrelaxed.
         let original = if on_cpu { None } else { Some(graph.detached_copy()) };
         let relaxed = relax_fixed_batch(graph)?;
         let on_device = |graph: &mut Graph| -> anyhow::Result<Executor> {
             graph.cast_floats(kind);
             graph.to_device(device);
-            Executor::compile(graph, fetch, device)
+            Executor::compile_frozen(graph, fetch, device)
         };
         if !relaxed.changed() {
             let exec = if on_cpu { strict } else { on_device(graph)? };
             return Ok(BatchRunner { exec, per_sample: false, execution: "batched".into() });
         }
-        let candidate = Executor::compile(graph, fetch, Device::Cpu)?;
+        let candidate = Executor::compile_frozen(graph, fetch, Device::Cpu)?;
         if matches_per_sample(&candidate, &strict, sample_shape)? {
             let execution = format!("batched (fixed batch of 1 relaxed; {} Reshape(s) rewritten)", relaxed.reshapes.len());
             let exec = if on_cpu { candidate } else { on_device(graph)? };

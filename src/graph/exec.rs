@@ -52,6 +52,17 @@ impl Executor {
     /// Compiles `graph` to produce the values named in `fetch`. Float constants created by
     /// folding go to `device`; graph initializers are used where they are.
     pub fn compile(graph: &Graph, fetch: &[String], device: Device) -> anyhow::Result<Executor> {
+        Executor::compile_with(graph, fetch, device, false)
+    }
+
+    /// Compiles a frozen graph (a teacher): its float initializers never change, so every
+    /// subgraph computed from initializers alone (weight transposes and reshapes, the
+    /// dequantization of a quantized model's weights) is folded once here, not run per batch.
+    pub fn compile_frozen(graph: &Graph, fetch: &[String], device: Device) -> anyhow::Result<Executor> {
+        Executor::compile_with(graph, fetch, device, true)
+    }
+
+    fn compile_with(graph: &Graph, fetch: &[String], device: Device, frozen: bool) -> anyhow::Result<Executor> {
         let unsupported = unsupported_nodes(&graph.nodes);
         if !unsupported.is_empty() {
             return Err(bad_input!("graph `{}` has unsupported ops: {}", graph.name, unsupported.join(", ")));
@@ -63,8 +74,9 @@ impl Executor {
             let s = slot_of.len();
             slot_of.insert(name.clone(), s);
             // Integer initializers (shapes, axes) can feed constant folding; float ones may be
-            // trainable parameters and must stay live inputs of the nodes that read them.
-            if !is_float(t.kind()) {
+            // trainable parameters and must stay live inputs of the nodes that read them,
+            // unless the graph is frozen.
+            if frozen || !is_float(t.kind()) {
                 constant_slots.insert(s);
             }
             consts.push((s, t.shallow_clone()));
@@ -294,5 +306,47 @@ mod qdq_tests {
         // In eval mode QuantizeLinear yields int8, as ONNX says.
         let q = Executor::compile(&graph, &["q".to_string()], Device::Cpu).unwrap().run(&[&x.detach()], RunMode::Eval).unwrap().remove(0);
         assert_eq!(q.kind(), Kind::Int8);
+    }
+}
+
+#[cfg(test)]
+mod frozen_tests {
+    use super::Executor;
+    use crate::graph::ir::{Dim, Graph, ValueDecl};
+    use crate::graph::RunMode;
+    use onnx_protobuf::NodeProto;
+    use tch::{Device, Tensor};
+
+    /// A frozen graph folds the subgraph computed from its float initializers alone (here the
+    /// transpose of a weight) once at compile time; the result is unchanged.
+    #[test]
+    fn frozen_graphs_fold_float_constant_subgraphs() {
+        let node = |op: &str, inputs: &[&str], output: &str| {
+            let mut n = NodeProto::new();
+            n.op_type = op.into();
+            n.name = output.into();
+            n.input = inputs.iter().map(|s| s.to_string()).collect();
+            n.output = vec![output.into()];
+            n
+        };
+        let w = Tensor::from_slice(&[1.0f32, -2.0, 3.0, 4.0, 5.0, -6.0]).view([2, 3]);
+        let graph = Graph {
+            name: "frozen".into(),
+            opset: 13,
+            producer: "test".into(),
+            inputs: vec![ValueDecl { name: "x".into(), elem_type: 1, dims: vec![Dim::Fixed(1), Dim::Fixed(3)] }],
+            outputs: vec![ValueDecl { name: "y".into(), elem_type: 1, dims: vec![] }],
+            initializers: vec![("w".into(), w)],
+            nodes: vec![node("Transpose", &["w"], "wt"), node("Relu", &["wt"], "wr"), node("MatMul", &["x", "wr"], "y")],
+            metadata: vec![],
+        };
+        let fetch = ["y".to_string()];
+        let live = Executor::compile(&graph, &fetch, Device::Cpu).unwrap();
+        let frozen = Executor::compile_frozen(&graph, &fetch, Device::Cpu).unwrap();
+        assert_eq!((live.steps.len(), frozen.steps.len()), (3, 1), "Transpose and Relu folded");
+        let x = Tensor::from_slice(&[1.0f32, 0.5, -1.0]).view([1, 3]);
+        let a = live.run(&[&x], RunMode::Eval).unwrap().remove(0);
+        let b = frozen.run(&[&x], RunMode::Eval).unwrap().remove(0);
+        assert!(a.equal(&b) && a.size() == vec![1, 2], "{a} {b}");
     }
 }

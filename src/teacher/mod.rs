@@ -143,11 +143,24 @@ impl Teacher {
 
     /// Logits and the tapped values (in `taps` order) for a uint8 NHWC batch, under no-grad.
     pub fn forward(&self, images_u8: &Tensor) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
+        let x = self.prepare(images_u8)?;
+        self.forward_prepared(&x)
+    }
+
+    /// The teacher's input for a uint8 NHWC batch: scaled, normalized, in its layout (fp32).
+    /// Teachers with equal [`Teacher::preprocess`] prepare equal inputs, so a batch's input is
+    /// prepared once for all of them.
+    pub fn prepare(&self, images_u8: &Tensor) -> anyhow::Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        let x = self.normalizer.apply(images_u8).with_context(|| format!("teacher `{}`: preparing its input", self.name))?;
+        self.normalizer.apply(images_u8).with_context(|| format!("teacher `{}`: preparing its input", self.name))
+    }
+
+    /// [`Teacher::forward`] on an input made by [`Teacher::prepare`].
+    pub fn forward_prepared(&self, x: &Tensor) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
+        let _guard = tch::no_grad_guard();
         // The weights were cast once at load; the input follows, the outputs come back fp32.
         let kind = self.precision.kind();
-        let x = if kind == Kind::Float { x } else { x.to_kind(kind) };
+        let x = if kind == Kind::Float { x.shallow_clone() } else { x.to_kind(kind) };
         let mut outs = self.runner.run(&x)?;
         let out = outs.remove(0).to_kind(Kind::Float).flatten(1, -1);
         let logits = match self.output {
