@@ -134,7 +134,7 @@ impl Sgd {
                 view.copy_(&m.param.detach());
                 let _ = m.param.set_source_tensor_(&view);
             }
-            let decay = ids.iter().any(|&i| !members[i].decays).then(|| {
+            let decay = (weight_decay != 0.0 && ids.iter().any(|&i| !members[i].decays)).then(|| {
                 let parts: Vec<Tensor> =
                     ids.iter().map(|&i| Tensor::full([members[i].numel], if members[i].decays { weight_decay } else { 0.0 }, (kind, device))).collect();
                 Tensor::cat(&parts, 0)
