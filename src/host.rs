@@ -1,4 +1,4 @@
-//! Reads of tensor values into host memory, all through here. On an accelerator each read waits
+//! Reads of tensor values into host memory, all through here, and uploads that do not block. On an accelerator each read waits
 //! for the device to finish its queue, so every one is counted (per thread): the training step
 //! must make none after its first, and the trainer reports how many it made.
 //!
@@ -23,6 +23,20 @@ pub fn reads() -> u64 {
 
 fn count() {
     READS.with(|c| c.set(c.get() + 1));
+}
+
+/// `t` (on the CPU) on `device` without blocking the host: on CUDA it is copied into pinned
+/// memory from libtorch's caching host allocator, then sent asynchronously on the current stream,
+/// so the step neither waits for the queue (a copy from pageable memory synchronizes the stream)
+/// nor trips CUDA's sync-debug mode. On the CPU it is `t` itself.
+pub fn upload(t: &Tensor, device: Device) -> Result<Tensor, TchError> {
+    if t.device() == device {
+        return Ok(t.shallow_clone());
+    }
+    match device {
+        Device::Cuda(_) if t.device() == Device::Cpu => t.f_pin_memory(device)?.f_to_device_(device, t.kind(), true, false),
+        _ => t.f_to_device(device),
+    }
 }
 
 /// The value of a one-element tensor, as f64.

@@ -90,6 +90,26 @@ def main():
     d = [report(out, "determinism-%d" % k) for k in (1, 2)]
     losses = [[e["losses"] for e in x["training"]["epochs"]] if x else None for x in d]
     s["determinism"] = {"rc": [rc(out, "determinism-1"), rc(out, "determinism-2")], "identical_losses": losses[0] is not None and losses[0] == losses[1], "losses": losses}
+    r = report(out, "resident")
+    resident_losses = [e["losses"] for e in r["training"]["epochs"]] if r else None
+    s["resident"] = {"rc": rc(out, "resident"), "held_on": (r or {}).get("data", {}).get("loader", {}).get("resident"),
+                     "losses_equal_to_loader": resident_losses is not None and resident_losses == losses[0], "tail": tail(out, "resident")}
+    c = [report(out, "cache-%d" % k) for k in (1, 2)]
+    cache_losses = [[e["losses"] for e in x["training"]["epochs"]] if x else None for x in c]
+    s["cache"] = {
+        "rc": [rc(out, "cache-1"), rc(out, "cache-2")],
+        "records": [x["training"].get("teacher_cache") if x else None for x in c],
+        "epoch_seconds": [[e["seconds"] for e in x["training"]["epochs"]] if x else None for x in c],
+        "identical_losses": cache_losses[0] is not None and cache_losses[0] == cache_losses[1],
+        "losses_equal_to_uncached": cache_losses[0] is not None and cache_losses[0] == losses[0],
+    }
+    s["sync_debug"] = {
+        "mode": "error after the first step" if device.startswith("cuda") else "not applicable on " + device,
+        "rc": rc(out, "sync-debug"),
+        "methods_rc": rc(out, "sync-debug-methods"),
+        "tail": tail(out, "sync-debug", 5),
+        "methods_tail": tail(out, "sync-debug-methods", 5),
+    }
     ours, nchw, cl = [], [], []
     for k in (1, 2, 3):
         b = report(out, "bench-%d" % k)
@@ -112,7 +132,6 @@ def main():
         "rounds": {"compress": ours, "pytorch": nchw, "pytorch_channels_last": cl},
         "pytorch_tail": [] if nchw else tail(out, "bench-pytorch-nchw-1"),
     }
-    s["not_run"] = {"sync_debug": "tch binds no call that sets libtorch's CUDA sync-debug mode; the step's own count of host reads (methods, qat) stands in for it"}
     ok = [
         s["ops"]["rc"] == 0,
         all(t["rc"] == 0 and all(x["agreement_with_ort_fp32"] >= (0.995 if p == "fp16" else 0.994) for x in t["teachers"]) and len(t["teachers"]) == 5 for p, t in teachers.items()),
@@ -120,6 +139,9 @@ def main():
         s["qat"]["rc"] == 0,
         s["recipe"]["rc"] == 0,
         s["determinism"]["identical_losses"],
+        s["resident"]["rc"] == 0,
+        s["cache"]["rc"] == [0, 0] and s["cache"]["identical_losses"] and ((s["cache"]["records"][1] or {}).get("hits") == 2),
+        s["sync_debug"]["rc"] == 0 and s["sync_debug"]["methods_rc"] == 0,
     ]
     s["all_passed"] = all(ok)
     print(json.dumps(s, indent=2))

@@ -1,5 +1,5 @@
-//! `compress cache [--clear] [--json]`: the decoded-image cache folder: where it is, what it
-//! holds, its size limit; `--clear` empties it.
+//! `compress cache [--clear] [--json]`: the cache folder (decoded image sets, teacher outputs):
+//! where it is, what it holds, its size limit; `--clear` empties it.
 
 use crate::data::cache::default_dir;
 use crate::data::cache_dir;
@@ -7,7 +7,7 @@ use clap::Args;
 
 #[derive(Args, Debug)]
 pub struct CacheArgs {
-    /// Remove every cached set (only the files the cache writes).
+    /// Remove every entry (only the files the cache writes).
     #[arg(long)]
     pub clear: bool,
     #[arg(long)]
@@ -36,7 +36,7 @@ pub fn run(a: &CacheArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!(
-        "{}: {} cached sets, {:.1} MiB of at most {:.1} MiB (COMPRESS_CACHE_MAX_BYTES); least recently used removed first",
+        "{}: {} entries (decoded image sets, teacher outputs), {:.1} MiB of at most {:.1} MiB (COMPRESS_CACHE_MAX_BYTES); least recently used removed first",
         dir.display(),
         entries.len(),
         total as f64 / 1048576.0,

@@ -123,6 +123,7 @@ fn throughput(a: &DataArgs, mut list: files::FileList, threads: usize) -> anyhow
         eval: EvalTransform::default(),
         workers: Workers { threads, ahead: 2 },
         skip_bad: a.skip_bad,
+        resident: None,
     };
     let s = a.size as i64;
     let started = Instant::now();

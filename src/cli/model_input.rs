@@ -210,5 +210,6 @@ pub fn folder_feed(dir: &Path, input: &ModelInput, a: &InputArgs) -> anyhow::Res
         eval: input.view.transform(),
         workers: Workers { threads, ahead: 2 },
         skip_bad: a.skip_bad,
+        resident: None,
     })
 }

@@ -1,5 +1,5 @@
-//! The decoded-image cache folder as a whole: its entries (`<key>.bin` in-memory sets,
-//! `<key>.pixels` disk caches), a size limit kept by removing the least recently used entries
+//! The cache folder as a whole: its entries (`<key>.bin` in-memory sets, `<key>.pixels` disk
+//! caches, `<key>.logits` teacher outputs), a size limit kept by removing the least recently used entries
 //! after each new one, and clearing it. Only files of those names are ever touched.
 
 use anyhow::Result;
@@ -32,7 +32,7 @@ pub struct Entry {
 fn is_ours(name: &str) -> bool {
     let stem = name.split('.').next().unwrap_or("");
     let keyed = stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit());
-    keyed && (name.ends_with(".bin") || name.ends_with(".pixels") || name.ends_with(".tmp"))
+    keyed && (name.ends_with(".bin") || name.ends_with(".pixels") || name.ends_with(".logits") || name.ends_with(".tmp"))
 }
 
 /// The entries in `dir`, least recently used first; temporaries are not entries.

@@ -2,6 +2,7 @@
 //! transforms and its loader settings; and the test set rendered once at each model's size.
 
 use super::loader::{self, Render, Schedule, Source, Stream, Workers};
+use super::resident::ResidentSet;
 use super::transform::{EvalTransform, TrainTransform};
 use super::ImageSet;
 use anyhow::Result;
@@ -15,6 +16,8 @@ pub struct Feed {
     pub workers: Workers,
     /// Leave out (and count) samples that fail to decode.
     pub skip_bad: bool,
+    /// The training set held on the training device, when `data.resident` put it there.
+    pub resident: Option<ResidentSet>,
 }
 
 impl Feed {
@@ -32,7 +35,12 @@ impl Feed {
 
     /// Runs `consume` over training batches: `schedule`'s samples under the training transform,
     /// rendered at each of `sizes`.
+    /// With a resident set that serves `sizes`, the batches are cut on its device.
     pub fn train_batches<R>(&self, schedule: &Schedule, sizes: &[(i64, i64)], consume: impl FnOnce(&mut Stream) -> Result<R>) -> Result<R> {
+        if let Some(set) = self.resident.as_ref().filter(|_| super::resident::why_not(&self.source, &self.train, sizes).is_none()) {
+            anyhow::ensure!(schedule.seeds.len() == schedule.batches.len(), "a training schedule needs one seed per batch");
+            return loader::stream_cut(schedule.batches.len(), &|k| set.batch(&schedule.batches[k], schedule.seeds[k]), consume);
+        }
         loader::stream(&self.source, schedule, &Render::Train(self.train.clone()), sizes, self.workers, self.skip_bad, consume)
     }
 
@@ -133,6 +141,7 @@ mod tests {
             eval: EvalTransform::default(),
             workers: Workers { threads: 2, ahead: 1 },
             skip_bad: false,
+            resident: None,
         }
     }
 

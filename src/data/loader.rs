@@ -105,6 +105,8 @@ pub struct Batch {
 /// The batches of a [`Schedule`], in order. The wait for each is added to [`Stream::waited`].
 pub struct Stream<'a> {
     inline: Option<Renderer<'a>>,
+    /// Batch `k` made by the caller (cut on the device from a resident set) instead of rendered.
+    cut: Option<&'a dyn Fn(usize) -> Result<Batch>>,
     queues: Vec<Receiver<Result<Batch>>>,
     next: usize,
     total: usize,
@@ -128,9 +130,10 @@ impl Iterator for Stream<'_> {
         let k = self.next;
         self.next += 1;
         let started = Instant::now();
-        let batch = match &self.inline {
-            Some(r) => r.batch(k),
-            None => {
+        let batch = match (&self.inline, self.cut) {
+            (_, Some(cut)) => cut(k),
+            (Some(r), None) => r.batch(k),
+            (None, None) => {
                 let q = &self.queues[k % self.queues.len()];
                 q.recv().unwrap_or_else(|_| Err(anyhow::anyhow!("image loading worker stopped before batch {k}")))
             }
@@ -266,6 +269,13 @@ impl Renderer<'_> {
     }
 }
 
+/// Runs `consume` over `total` batches made by `cut` in the calling thread (a resident set's
+/// batches, cut on the device in a few kernels: there is nothing to overlap).
+pub fn stream_cut<R>(total: usize, cut: &dyn Fn(usize) -> Result<Batch>, consume: impl FnOnce(&mut Stream) -> Result<R>) -> Result<R> {
+    let mut s = Stream { inline: None, cut: Some(cut), queues: vec![], next: 0, total, waited: Duration::ZERO };
+    consume(&mut s)
+}
+
 /// Makes libtorch's kernels run on the calling thread alone (OpenMP teams of one): a worker
 /// resizes one small image at a time, and a team per worker would fight the training step
 /// and the other workers for the cores (measured: a 224-pixel resized crop took 2 ms with the
@@ -312,7 +322,7 @@ pub fn stream<R>(
     let renderer = Renderer { pixels, labels: &labels, schedule, render, sizes, skip_bad };
     let total = schedule.batches.len();
     if workers.threads == 0 || total == 0 {
-        let mut s = Stream { inline: Some(renderer), queues: vec![], next: 0, total, waited: Duration::ZERO };
+        let mut s = Stream { inline: Some(renderer), cut: None, queues: vec![], next: 0, total, waited: Duration::ZERO };
         return consume(&mut s);
     }
     let threads = workers.threads.min(total);
@@ -335,7 +345,7 @@ pub fn stream<R>(
                 }
             });
         }
-        let mut s = Stream { inline: None, queues, next: 0, total, waited: Duration::ZERO };
+        let mut s = Stream { inline: None, cut: None, queues, next: 0, total, waited: Duration::ZERO };
         let result = consume(&mut s);
         // Dropping the queues makes every blocked worker's send fail, so the scope can join.
         drop(s);

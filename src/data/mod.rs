@@ -16,6 +16,7 @@ pub mod files;
 pub mod image_folder;
 pub mod loader;
 pub mod preprocess;
+pub mod resident;
 pub mod rng;
 pub mod synthetic;
 pub mod transform;

@@ -116,6 +116,11 @@ impl<'a> Learner<'a> {
         })
     }
 
+    /// Whether the method learns from teacher taps (features), not only from logits.
+    pub fn needs_teacher_taps(&self) -> bool {
+        !self.teachers.is_empty() && self.positions.iter().any(|p| !p.is_empty())
+    }
+
     /// The method's stage before training (MGD's heads), on this learner's teachers.
     pub fn prepare(&self, train: &Feed, test: &TestSet, all: &[Teacher], batch_size: i64, seed: u64) -> anyhow::Result<()> {
         let teachers: Vec<&Teacher> = self.teachers.iter().map(|&i| &all[i]).collect();

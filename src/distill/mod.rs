@@ -14,4 +14,5 @@ pub mod optim;
 pub mod record;
 pub mod schedule;
 pub mod stats;
+pub mod teacher_cache;
 pub mod trainer;

@@ -71,6 +71,21 @@ impl EpochMetrics {
     }
 }
 
+/// What the teacher-output cache ([`super::teacher_cache`]) did for one training.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    /// Why the cache was not used, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub off: Option<String>,
+    /// Logits kept per image (0: all of them).
+    pub top_k: usize,
+    /// Epochs whose teacher outputs were read from the cache, and written to it.
+    pub hits: usize,
+    pub misses: usize,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct TrainingRecord {
     pub method: String,
@@ -81,4 +96,7 @@ pub struct TrainingRecord {
     pub best_epoch: usize,
     pub final_top1: f64,
     pub seconds: f64,
+    /// What the teacher-output cache did (absent for a training without epochs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teacher_cache: Option<CacheRecord>,
 }

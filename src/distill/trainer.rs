@@ -6,8 +6,10 @@
 use super::checkpoint::{self, Checkpoint, Expect, Identity, Meta};
 use super::learner::{teacher_outputs, Learner};
 use super::methods::Method;
+use super::record::CacheRecord;
 use super::record::EpochMetrics;
 use super::schedule::lr_at;
+use super::teacher_cache::{EpochCache, TeacherCache};
 use crate::data::batches::EpochBatches;
 use crate::data::feed::{distinct_sizes, Feed, TestSet};
 use crate::data::loader::Schedule;
@@ -66,6 +68,8 @@ pub struct Lockstep<'a> {
 pub struct Trained {
     pub outcomes: Vec<TrainOutcome>,
     pub teacher_seconds_per_epoch: f64,
+    /// What the teacher-output cache did.
+    pub teacher_cache: CacheRecord,
 }
 
 /// Where the loop stands: the generator, the step count, each learner's history.
@@ -97,9 +101,10 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
     let mut progress = Progress::new(inp.label, total_steps as u64);
     progress.inc(at.step as u64, "");
     let mut teacher_seconds = 0.0;
+    let (mut cache, off) = open_cache(learners, cfg, inp)?;
     for epoch in at.first_epoch..=cfg.epochs {
         let started = Instant::now();
-        let fed = run_epoch(learners, cfg, inp, epoch, total_steps, &mut at, &mut progress, &mut teacher_seconds)?;
+        let fed = run_epoch(learners, cfg, inp, epoch, total_steps, &mut at, &mut progress, &mut teacher_seconds, cache.as_mut())?;
         let single = learners.len() == 1;
         for (k, l) in learners.iter_mut().enumerate() {
             let m = l.finish_epoch(epoch, fed.lr, inp.test.student(), inp.preprocess)?;
@@ -122,7 +127,43 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
         t.final_top1 = t.epochs.last().map_or(0.0, |e| e.test_top1);
         t.method_summary = l.method.summary();
     }
-    Ok(Trained { outcomes: at.tracks, teacher_seconds_per_epoch: teacher_seconds / epochs_run as f64 })
+    let teacher_cache = match cache {
+        Some(c) => c.record,
+        None => CacheRecord { off, ..Default::default() },
+    };
+    if teacher_cache.hits > 0 {
+        eprintln!("{}: teacher outputs of {} epoch(s) read from the cache ({:.1} MB)", inp.label, teacher_cache.hits, teacher_cache.bytes_read as f64 / 1e6);
+    }
+    Ok(Trained { outcomes: at.tracks, teacher_seconds_per_epoch: teacher_seconds / epochs_run as f64, teacher_cache })
+}
+
+/// The teachers any learner uses (indices into all teachers), in increasing order.
+fn teachers_used(learners: &[Learner]) -> Vec<usize> {
+    let mut union: Vec<usize> = learners.iter().flat_map(|l| l.teachers.iter().copied()).collect();
+    union.sort_unstable();
+    union.dedup();
+    union
+}
+
+/// The teacher-output cache of this training, or why there is none.
+fn open_cache(learners: &[Learner], cfg: &Train, inp: &TrainInputs) -> anyhow::Result<(Option<TeacherCache>, Option<String>)> {
+    let union = teachers_used(learners);
+    let dir = crate::data::cache::default_dir();
+    let needs_taps = learners.iter().any(|l| l.needs_teacher_taps());
+    if let Some(off) = super::teacher_cache::why_off(cfg.teacher_cache.enabled, &union, needs_taps, dir.as_deref()) {
+        return Ok((None, Some(off)));
+    }
+    let dir = dir.expect("why_off checks the folder");
+    let used: Vec<&Teacher> = union.iter().map(|&i| &inp.teachers[i]).collect();
+    let sizes = epoch_sizes(inp, &union);
+    let device = learners[0].student.device();
+    let cache = TeacherCache::new(&dir, &used, &inp.train.source, &inp.train.train, &sizes, device, cfg.teacher_cache.top_k)?;
+    Ok((Some(cache), None))
+}
+
+/// The sizes every batch is rendered at: the student's, then each used teacher's.
+fn epoch_sizes(inp: &TrainInputs, union: &[usize]) -> Vec<(i64, i64)> {
+    distinct_sizes(inp.test.sizes[0], union.iter().map(|&i| inp.teachers[i].input_hw))
 }
 
 /// What one epoch of steps reports besides the learners' own figures.
@@ -148,12 +189,11 @@ fn run_epoch(
     at: &mut Progression,
     progress: &mut Progress,
     teacher_seconds: &mut f64,
+    cache: Option<&mut TeacherCache>,
 ) -> anyhow::Result<Fed> {
     let sgd = &cfg.optimizer.sgd;
     let device = learners[0].student.device();
-    let mut union: Vec<usize> = learners.iter().flat_map(|l| l.teachers.iter().copied()).collect();
-    union.sort_unstable();
-    union.dedup();
+    let union = teachers_used(learners);
     // The order and every batch's augmentation seed are drawn before the first step, so the
     // generator's state at the epoch's end does not depend on how the batches are loaded.
     let mut order = EpochBatches::new(inp.train.len(), cfg.batch_size, true, true, &mut at.rng);
@@ -164,31 +204,52 @@ fn run_epoch(
     let seeds = batches.iter().map(|_| at.rng.next_u64()).collect();
     let schedule = Schedule { batches, seeds };
     let steps = schedule.batches.len();
-    let sizes = distinct_sizes(inp.test.sizes[0], union.iter().map(|&i| inp.teachers[i].input_hw));
+    let mut entry = match cache {
+        Some(ref c) => Some(c.epoch(&schedule, union.len())?),
+        None => None,
+    };
+    let hit = matches!(entry, Some(EpochCache::Hit(_)));
+    // With the teachers' outputs read, only the student's view is needed; except where a file
+    // is decoded at a reduction chosen for the largest size, which the student's view follows.
+    let follows_largest = matches!(&inp.train.source, crate::data::loader::Source::Files(list) if list.reduced_decode);
+    let sizes = if hit && !follows_largest { vec![inp.test.sizes[0]] } else { epoch_sizes(inp, &union) };
     let mut lr = sgd.lr;
     // The student's input transform, its constants built once on the device.
     let student_input = inp.preprocess.on(device)?;
     let mut host_reads = 0;
+    let sync_debug = if device.is_cuda() { crate::device::sync_debug_requested()? } else { None };
     let (waited, skipped) = inp.train.train_batches(&schedule, &sizes, |stream| {
         let _numerics = inp.numerics.enter();
+        let mut _sync_debug = None;
         let mut skipped = 0;
         for i in 0..steps {
+            if let Some(mode) = sync_debug.filter(|_| at.step > at.first_step && _sync_debug.is_none()) {
+                _sync_debug = Some(SyncDebugScope::enter(mode)?);
+            }
             let batch = stream.next().ok_or_else(|| anyhow::anyhow!("the loader ended before batch {i} of {steps}"))??;
             skipped += batch.skipped.len();
             lr = lr_at(&cfg.schedule, sgd.lr, epoch, at.step, total_steps);
-            if batch.labels.size()[0] == 0 {
+            let rows = batch.labels.size()[0] as usize;
+            if rows == 0 {
                 // Every image of this batch was left out as bad: the step is skipped, the
                 // schedule moves on as if it had run.
+                if let Some(EpochCache::Miss(w)) = entry.as_mut() {
+                    w.skip();
+                }
                 at.step += 1;
                 progress.inc(1, &format!("epoch {epoch}/{}", cfg.epochs));
                 continue;
             }
             let reads_before = crate::host::reads();
-            let labels = batch.labels.to_device(device);
+            let labels = crate::host::upload(&batch.labels, device)?;
             // Each view goes to the device once, as uint8, for every model that takes it.
-            let views = batch.views.iter().map(|v| v.f_to_device(device)).collect::<Result<Vec<_>, _>>()?;
+            let views = batch.views.iter().map(|v| crate::host::upload(v, device)).collect::<Result<Vec<_>, _>>()?;
             let started = Instant::now();
-            let outputs = teacher_outputs(inp.teachers, &union, &views, &sizes, device)?;
+            let outputs = match entry.as_mut() {
+                Some(EpochCache::Hit(r)) => r.outputs(i, rows, &union, inp.teachers.len(), device)?,
+                Some(EpochCache::Miss(w)) => w.push(&teacher_outputs(inp.teachers, &union, &views, &sizes, device)?, &union, rows)?,
+                None => teacher_outputs(inp.teachers, &union, &views, &sizes, device)?,
+            };
             *teacher_seconds += started.elapsed().as_secs_f64();
             let x = student_input.apply(&views[0])?;
             for l in learners.iter_mut() {
@@ -203,7 +264,37 @@ fn run_epoch(
         }
         Ok((stream.waited().as_secs_f64(), skipped))
     })?;
+    if let Some(c) = cache {
+        match entry {
+            Some(EpochCache::Hit(r)) => {
+                c.record.hits += 1;
+                c.record.bytes_read += r.bytes();
+            }
+            Some(EpochCache::Miss(w)) => {
+                c.record.misses += 1;
+                c.record.bytes_written += w.finish()?;
+            }
+            None => {}
+        }
+    }
     Ok(Fed { lr, waited, skipped, host_reads })
+}
+
+/// libtorch's CUDA sync-debug mode for the steps of an epoch after the run's first; off again
+/// when the steps end (or fail), before the epoch's figures are read.
+struct SyncDebugScope;
+
+impl SyncDebugScope {
+    fn enter(mode: crate::device::SyncDebug) -> anyhow::Result<SyncDebugScope> {
+        crate::device::set_sync_debug(mode)?;
+        Ok(SyncDebugScope)
+    }
+}
+
+impl Drop for SyncDebugScope {
+    fn drop(&mut self) {
+        let _ = crate::device::set_sync_debug(crate::device::SyncDebug::Off);
+    }
 }
 
 /// Appends an epoch to a learner's history and keeps its best.

@@ -55,12 +55,22 @@ impl Distiller {
             let test = inputs.test.student();
             let top1 = crate::metrics::top_k(&self.student.logits(test, inputs.preprocess, 256)?, &test.labels, 1);
             eprintln!("{}: no epochs; the student as given has test top-1 {:.2}%", inputs.label, 100.0 * top1);
-            return Ok(TrainingRecord { method, method_summary: None, epochs: vec![], best_top1: top1, best_epoch: 0, final_top1: top1, seconds: 0.0 });
+            return Ok(TrainingRecord {
+                method,
+                method_summary: None,
+                epochs: vec![],
+                best_top1: top1,
+                best_epoch: 0,
+                final_top1: top1,
+                seconds: 0.0,
+                teacher_cache: None,
+            });
         }
         let mut lockstep = Lockstep { learners: vec![self.learner(inputs.label, inputs.teachers, cfg)?], keep_best: false };
         let trained = trainer::train(&mut lockstep, cfg, inputs)?;
+        let teacher_cache = Some(trained.teacher_cache);
         let TrainOutcome { method_summary, epochs, best_top1, best_epoch, final_top1, .. } =
             trained.outcomes.into_iter().next().expect("one learner, one outcome");
-        Ok(TrainingRecord { method, method_summary, epochs, best_top1, best_epoch, final_top1, seconds: started.elapsed().as_secs_f64() })
+        Ok(TrainingRecord { method, method_summary, epochs, best_top1, best_epoch, final_top1, seconds: started.elapsed().as_secs_f64(), teacher_cache })
     }
 }

@@ -10,7 +10,7 @@ use crate::data::disk_cache::DiskSet;
 use crate::data::feed::Feed;
 use crate::data::files::{self, FileList, ScanRules};
 use crate::data::loader::Source;
-use crate::recipe::schema::CacheMode;
+use crate::recipe::schema::{CacheMode, Resident};
 use std::path::Path;
 
 /// Decoded image folders up to this many bytes are held in memory under `cache: auto`.
@@ -56,8 +56,44 @@ pub fn data(data: &DataPlan, seed: u64) -> anyhow::Result<(Feed, Feed)> {
         how(&test),
         data.workers.threads
     );
-    let feed = |source| Feed { source, train: data.train_transform.clone(), eval: data.eval_transform.clone(), workers: data.workers, skip_bad: data.skip_bad };
+    let feed = |source| Feed {
+        source,
+        train: data.train_transform.clone(),
+        eval: data.eval_transform.clone(),
+        workers: data.workers,
+        skip_bad: data.skip_bad,
+        resident: None,
+    };
     Ok((feed(train), feed(test)))
+}
+
+/// Under `data.resident: auto`, training sets up to this many bytes are held on a CUDA device.
+pub const AUTO_RESIDENT_BYTES: u64 = 4 << 30;
+
+/// Holds the training set on `device` when `data.resident` asks for it (`auto`: on CUDA, when
+/// the set can be cut there for models taking `sizes` and fits in [`AUTO_RESIDENT_BYTES`]).
+pub fn place(data: &DataPlan, train: &mut Feed, device: tch::Device, sizes: &[(i64, i64)]) -> anyhow::Result<()> {
+    let why_not = crate::data::resident::why_not(&train.source, &train.train, sizes);
+    let Source::Memory(set) = &train.source else {
+        if data.resident == Resident::Always {
+            return Err(bad_input!("data.resident: always: {}", why_not.unwrap_or_default()));
+        }
+        return Ok(());
+    };
+    let bytes = set.images.numel() as u64;
+    let wanted = match data.resident {
+        Resident::Never => false,
+        Resident::Always => match why_not {
+            Some(reason) => return Err(bad_input!("data.resident: always: {reason}")),
+            None => true,
+        },
+        Resident::Auto => device.is_cuda() && why_not.is_none() && bytes <= AUTO_RESIDENT_BYTES,
+    };
+    if wanted {
+        train.resident = Some(crate::data::resident::ResidentSet::upload(set, &train.train, device)?);
+        eprintln!("data: the training set ({:.1} MB) is held on {} and cut there", bytes as f64 / 1e6, crate::device::name(device));
+    }
+    Ok(())
 }
 
 /// How a source's images are held, for messages and the report.

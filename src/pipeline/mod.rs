@@ -67,7 +67,8 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     stages.lap("plan");
     set_threads(&plan);
     tch::manual_seed(plan.seed as i64);
-    let (train_set, test_feed) = load::data(&plan.data, plan.seed)?;
+    let (mut train_set, test_feed) = load::data(&plan.data, plan.seed)?;
+    load::place(&plan.data, &mut train_set, plan.device, &plan.model_sizes())?;
     let test_set = test_feed.render_test(&plan.model_sizes())?;
     drop(test_feed);
     stages.lap("data");
@@ -256,6 +257,8 @@ fn loader_record(plan: &Plan, train: &Feed, test: &TestSet) -> serde_json::Value
         "train": held,
         "workers": plan.data.workers.threads,
         "reduced_decode": plan.data.reduced_decode,
+        "resident": train.resident.as_ref().map(|r| crate::device::name(r.device())),
+        "resident_why_not": crate::data::resident::why_not(&train.source, &train.train, &plan.model_sizes()),
         "sizes": test.sizes,
         "train_images_skipped_at_scan": skipped_at_scan,
         "test_images_skipped": test.skipped,

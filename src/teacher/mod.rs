@@ -135,6 +135,12 @@ impl Teacher {
         Ok(shape[1])
     }
 
+    /// Everything its logits on an image depend on besides the image, as text: the file, the
+    /// preprocessing, the precision, the output kind, the input size and how the graph runs.
+    pub fn cache_identity(&self) -> String {
+        format!("{} {:?} {:?} {:?} {:?} {}", self.sha256, self.preprocess, self.precision, self.output, self.input_hw, self.execution)
+    }
+
     /// Teacher logits for a uint8 NHWC batch; probability outputs become log-probabilities,
     /// which are logits up to a per-sample constant.
     pub fn logits(&self, images_u8: &Tensor) -> anyhow::Result<Tensor> {

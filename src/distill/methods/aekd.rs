@@ -91,7 +91,7 @@ pub fn capped_simplex_min_norm(gram: &Tensor, cap: f64) -> Tensor {
     if k == 1 {
         return Tensor::ones([1], (kind, device));
     }
-    let states = assignments(k).to_device(device);
+    let states = crate::host::upload(&assignments(k), device).expect("uploading the 3^K assignments");
     let free = states.eq(1).to_kind(kind);
     let fixed = states.eq(2).to_kind(kind) * cap;
     let s = states.size()[0];

@@ -107,7 +107,7 @@ impl<'a> Inputs<'a> {
     /// Input `i` on `device` (0-dim host scalars stay where they are: torch mixes them freely).
     pub fn on(&self, i: usize, device: tch::Device) -> anyhow::Result<Tensor> {
         let t = self.get(i)?;
-        Ok(if t.device() == device || (t.dim() == 0 && t.device() == tch::Device::Cpu) { t.shallow_clone() } else { t.f_to_device(device)? })
+        Ok(if t.device() == device || (t.dim() == 0 && t.device() == tch::Device::Cpu) { t.shallow_clone() } else { crate::host::upload(t, device)? })
     }
 
     /// A scalar input on the host (Clip bounds, Range arguments): a constant's compile-time

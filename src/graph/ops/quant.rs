@@ -57,7 +57,7 @@ fn quantize_linear(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         let device = x.device();
         let scale = along_axis(ins, &ins.on(1, device)?, x, axis)?.to_kind(x.kind());
         let (zp, kind) = match ins.opt(2) {
-            Some(z) => (along_axis(ins, &z.to_device(device), x, axis)?, z.kind()),
+            Some(z) => (along_axis(ins, &crate::host::upload(z, device)?, x, axis)?, z.kind()),
             None => (Tensor::zeros([], (Kind::Uint8, device)), Kind::Uint8),
         };
         let (lo, hi) = range(kind, ins.node)?;
@@ -76,12 +76,12 @@ fn dequantize_linear(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(single(move |ins, _| {
         let x = ins.get(0)?;
         let device = ins.compute_device();
-        let x = x.to_device(device);
+        let x = crate::host::upload(x, device)?;
         let scale = ins.on(1, device)?;
         let float = if matches!(scale.kind(), Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) { scale.kind() } else { Kind::Float };
         let scale = along_axis(ins, &scale, &x, axis)?.to_kind(float);
         let centered = match ins.opt(2) {
-            Some(z) => x.to_kind(float) - along_axis(ins, &z.to_device(device), &x, axis)?.to_kind(float),
+            Some(z) => x.to_kind(float) - along_axis(ins, &crate::host::upload(z, device)?, &x, axis)?.to_kind(float),
             None => x.to_kind(float),
         };
         Ok(centered * scale)

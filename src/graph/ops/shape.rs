@@ -42,7 +42,7 @@ fn gather(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         let idx = ins.get(1)?;
         let ax = norm_axis(ins.node, axis, data.dim() as i64)?;
         let n = data.size()[ax as usize];
-        let idx = idx.f_to_kind(Kind::Int64)?.f_to_device(data.device())?;
+        let idx = crate::host::upload(&idx.f_to_kind(Kind::Int64)?, data.device())?;
         // Negative indices count from the end.
         let flat = idx.f_flatten(0, -1)?;
         let flat = flat.f_remainder(n)?;
@@ -92,7 +92,7 @@ fn slice_one(x: &Tensor, axis: i64, start: i64, end: i64, step: i64) -> anyhow::
     let s = fix(start).clamp(-1, n - 1);
     let e = fix(end).clamp(-1, n - 1);
     let idx: Vec<i64> = (0..).map(|k| s + k * step).take_while(|&v| v > e).collect();
-    Ok(x.f_index_select(axis, &Tensor::from_slice(&idx).to_device(x.device()))?)
+    Ok(x.f_index_select(axis, &crate::host::upload(&Tensor::from_slice(&idx), x.device())?)?)
 }
 
 fn expand(_: &NodeCtx) -> anyhow::Result<Kernel> {

@@ -112,7 +112,8 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
     let out = opts.out.clone().unwrap_or_else(|| super::plan::default_out(&plan.name));
     let _lock = prepare_folder(&out, opts)?;
     super::set_threads(&plan);
-    let (train, test_feed) = super::load::data(&plan.data, plan.seed)?;
+    let (mut train, test_feed) = super::load::data(&plan.data, plan.seed)?;
+    super::load::place(&plan.data, &mut train, plan.device, &plan.model_sizes())?;
     let test = test_feed.render_test(&plan.model_sizes())?;
     drop(test_feed);
     let evaluation = evaluate_teachers(&plan.teachers, &test)?;

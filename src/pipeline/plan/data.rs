@@ -10,7 +10,7 @@ use crate::data::preprocess::{Layout, Preprocess};
 use crate::data::synthetic::SyntheticSpec;
 use crate::data::transform::geometry::RandomResizedCrop;
 use crate::data::transform::{EvalTransform, TrainCrop, TrainTransform};
-use crate::recipe::schema::{CacheMode, DataFormat, Recipe, DEFAULT_CROP_PADDING};
+use crate::recipe::schema::{CacheMode, DataFormat, Recipe, Resident, DEFAULT_CROP_PADDING};
 use std::path::{Path, PathBuf};
 
 /// Finished batches each loader worker may hold ahead of the training step.
@@ -49,6 +49,8 @@ pub struct DataPlan {
     pub eval_transform: EvalTransform,
     pub workers: Workers,
     pub cache: CacheMode,
+    /// Whether the training set is held on the training device ([`crate::data::resident`]).
+    pub resident: Resident,
     pub skip_bad: bool,
     pub max_image_pixels: u64,
     /// Decode JPEGs streamed from files at a reduced scale where the crop allows it.
@@ -110,12 +112,33 @@ pub fn resolve(recipe: &mut Recipe, base: &Path) -> Checked<DataPlan> {
         eval_transform,
         workers: Workers { threads, ahead: BATCHES_AHEAD },
         cache: d.cache,
+        resident: d.resident,
         skip_bad: d.skip_bad,
         max_image_pixels: d.max_image_pixels,
         reduced_decode: d.reduced_decode,
         preprocess,
         classes,
     })
+}
+
+/// `data.resident: always` on a set that cannot be cut on the device: the problems the plan
+/// can see (the images' storage is known only once they are loaded).
+pub fn check_resident(d: &DataPlan, teachers: &[crate::teacher::Teacher]) -> Vec<String> {
+    if d.resident != Resident::Always {
+        return vec![];
+    }
+    let s = d.image_size as i64;
+    let mut problems = Vec::new();
+    if let TrainCrop::RandomResized(_) = d.train_transform.crop {
+        problems.push("data.resident: always cannot hold with data.augment.random_resized_crop, whose views are resampled on the CPU".into());
+    }
+    if let Some(t) = teachers.iter().find(|t| t.input_hw != (s, s)) {
+        problems.push(format!(
+            "data.resident: always needs every model to take the stored {s}x{s} images; teacher `{}` takes {}x{} (use auto or never)",
+            t.name, t.input_hw.1, t.input_hw.0
+        ));
+    }
+    problems
 }
 
 /// The training transform `data.augment` asks for: one crop (pad-and-crop by default), then

@@ -65,6 +65,9 @@ impl Plan {
         {
             problems.extend(found.iter().cloned());
         }
+        if let (Ok(d), Ok(all)) = (&data, &teachers) {
+            problems.extend(data::check_resident(d, all));
+        }
         if problems.is_empty() {
             if let (Ok(s), Ok(all)) = (&student, &teachers) {
                 problems.extend(methods::try_build(&uses, s, all, recipe.train.batch_size, recipe.train.epochs));

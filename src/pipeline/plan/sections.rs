@@ -60,6 +60,9 @@ fn train(recipe: &Recipe) -> Vec<String> {
     if t.threads > MAX_THREADS {
         problems.push(format!("train.threads: at most {MAX_THREADS} (0 uses libtorch's default), got {}", t.threads));
     }
+    if t.teacher_cache.top_k == Some(0) {
+        problems.push("train.teacher_cache.top_k must be positive (leave it out to keep every logit up to 100 classes)".into());
+    }
     let sgd = &t.optimizer.sgd;
     if !(sgd.lr > 0.0 && sgd.lr.is_finite()) {
         problems.push(format!("train.optimizer.sgd.lr must be a positive number, got {}", sgd.lr));

@@ -41,6 +41,10 @@ pub struct Data {
     /// (`disk`), decode from the files every epoch (`none`), or decide by size (`auto`).
     #[serde(default)]
     pub cache: CacheMode,
+    /// Keep the uint8 training set on the training device and cut every batch there
+    /// (`always`), never (`never`), or on CUDA when the set qualifies and fits (`auto`).
+    #[serde(default)]
+    pub resident: Resident,
     /// Leave out images that cannot be decoded (counted in the report) instead of failing.
     #[serde(default)]
     pub skip_bad: bool,
@@ -72,6 +76,16 @@ pub enum CacheMode {
     Memory,
     Disk,
     None,
+}
+
+/// Where the training set's pixels live while training ([`Data::resident`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resident {
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 /// The evaluation transform: resize the shorter side, then cut the centre. Neither (the

@@ -1,5 +1,5 @@
 //! `train`: epochs, batch size, the optimizer, the learning-rate schedule, the labels-only
-//! baseline and CPU threads.
+//! baseline, CPU threads, determinism and the teacher-output cache.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,27 @@ pub struct Train {
     /// that a resumed run repeats an uninterrupted one; slower. No effect on the CPU.
     #[serde(default)]
     pub deterministic: bool,
+    /// Teacher outputs of every epoch's batches kept in the cache folder and reused by later
+    /// trainings with the same teachers, data, augmentation, batch and seed.
+    #[serde(default)]
+    pub teacher_cache: TeacherCache,
+}
+
+/// `train.teacher_cache`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeacherCache {
+    /// `false` runs the teachers on every batch of every training.
+    pub enabled: bool,
+    /// Keep each teacher's k largest logits per image and one value standing for the others
+    /// (default: every logit up to 100 classes, else the 10 largest).
+    pub top_k: Option<usize>,
+}
+
+impl Default for TeacherCache {
+    fn default() -> Self {
+        TeacherCache { enabled: true, top_k: None }
+    }
 }
 
 fn default_batch() -> usize {

@@ -154,7 +154,7 @@ impl HardBuffer {
         self.rng.shuffle(&mut slots);
         let n = batch.len().min(slots.len() as i64);
         let device = data.x.device();
-        let dst = Tensor::from_slice(&slots[..n as usize]).to_device(device);
+        let dst = crate::host::upload(&Tensor::from_slice(&slots[..n as usize]), device).expect("uploading the buffer slots");
         let src = hard.logical_not().to_kind(Kind::Uint8).argsort_stable(true, 0, false).narrow(0, 0, n);
         let take = hard.index_select(0, &src);
         let put = |a: &mut Tensor, b: &Tensor| {
@@ -181,7 +181,7 @@ impl HardBuffer {
         let mut idx: Vec<i64> = (0..data.len()).collect();
         self.rng.shuffle(&mut idx);
         idx.truncate(n.min(data.len()) as usize);
-        Some(data.select(&Tensor::from_slice(&idx).to_device(data.x.device())))
+        Some(data.select(&crate::host::upload(&Tensor::from_slice(&idx), data.x.device()).expect("uploading the sample indices")))
     }
 }
 
