@@ -1,6 +1,7 @@
-//! Reads of tensor values into host memory, all through here, and uploads that do not block. On an accelerator each read waits
-//! for the device to finish its queue, so every one is counted (per thread): the training step
-//! must make none after its first, and the trainer reports how many it made.
+//! Reads of tensor values into host memory, all through here, and uploads that do not block.
+//! On an accelerator each read waits for the device to finish its queue, so every one is
+//! counted (per thread): the training step must make none after its first, and the trainer
+//! reports how many it made.
 //!
 //! Integer tensors the executor keeps on the host by design (shapes, axes, indices computed by
 //! shape arithmetic) are read with [`host_ints`], which counts only when such a tensor sits on an

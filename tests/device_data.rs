@@ -29,6 +29,14 @@ fn run(dir: &Path, cache: &Path, out: &str, sets: &[&str]) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join(out).join("report.json")).unwrap()).unwrap()
 }
 
+/// A temporary folder holding `r.yaml` (the [`recipe`], changed by `edit`), and its cache folder.
+fn folder(edit: impl Fn(String) -> String) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::write(dir.path().join("r.yaml"), edit(recipe(dir.path()))).unwrap();
+    (dir, cache)
+}
+
 fn epochs(report: &Value, stage: &str) -> Vec<Value> {
     let training = if stage == "qat" { &report["quantization"]["training"] } else { &report["training"] };
     epochs_without_time(&training["epochs"])
@@ -37,9 +45,7 @@ fn epochs(report: &Value, stage: &str) -> Vec<Value> {
 #[test]
 fn a_resident_set_trains_exactly_as_the_loader() {
     let _serial = one_training_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    std::fs::write(dir.path().join("r.yaml"), recipe(dir.path())).unwrap();
+    let (dir, cache) = folder(|r| r);
     let off = "train.teacher_cache.enabled=false";
     let loaded = run(dir.path(), &cache, "loaded", &["data.resident=never", off]);
     let resident = run(dir.path(), &cache, "resident", &["data.resident=always", off]);
@@ -72,10 +78,7 @@ fn cache_of<'a>(report: &'a Value, stage: &str) -> &'a Value {
 #[test]
 fn teacher_outputs_are_written_once_and_read_by_later_trainings() {
     let _serial = one_training_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let text = recipe(dir.path()) + "quantize: {epochs: 1, calibration_images: 64, latency: {rounds: 1, batches: [1]}}\n";
-    std::fs::write(dir.path().join("r.yaml"), text).unwrap();
+    let (dir, cache) = folder(|r| r + "quantize: {epochs: 1, calibration_images: 64, latency: {rounds: 1, batches: [1]}}\n");
     let first = run(dir.path(), &cache, "first", &[]);
     let c = cache_of(&first, "distill");
     assert_eq!((c["misses"].as_u64(), c["hits"].as_u64()), (Some(2), Some(0)), "{c}");
@@ -110,9 +113,7 @@ fn teacher_outputs_are_written_once_and_read_by_later_trainings() {
 #[test]
 fn top_k_logits_are_what_the_writer_and_the_reader_both_learn_from() {
     let _serial = one_training_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    std::fs::write(dir.path().join("r.yaml"), recipe(dir.path())).unwrap();
+    let (dir, cache) = folder(|r| r);
     let k = "train.teacher_cache.top_k=3";
     let first = run(dir.path(), &cache, "first", &[k]);
     let again = run(dir.path(), &cache, "again", &[k]);
@@ -128,11 +129,22 @@ fn top_k_logits_are_what_the_writer_and_the_reader_both_learn_from() {
 #[test]
 fn a_method_that_learns_from_features_runs_its_teachers() {
     let _serial = one_training_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    std::fs::write(dir.path().join("r.yaml"), recipe(dir.path()).replace("method: aver", "method: ca_mkd")).unwrap();
+    let (dir, cache) = folder(|r| r.replace("method: aver", "method: ca_mkd"));
     let r = run(dir.path(), &cache, "o", &["train.epochs=1"]);
     let c = cache_of(&r, "distill");
     assert!(c["off"].as_str().unwrap().contains("features"), "{c}");
     assert_eq!(c["misses"], 0);
+}
+
+#[test]
+fn a_cache_folder_that_cannot_be_written_leaves_the_teachers_to_run() {
+    let _serial = one_training_at_a_time();
+    let (dir, _) = folder(|r| r);
+    // A file where the folder should be: no entry can be created under it.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, b"not a folder").unwrap();
+    let r = run(dir.path(), &blocked, "o", &["train.epochs=1"]);
+    let c = cache_of(&r, "distill");
+    assert_eq!((c["hits"].as_u64(), c["misses"].as_u64()), (Some(0), Some(0)), "{c}");
+    assert_eq!(std::fs::read(&blocked).unwrap(), b"not a folder");
 }

@@ -131,6 +131,8 @@ pub struct Writer {
     pending_bytes: u64,
     checksum: Checksum,
     written: u64,
+    /// Why the entry cannot be completed (a write failed): the epoch goes on without it.
+    failed: Option<String>,
 }
 
 /// FNV-1a, 64-bit, over the records and row counts: catches truncation and bit rot.
@@ -182,7 +184,9 @@ pub fn kept(top_k: Option<usize>, classes: usize) -> usize {
 
 impl TeacherCache {
     /// The cache in `dir` for trainings on `source` under `transform` at `sizes` with
-    /// `teachers` (those a training uses, in order) on `device`.
+    /// `teachers` (those a training uses, in order) on `device`; `numerics` names how the
+    /// teachers compute there (TF32 or not), part of the key.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         dir: &Path,
         teachers: &[&Teacher],
@@ -190,6 +194,7 @@ impl TeacherCache {
         transform: &TrainTransform,
         sizes: &[(i64, i64)],
         device: Device,
+        numerics: &str,
         top_k: Option<usize>,
     ) -> Result<TeacherCache> {
         let classes = teachers.first().map_or(0, |t| t.num_classes as usize);
@@ -208,7 +213,7 @@ impl TeacherCache {
             field(t.cache_identity().as_bytes());
         }
         data_identity(source, &mut field)?;
-        field(format!("{transform:?} {sizes:?} {} k={k}", crate::device::name(device)).as_bytes());
+        field(format!("{transform:?} {sizes:?} {} {numerics} k={k}", crate::device::name(device)).as_bytes());
         Ok(TeacherCache { dir: dir.to_path_buf(), base: h, classes, k, record: CacheRecord { top_k: k, ..Default::default() } })
     }
 
@@ -252,6 +257,7 @@ impl TeacherCache {
             pending_bytes: 0,
             checksum: Checksum::new(),
             written: HEADER as u64,
+            failed: None,
         }))
     }
 }
@@ -391,11 +397,17 @@ impl Writer {
         for (j, logits) in decode(&record, self.teachers, rows, self.classes, self.k)?.into_iter().enumerate() {
             out[which[j]] = Some(TeacherOutputs { logits, taps: vec![] });
         }
-        self.rows.push(rows as u32);
-        self.pending_bytes += record.numel() as u64;
-        self.pending.push(record);
-        if self.pending_bytes > FLUSH_BYTES {
-            self.flush()?;
+        if self.failed.is_none() {
+            self.rows.push(rows as u32);
+            self.pending_bytes += record.numel() as u64;
+            self.pending.push(record);
+            if self.pending_bytes > FLUSH_BYTES {
+                if let Err(e) = self.flush() {
+                    // The training goes on; only the entry is given up.
+                    self.failed = Some(format!("{e:#}"));
+                    self.pending.clear();
+                }
+            }
         }
         Ok(out)
     }
@@ -424,6 +436,9 @@ impl Writer {
 
     /// Completes the entry and moves it into place; returns its bytes.
     pub fn finish(mut self) -> Result<u64> {
+        if let Some(why) = self.failed.take() {
+            bail!("writing {}: {why}", self.tmp.display());
+        }
         self.flush()?;
         let counts: Vec<u8> = self.rows.iter().flat_map(|r| r.to_le_bytes()).collect();
         self.checksum.update(&counts);
@@ -432,7 +447,10 @@ impl Writer {
         file.write_all(&self.checksum.0.to_le_bytes())?;
         file.flush().with_context(|| format!("writing {}", self.tmp.display()))?;
         drop(file);
-        std::fs::rename(&self.tmp, &self.path).with_context(|| format!("moving {} into place", self.tmp.display()))?;
+        if let Err(e) = std::fs::rename(&self.tmp, &self.path) {
+            let _ = std::fs::remove_file(&self.tmp);
+            bail!("moving {} into place: {e}", self.tmp.display());
+        }
         crate::data::cache_dir::after_use(&self.path);
         Ok(self.written + counts.len() as u64 + 8)
     }

@@ -101,7 +101,8 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
     let mut progress = Progress::new(inp.label, total_steps as u64);
     progress.inc(at.step as u64, "");
     let mut teacher_seconds = 0.0;
-    let (mut cache, off) = open_cache(learners, cfg, inp)?;
+    // The cache is a speed-up: one that cannot be opened leaves the teachers to run, and says why.
+    let (mut cache, off) = open_cache(learners, cfg, inp).unwrap_or_else(|e| (None, Some(format!("the cache could not be opened: {e:#}"))));
     for epoch in at.first_epoch..=cfg.epochs {
         let started = Instant::now();
         let fed = run_epoch(learners, cfg, inp, epoch, total_steps, &mut at, &mut progress, &mut teacher_seconds, cache.as_mut())?;
@@ -157,7 +158,10 @@ fn open_cache(learners: &[Learner], cfg: &Train, inp: &TrainInputs) -> anyhow::R
     let used: Vec<&Teacher> = union.iter().map(|&i| &inp.teachers[i]).collect();
     let sizes = epoch_sizes(inp, &union);
     let device = learners[0].student.device();
-    let cache = TeacherCache::new(&dir, &used, &inp.train.source, &inp.train.train, &sizes, device, cfg.teacher_cache.top_k)?;
+    // On CUDA the teachers' logits depend on TF32 and cuDNN's algorithm choice; not on the CPU.
+    let n = inp.numerics;
+    let how = if device.is_cuda() { format!("tf32={} deterministic={}", n.allow_tf32, n.deterministic) } else { String::new() };
+    let cache = TeacherCache::new(&dir, &used, &inp.train.source, &inp.train.train, &sizes, device, &how, cfg.teacher_cache.top_k)?;
     Ok((Some(cache), None))
 }
 
@@ -205,7 +209,7 @@ fn run_epoch(
     let schedule = Schedule { batches, seeds };
     let steps = schedule.batches.len();
     let mut entry = match cache {
-        Some(ref c) => Some(c.epoch(&schedule, union.len())?),
+        Some(ref c) => c.epoch(&schedule, union.len()).map_err(|e| eprintln!("warning: teacher cache: {e:#}; this epoch runs its teachers")).ok(),
         None => None,
     };
     let hit = matches!(entry, Some(EpochCache::Hit(_)));
@@ -270,10 +274,13 @@ fn run_epoch(
                 c.record.hits += 1;
                 c.record.bytes_read += r.bytes();
             }
-            Some(EpochCache::Miss(w)) => {
-                c.record.misses += 1;
-                c.record.bytes_written += w.finish()?;
-            }
+            Some(EpochCache::Miss(w)) => match w.finish() {
+                Ok(bytes) => {
+                    c.record.misses += 1;
+                    c.record.bytes_written += bytes;
+                }
+                Err(e) => eprintln!("warning: teacher cache: {e:#}; the epoch's outputs are not kept"),
+            },
             None => {}
         }
     }
