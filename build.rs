@@ -4,6 +4,8 @@
 //! targets; a downstream binary must do it itself, or `libtorch_cuda.so` is dropped by
 //! `--as-needed` and CUDA silently reports unavailable (runtime-notes §2.1). We also record where
 //! the project's ONNX Runtime library lies, so the binary finds it without environment variables.
+//! And we compile the C++ shim of `src/dist/` against the torch wheel's c10d headers (Gloo's own
+//! headers, which the wheel lacks, come from Debian's `libgloo-dev`, unpacked by `scripts/setup`).
 
 use std::path::{Path, PathBuf};
 
@@ -22,10 +24,50 @@ fn main() {
     }
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-ltorch");
+    build_dist_shim();
 
     let venv = std::env::var_os("COMPRESS_VENV").map(PathBuf::from).unwrap_or_else(|| Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join(".venv"));
     let ort = find_ort_dylib(&venv).map(|p| p.display().to_string()).unwrap_or_default();
     println!("cargo:rustc-env=COMPRESS_DEFAULT_ORT_DYLIB={ort}");
+}
+
+/// Compiles `src/dist/shim.cpp` (TCPStore rendezvous, Gloo process group) into a static library
+/// linked into the crate. Without Gloo's headers it is built without the Gloo group, whose
+/// constructor then says so; `COMPRESS_GLOO_INCLUDE` names another folder holding `gloo/`.
+fn build_dist_shim() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    for file in ["shim.cpp", "shim_common.hpp"] {
+        println!("cargo:rerun-if-changed=src/dist/{file}");
+    }
+    println!("cargo:rerun-if-env-changed=COMPRESS_GLOO_INCLUDE");
+    let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB").map(PathBuf::from) else {
+        panic!("tch's build script did not say where libtorch is (DEP_TCH_LIBTORCH_LIB)");
+    };
+    let include = lib.join("../include");
+    let gloo = std::env::var_os("COMPRESS_GLOO_INCLUDE").map(PathBuf::from).unwrap_or_else(|| manifest.join(".deps/gloo/usr/include"));
+    println!("cargo:rerun-if-changed={}", gloo.join("gloo/config.h").display());
+    let with_gloo = gloo.join("gloo/config.h").is_file();
+    if !with_gloo {
+        println!("cargo:warning=gloo headers not found in {}: the Gloo process group is left out (run ./scripts/setup)", gloo.display());
+    }
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .file(manifest.join("src/dist/shim.cpp"))
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag_if_supported("-Wno-unused-parameter")
+        .warnings(false);
+    if with_gloo {
+        build.include(&gloo).define("USE_C10D_GLOO", None).define("COMPRESS_WITH_GLOO", None);
+    }
+    build.compile("compress_dist");
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
 }
 
 /// The versioned `libonnxruntime.so.1.x.y` inside the virtual environment's onnxruntime wheel.

@@ -18,7 +18,7 @@
 //! quant
 //! zoo
 //! graph runtime recipe
-//! onnx data device
+//! onnx data device dist
 //! fsio metrics progress
 //! error host
 //! ```
@@ -30,12 +30,13 @@
 //! - `student`, `teacher`: the two kinds of model; `quant`: the training side of quantization;
 //!   `zoo`: built-in student architectures;
 //! - `graph`: the IR, its passes and executor; `runtime`: ONNX Runtime; `recipe`: the schema;
-//! - leaves: `onnx` (protobuf I/O), `data`, `device`, `fsio` (atomic writes, hashes), `metrics`,
+//! - leaves: `onnx` (protobuf I/O), `data`, `device`, `dist` (data parallel on c10d), `fsio` (atomic writes, hashes), `metrics`,
 //!   `progress`, `error`; `host` (every read of tensor values into host memory, counted).
 
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod distill;
 pub mod error;
 pub mod export;

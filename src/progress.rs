@@ -30,6 +30,11 @@ impl Progress {
         Progress { bar, label: label.into(), total, done: 0, last_line: Instant::now(), every: Duration::from_secs(10) }
     }
 
+    /// A progress that shows nothing (the ranks of a data-parallel run other than rank 0).
+    pub fn quiet(label: &str, total: u64) -> Progress {
+        Progress { bar: None, label: label.into(), total, done: 0, last_line: Instant::now(), every: Duration::MAX }
+    }
+
     /// Advances by `n` with a short status message.
     pub fn inc(&mut self, n: u64, msg: &str) {
         self.done += n;

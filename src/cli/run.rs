@@ -20,8 +20,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
         overwrite: args.overwrite,
         device: args.device.clone(),
     };
+    // In a data-parallel run rank 0 alone writes the JUnit file and the job summary.
+    let main = crate::dist::Launch::from_env().ok().flatten().is_none_or(|w| w.is_main());
     let ci = CiReport {
-        junit: args.junit.as_deref(),
+        junit: args.junit.as_deref().filter(|_| main),
         title: format!("compress --recipe {}", recipe.display()),
         classname: "compress.run",
         started: Instant::now(),

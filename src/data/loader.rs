@@ -83,6 +83,27 @@ pub struct Schedule {
     pub seeds: Vec<u64>,
 }
 
+impl Schedule {
+    /// Rank `rank`'s share of every batch in a data-parallel run of `world_size` processes:
+    /// its contiguous slice of the batch's samples, with the seed moved by the slice's start, so
+    /// each sample gets the view it gets in the whole batch (a sample's generator is seeded by
+    /// the batch's seed plus its position). The batch size must divide evenly.
+    pub fn shard(&self, rank: usize, world_size: usize) -> Result<Schedule> {
+        anyhow::ensure!(rank < world_size, "rank {rank} of {world_size}");
+        let mut out = Schedule { batches: Vec::with_capacity(self.batches.len()), seeds: Vec::with_capacity(self.seeds.len()) };
+        for (k, batch) in self.batches.iter().enumerate() {
+            anyhow::ensure!(batch.len() % world_size == 0, "a batch of {} samples does not split evenly over {world_size} processes", batch.len());
+            let per = batch.len() / world_size;
+            let start = rank * per;
+            out.batches.push(batch[start..start + per].to_vec());
+            if let Some(seed) = self.seeds.get(k) {
+                out.seeds.push(seed.wrapping_add(start as u64));
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// How many workers render, and how many finished batches each may hold ahead of the step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Workers {

@@ -218,3 +218,28 @@ fn reduced_decode_renders_the_same_views_nearly_the_same() {
         assert!(mean < 2.0, "mean difference {mean} grey levels from the full decode");
     }
 }
+
+/// Two ranks' shares of every batch, rendered apart, are the rows of the whole batch: the same
+/// samples, labels and random views (resized crops and flips drawn from per-sample seeds).
+#[test]
+fn shards_render_the_rows_of_the_whole_batch() {
+    let (_t, list) = folder(24);
+    let source = Source::Files(list);
+    let sched = schedule(24, 8, 11);
+    let sizes = [(16, 16)];
+    let whole = collect(&source, &sched, &train_render(), &sizes, 1);
+    let shards: Vec<_> = (0..2).map(|r| collect(&source, &sched.shard(r, 2).unwrap(), &train_render(), &sizes, 1)).collect();
+    let row = 16 * 16 * 3;
+    for (k, (views, labels)) in whole.iter().enumerate() {
+        let (v0, l0) = &shards[0][k];
+        let (v1, l1) = &shards[1][k];
+        assert_eq!([l0.as_slice(), l1.as_slice()].concat(), *labels, "batch {k}: labels");
+        assert_eq!([v0[0].as_slice(), v1[0].as_slice()].concat(), views[0], "batch {k}: pixels");
+        assert_eq!(v0[0].len(), 4 * row);
+    }
+    // Without the seed moved by the slice's start, rank 1 would draw rank 0's views.
+    let mut wrong = sched.shard(1, 2).unwrap();
+    wrong.seeds = sched.seeds.clone();
+    assert!(collect(&source, &wrong, &train_render(), &sizes, 1)[0].0[0] != whole[0].0[0][4 * row..]);
+    assert!(sched.shard(0, 3).is_err(), "8 samples do not split over 3 ranks");
+}

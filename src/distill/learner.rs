@@ -9,6 +9,7 @@ use super::stats::WeightStats;
 use crate::data::feed::{Feed, TestSet};
 use crate::data::preprocess::Preprocess;
 use crate::data::ImageSet;
+use crate::dist::Group;
 use crate::graph::RunMode;
 use crate::host::HostRead;
 use crate::metrics;
@@ -122,9 +123,9 @@ impl<'a> Learner<'a> {
     }
 
     /// The method's stage before training (MGD's heads), on this learner's teachers.
-    pub fn prepare(&self, train: &Feed, test: &TestSet, all: &[Teacher], batch_size: i64, seed: u64) -> anyhow::Result<()> {
+    pub fn prepare(&self, train: &Feed, test: &TestSet, all: &[Teacher], batch_size: i64, seed: u64, dist: Option<&Group>) -> anyhow::Result<()> {
         let teachers: Vec<&Teacher> = self.teachers.iter().map(|&i| &all[i]).collect();
-        let ctx = PrepareContext { train, test, teachers: &teachers, batch_size, seed, device: self.student.device() };
+        let ctx = PrepareContext { train, test, teachers: &teachers, batch_size, seed, device: self.student.device(), dist };
         self.method.prepare(&ctx)
     }
 
@@ -141,6 +142,7 @@ impl<'a> Learner<'a> {
         steps_in_epoch: usize,
         lr: f64,
         seed: u64,
+        dist: Option<&Group>,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
         self.opt.lr = lr;
@@ -153,12 +155,16 @@ impl<'a> Learner<'a> {
         }
         let (logits, student_feats) = self.student.forward_with_taps(x, RunMode::Train)?;
         let progress = (epoch - 1) as f64 + (index + 1) as f64 / steps_in_epoch.max(1) as f64;
-        let batch = BatchOutputs { student: &logits, student_feats: &student_feats, teachers: &logits_t, teacher_feats: &feats_t, labels, epoch, progress };
+        let batch =
+            BatchOutputs { student: &logits, student_feats: &student_feats, teachers: &logits_t, teacher_feats: &feats_t, labels, epoch, progress, dist };
         let terms = self.method.losses(&batch)?;
         let total = terms.iter().map(|t| t.value.shallow_clone()).reduce(|a, b| a + b).expect("a method returns terms");
         self.note_finite(&total, index);
         self.opt.zero_grad();
         total.backward();
+        if let Some(group) = dist {
+            self.opt.average_grads(group)?;
+        }
         self.opt.step();
         // The weights the loss used, read before a meta step can change them.
         let weights = tch::no_grad(|| self.method.teacher_weights(&batch))?;
@@ -180,6 +186,17 @@ impl<'a> Learner<'a> {
         self.seen += labels.size()[0];
         self.steps += 1;
         self.busy += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// A data-parallel step where every image of this rank's share of the batch was left out as
+    /// bad: the rank still takes part in the gradient average (with zero gradients) and in the
+    /// update, so its parameters stay equal to the others'.
+    pub fn idle_step(&mut self, lr: f64, group: &Group) -> anyhow::Result<()> {
+        self.opt.lr = lr;
+        self.opt.zero_grad();
+        self.opt.average_grads(group)?;
+        self.opt.step();
         Ok(())
     }
 
@@ -213,15 +230,26 @@ impl<'a> Learner<'a> {
 
     /// The epoch's figures (test accuracy on `test`), resetting the running sums; `seconds` is
     /// this learner's own time: its steps and the evaluation. Fails when the training diverged.
-    pub fn finish_epoch(&mut self, epoch: usize, lr: f64, test: &ImageSet, pre: &Preprocess) -> anyhow::Result<EpochMetrics> {
+    /// In a data-parallel run the losses and training accuracy are the whole batch's (summed
+    /// across the ranks), the BatchNorm statistics are averaged across the ranks first, and only
+    /// rank 0 evaluates (the others' test top-1 is 0).
+    pub fn finish_epoch(&mut self, epoch: usize, lr: f64, test: &ImageSet, pre: &Preprocess, dist: Option<&Group>) -> anyhow::Result<EpochMetrics> {
         self.check_finite(epoch, lr)?;
         let started = Instant::now();
+        if let Some(group) = dist {
+            self.reduce_figures(group)?;
+            average_statistics(self.student, self.method, group)?;
+        }
         let batches = self.steps.max(1) as f64;
         let losses = std::mem::take(&mut self.sums).iter().map(|(k, v)| (k.to_string(), v.read_f64() / batches)).collect();
         let weights = std::mem::take(&mut self.weights).finish();
         let figures = self.method.take_figures();
-        let test_logits = self.student.logits(test, pre, 256)?;
-        let test_top1 = metrics::top_k(&test_logits, &test.labels, 1);
+        let test_top1 = if dist.is_none_or(|g| g.rank == 0) {
+            let test_logits = self.student.logits(test, pre, 256)?;
+            metrics::top_k(&test_logits, &test.labels, 1)
+        } else {
+            0.0
+        };
         let correct = self.correct.take().map_or(0.0, |c| c.read_f64());
         let own = self.busy + started.elapsed().as_secs_f64();
         let m = EpochMetrics {
@@ -248,6 +276,57 @@ impl<'a> Learner<'a> {
         (self.seen, self.steps, self.busy) = (0, 0, 0.0);
         Ok(m)
     }
+}
+
+impl Learner<'_> {
+    /// Sums the epoch's loss sums, correct answers and images across the ranks (one allreduce),
+    /// the loss sums then divided by the world size: each rank's are sums of per-step means over
+    /// its share of every batch, so their mean is the whole batches'.
+    fn reduce_figures(&mut self, group: &Group) -> anyhow::Result<()> {
+        let _guard = tch::no_grad_guard();
+        let device = self.student.device();
+        let zero = || Tensor::zeros([], (Kind::Double, device));
+        let mut parts: Vec<Tensor> = self.sums.values().map(|v| v.to_kind(Kind::Double).reshape([1])).collect();
+        parts.push(self.correct.as_ref().map_or_else(zero, |c| c.to_kind(Kind::Double)).reshape([1]));
+        parts.push(Tensor::from_slice(&[self.seen as f64]).to_device(device));
+        let all = Tensor::cat(&parts, 0);
+        group.allreduce_sum(&[&all])?;
+        let world = group.world_size as f64;
+        for (k, v) in self.sums.values_mut().enumerate() {
+            *v = all.get(k as i64) / world;
+        }
+        let n = self.sums.len() as i64;
+        self.correct = Some(all.get(n));
+        self.seen = all.get(n + 1).read_f64().round() as i64;
+        Ok(())
+    }
+}
+
+/// Averages the student's BatchNorm statistics (its floating-point initializers that are not
+/// parameters) and the method modules' non-trainable buffers across the ranks: they are kept
+/// local during the epoch, as in PyTorch's DDP without SyncBatchNorm, and made one at its end.
+fn average_statistics(student: &Student, method: &dyn Method, group: &Group) -> anyhow::Result<()> {
+    let _guard = tch::no_grad_guard();
+    let params: std::collections::HashSet<String> = student.parameters().into_iter().map(|(n, _)| n).collect();
+    let mut buffers: Vec<Tensor> = student.state().into_iter().filter(|(n, t)| !params.contains(n) && t.is_floating_point()).map(|(_, t)| t).collect();
+    if let Some(vs) = method.modules() {
+        let mut extra: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| !t.requires_grad() && t.is_floating_point()).collect();
+        extra.sort_by(|a, b| a.0.cmp(&b.0));
+        buffers.extend(extra.into_iter().map(|(_, t)| t));
+    }
+    if buffers.is_empty() {
+        return Ok(());
+    }
+    // One collective for all: their values side by side in one buffer, copied back after.
+    let flat = Tensor::cat(&buffers.iter().map(|b| b.to_kind(Kind::Float).reshape([-1])).collect::<Vec<_>>(), 0);
+    group.allreduce_mean(&[&flat])?;
+    let mut offset = 0;
+    for b in buffers.iter_mut() {
+        let n = b.numel() as i64;
+        b.f_copy_(&flat.narrow(0, offset, n).reshape(b.size()).to_kind(b.kind()))?;
+        offset += n;
+    }
+    Ok(())
 }
 
 /// The parameters the optimizer updates: the student's, then the method's modules (connectors)

@@ -187,8 +187,48 @@ impl Sgd {
 
     pub fn step(&mut self) {
         let _guard = tch::no_grad_guard();
+        for (g, runs) in self.adopt_grads().into_iter().enumerate() {
+            for (start, len) in runs {
+                self.step_range(g, start, len);
+            }
+        }
+    }
+
+    /// Averages the gradients across the ranks of a data-parallel run: one allreduce of each
+    /// group's flat gradient buffer (one in all for a float32 model on one device). Every
+    /// rank then takes the same step from the same parameters, so they stay equal.
+    pub fn average_grads(&mut self, group: &crate::dist::Group) -> anyhow::Result<()> {
+        let _guard = tch::no_grad_guard();
+        self.adopt_grads();
+        for g in &self.groups {
+            group.allreduce_mean(&[&g.grads])?;
+        }
+        Ok(())
+    }
+
+    /// Gives every rank rank `root`'s parameters and momentum (which buffers hold a step
+    /// included): what a resumed data-parallel run does after rank 0 read its checkpoint.
+    pub fn broadcast_state(&mut self, group: &crate::dist::Group, root: usize) -> anyhow::Result<()> {
+        let _guard = tch::no_grad_guard();
+        for g in &self.groups {
+            group.broadcast(&g.params, root)?;
+            group.broadcast(&g.momentum, root)?;
+        }
+        let started = Tensor::from_slice(&self.members.iter().map(|m| m.started as u8).collect::<Vec<_>>());
+        group.broadcast(&started, root)?;
+        let flags = crate::host::vec::<u8>(&started)?;
+        for (m, f) in self.members.iter_mut().zip(flags) {
+            m.started = f != 0;
+        }
+        Ok(())
+    }
+
+    /// Makes every gradient autograd allocated a view of its group's buffer (copying it there,
+    /// so the next backward accumulates in place), and returns per group the runs of
+    /// consecutive members that have a gradient this step, as element ranges.
+    fn adopt_grads(&mut self) -> Vec<Vec<(i64, i64)>> {
+        let mut all = Vec::with_capacity(self.groups.len());
         for g in 0..self.groups.len() {
-            // The runs of consecutive members that have a gradient this step, as element ranges.
             let mut runs: Vec<(i64, i64)> = Vec::new();
             for &i in &self.groups[g].members {
                 let m = &self.members[i];
@@ -197,8 +237,6 @@ impl Sgd {
                     continue;
                 }
                 if !self.is_adopted(m, &grad) {
-                    // A gradient autograd allocated: copy it into the buffer and make it a view
-                    // there, so the next backward accumulates in place.
                     let mut view = m.view(&self.groups[g].grads);
                     view.copy_(&grad);
                     let _ = grad.set_source_tensor_(&view);
@@ -209,10 +247,9 @@ impl Sgd {
                 }
                 self.members[i].started = true;
             }
-            for (start, len) in runs {
-                self.step_range(g, start, len);
-            }
+            all.push(runs);
         }
+        all
     }
 
     /// The update on elements `start..start + len` of group `g`'s buffers.
@@ -238,6 +275,16 @@ impl Sgd {
             d = if self.nesterov { d + &buf * self.momentum } else { buf };
         }
         let _ = p.g_sub_(&(d * self.lr));
+    }
+
+    /// The flat parameter buffers (one per dtype and device), which every parameter views.
+    pub fn flat_params(&self) -> Vec<&Tensor> {
+        self.groups.iter().map(|g| &g.params).collect()
+    }
+
+    /// The parameters' names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.name.clone()).collect()
     }
 
     /// Momentum buffers by parameter name (absent before a parameter's first step).

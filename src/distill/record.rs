@@ -99,4 +99,7 @@ pub struct TrainingRecord {
     /// What the teacher-output cache did (absent for a training without epochs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teacher_cache: Option<CacheRecord>,
+    /// The processes that trained it, data parallel (1: one process); with more, every
+    /// epoch ended with each rank's parameters checked equal to rank 0's, bit for bit.
+    pub world_size: usize,
 }

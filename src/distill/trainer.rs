@@ -2,6 +2,11 @@
 //! teacher run once per batch (no grad) for all of them, per-epoch evaluation, checkpoints after
 //! every epoch and resuming from them. A normal run is the one-learner case; `compress compare`
 //! the N-learner case. Loss sums stay on the device and are read once per epoch.
+//!
+//! Data parallel (`inp.dist`): every rank draws the same order and seeds, takes its share of
+//! each batch, averages the gradients in each step and its statistics at each epoch's end;
+//! rank 0 alone evaluates, prints and writes checkpoints, and a resumed run starts every rank
+//! from rank 0's.
 
 use super::checkpoint::{self, Checkpoint, Expect, Identity, Meta};
 use super::learner::{teacher_outputs, Learner};
@@ -15,6 +20,7 @@ use crate::data::feed::{distinct_sizes, Feed, TestSet};
 use crate::data::loader::Schedule;
 use crate::data::preprocess::Preprocess;
 use crate::data::rng::Rng;
+use crate::dist::Group;
 use crate::graph::Numerics;
 use crate::progress::Progress;
 use crate::recipe::schema::Train;
@@ -42,6 +48,15 @@ pub struct TrainInputs<'a> {
     pub identity: Identity,
     /// The numerics of the training steps (TF32, autotuning, determinism on CUDA).
     pub numerics: Numerics,
+    /// The process group of a data-parallel run.
+    pub dist: Option<&'a Group>,
+}
+
+impl TrainInputs<'_> {
+    /// Whether this process evaluates, prints and writes (the only one, or rank 0).
+    pub fn is_main(&self) -> bool {
+        self.dist.is_none_or(|g| g.rank == 0)
+    }
 }
 
 /// One learner's training.
@@ -90,15 +105,24 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
     if steps_per_epoch == 0 {
         return Err(crate::bad_input!("train.batch_size {} exceeds the {} training images", cfg.batch_size, inp.train.len()));
     }
-    let dirs = checkpoint_dirs(learners, inp);
+    // Only rank 0 reads and writes checkpoints; the others start from its state.
+    let dirs = if inp.is_main() { checkpoint_dirs(learners, inp) } else { vec![None; learners.len()] };
     let mut at = resume(learners, &dirs, inp, &Expect { epochs: cfg.epochs, steps_per_epoch })?;
+    if let Some(group) = inp.dist {
+        share_progression(&mut at, group)?;
+    }
     if at.first_epoch == 1 {
         for l in learners.iter() {
-            l.prepare(inp.train, inp.test, inp.teachers, cfg.batch_size as i64, inp.seed)?;
+            l.prepare(inp.train, inp.test, inp.teachers, cfg.batch_size as i64, inp.seed, inp.dist)?;
+        }
+    }
+    if let Some(group) = inp.dist {
+        for l in learners.iter_mut() {
+            start_from_root(l, group)?;
         }
     }
     let total_steps = steps_per_epoch * cfg.epochs;
-    let mut progress = Progress::new(inp.label, total_steps as u64);
+    let mut progress = if inp.is_main() { Progress::new(inp.label, total_steps as u64) } else { Progress::quiet(inp.label, total_steps as u64) };
     progress.inc(at.step as u64, "");
     let mut teacher_seconds = 0.0;
     // The cache is a speed-up: one that cannot be opened leaves the teachers to run, and says why.
@@ -108,13 +132,24 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
         let fed = run_epoch(learners, cfg, inp, epoch, total_steps, &mut at, &mut progress, &mut teacher_seconds, cache.as_mut())?;
         let single = learners.len() == 1;
         for (k, l) in learners.iter_mut().enumerate() {
-            let m = l.finish_epoch(epoch, fed.lr, inp.test.student(), inp.preprocess)?;
+            let m = l.finish_epoch(epoch, fed.lr, inp.test.student(), inp.preprocess, inp.dist)?;
             let m = EpochMetrics { data_wait_seconds: fed.waited, skipped_images: fed.skipped, host_reads: fed.host_reads, ..m };
             // With one learner the epoch's wall time is its own; with several, each counts its
             // own steps and evaluation (the teachers' share is reported apart).
             let m = if single { EpochMetrics { seconds: started.elapsed().as_secs_f64(), ..m } } else { m };
-            progress.println(&m.line(&l.label, cfg.epochs));
+            if inp.is_main() {
+                progress.println(&m.line(&l.label, cfg.epochs));
+            }
             record_epoch(&mut at.tracks[k], l.student, m, lockstep.keep_best);
+            if let Some(group) = inp.dist {
+                if !group.agree_with_root(&l.opt.flat_params())? {
+                    anyhow::bail!(
+                        "{}: after epoch {epoch} the {} ranks hold different parameters (checked against rank 0's; a nondeterministic kernel, or ranks that ran other code)",
+                        l.label,
+                        group.world_size
+                    );
+                }
+            }
         }
         for (k, dir) in dirs.iter().enumerate() {
             if let Some(dir) = dir {
@@ -132,7 +167,7 @@ pub fn train(lockstep: &mut Lockstep, cfg: &Train, inp: &TrainInputs) -> anyhow:
         Some(c) => c.record,
         None => CacheRecord { off, ..Default::default() },
     };
-    if teacher_cache.hits > 0 {
+    if teacher_cache.hits > 0 && inp.is_main() {
         eprintln!("{}: teacher outputs of {} epoch(s) read from the cache ({:.1} MB)", inp.label, teacher_cache.hits, teacher_cache.bytes_read as f64 / 1e6);
     }
     Ok(Trained { outcomes: at.tracks, teacher_seconds_per_epoch: teacher_seconds / epochs_run as f64, teacher_cache })
@@ -207,6 +242,10 @@ fn run_epoch(
     }
     let seeds = batches.iter().map(|_| at.rng.next_u64()).collect();
     let schedule = Schedule { batches, seeds };
+    let schedule = match inp.dist {
+        Some(group) => schedule.shard(group.rank, group.world_size)?,
+        None => schedule,
+    };
     let steps = schedule.batches.len();
     let mut entry = match cache {
         Some(ref c) => c.epoch(&schedule, union.len()).map_err(|e| eprintln!("warning: teacher cache: {e:#}; this epoch runs its teachers")).ok(),
@@ -240,6 +279,11 @@ fn run_epoch(
                 if let Some(EpochCache::Miss(w)) = entry.as_mut() {
                     w.skip();
                 }
+                if let Some(group) = inp.dist {
+                    for l in learners.iter_mut() {
+                        l.idle_step(lr, group)?;
+                    }
+                }
                 at.step += 1;
                 progress.inc(1, &format!("epoch {epoch}/{}", cfg.epochs));
                 continue;
@@ -257,7 +301,7 @@ fn run_epoch(
             *teacher_seconds += started.elapsed().as_secs_f64();
             let x = student_input.apply(&views[0])?;
             for l in learners.iter_mut() {
-                l.step(&x, &labels, &outputs, epoch, i, steps, lr, inp.seed)?;
+                l.step(&x, &labels, &outputs, epoch, i, steps, lr, inp.seed, inp.dist)?;
             }
             // The run's first step may set things up once (lazily built state, shapes).
             if at.step > at.first_step {
@@ -302,6 +346,40 @@ impl Drop for SyncDebugScope {
     fn drop(&mut self) {
         let _ = crate::device::set_sync_debug(crate::device::SyncDebug::Off);
     }
+}
+
+/// Gives every rank rank 0's place in the training (a resumed run's epoch, step and generator).
+fn share_progression(at: &mut Progression, group: &Group) -> anyhow::Result<()> {
+    let mut values = vec![at.first_epoch as i64, at.step as i64];
+    values.extend(at.rng.state().iter().map(|&w| w as i64));
+    let shared = Tensor::from_slice(&values);
+    group.broadcast(&shared, 0)?;
+    let got = crate::host::vec::<i64>(&shared)?;
+    let rng = [got[2] as u64, got[3] as u64, got[4] as u64, got[5] as u64];
+    (at.first_epoch, at.step, at.first_step, at.rng) = (got[0] as usize, got[1] as usize, got[1] as usize, Rng::from_state(rng));
+    Ok(())
+}
+
+/// Starts a learner from rank 0's state, as PyTorch's DDP does when it wraps a model: its
+/// parameters and momentum, the student's statistics and the method's state (identical from the
+/// seed on a fresh start, rank 0's checkpoint on a resumed one).
+fn start_from_root(learner: &mut Learner, group: &Group) -> anyhow::Result<()> {
+    let _guard = tch::no_grad_guard();
+    learner.opt.broadcast_state(group, 0)?;
+    let params: std::collections::HashSet<String> = learner.opt.names().into_iter().collect();
+    for (name, t) in model_state(learner.student, learner.method) {
+        if params.contains(&name) {
+            continue;
+        }
+        if t.is_contiguous() {
+            group.broadcast(&t, 0)?;
+        } else {
+            let dense = t.contiguous();
+            group.broadcast(&dense, 0)?;
+            t.shallow_clone().f_copy_(&dense)?;
+        }
+    }
+    Ok(())
 }
 
 /// Appends an epoch to a learner's history and keeps its best.

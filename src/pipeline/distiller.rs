@@ -28,7 +28,7 @@ impl Distiller {
         let chosen: Vec<&Teacher> = usage.teachers.iter().map(|&i| &plan.teachers[i]).collect();
         let shapes = student.taps().iter().map(|t| t.shape.clone()).collect();
         let setup =
-            Setup::for_models(&chosen, shapes, &usage.needs, plan.student.arch.num_classes, plan.device, plan.train.batch_size as i64, plan.train.epochs)?
+            Setup::for_models(&chosen, shapes, &usage.needs, plan.student.arch.num_classes, plan.device, plan.local_batch_size() as i64, plan.train.epochs)?
                 .with_seed(seed);
         let method = Rc::from(methods::build(&usage.distill, &setup)?);
         Ok(Distiller { student, method, usage: usage.clone() })
@@ -64,6 +64,7 @@ impl Distiller {
                 final_top1: top1,
                 seconds: 0.0,
                 teacher_cache: None,
+                world_size: inputs.dist.map_or(1, |g| g.world_size),
             });
         }
         let mut lockstep = Lockstep { learners: vec![self.learner(inputs.label, inputs.teachers, cfg)?], keep_best: false };
@@ -71,6 +72,16 @@ impl Distiller {
         let teacher_cache = Some(trained.teacher_cache);
         let TrainOutcome { method_summary, epochs, best_top1, best_epoch, final_top1, .. } =
             trained.outcomes.into_iter().next().expect("one learner, one outcome");
-        Ok(TrainingRecord { method, method_summary, epochs, best_top1, best_epoch, final_top1, seconds: started.elapsed().as_secs_f64(), teacher_cache })
+        Ok(TrainingRecord {
+            method,
+            method_summary,
+            epochs,
+            best_top1,
+            best_epoch,
+            final_top1,
+            seconds: started.elapsed().as_secs_f64(),
+            teacher_cache,
+            world_size: inputs.dist.map_or(1, |g| g.world_size),
+        })
     }
 }

@@ -57,7 +57,24 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     let mut stages = Stages(Vec::new(), Instant::now());
     let plan = Plan::resolve(&opts.recipe, &opts.sets, opts.device.as_deref())?;
     let out = opts.out.clone().unwrap_or_else(|| plan::default_out(&plan.name));
-    let _lock = output::prepare(&out, opts, &output::run_names(&plan))?;
+    // A data-parallel run: every rank joins before rank 0 claims the output folder, and starts
+    // only if rank 0 could; the other ranks never touch the folder.
+    let group = match &plan.world {
+        Some(launch) if !opts.dry_run => Some(crate::dist::Group::connect(launch)?),
+        _ => None,
+    };
+    let main = plan.world.as_ref().is_none_or(|w| w.is_main());
+    let lock = if main { output::prepare(&out, opts, &output::run_names(&plan)).map(Some) } else { Ok(None) };
+    if let Some(g) = &group {
+        g.start_together(lock.as_ref().map(|_| ()))?;
+    }
+    let _lock = lock?;
+    if !main {
+        return match &group {
+            Some(g) => train_share(&plan, opts, g),
+            None => Ok(Outcome { passed: true, gates: vec![], figures: vec![("dry run".into(), "plan resolved; rank 0 prints it".into())] }),
+        };
+    }
     print_plan(&plan, &out);
     if opts.dry_run {
         let largest = plan.model_sizes().iter().map(|&(h, w)| h.max(w)).max().unwrap_or(0);
@@ -74,7 +91,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     stages.lap("data");
     let teachers = evaluate_teachers(&plan.teachers, &test_set)?;
     stages.lap("teachers");
-    let inputs = train_inputs(&plan, &train_set, &test_set, &out, opts.resume);
+    let inputs = TrainInputs { dist: group.as_ref(), ..train_inputs(&plan, &train_set, &test_set, &out, opts.resume) };
     let (distiller, training) = train_student(&plan, &plan.method, "distill", &inputs)?;
     stages.lap("distill");
     let baseline = match plan.baseline {
@@ -97,8 +114,8 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     stages.lap("validate");
     let quantization = match &plan.quantize {
         Some(q) => {
-            let stage = quantize::Stage { plan: &plan, q, float: &distiller, float_fidelity: &fidelity, inputs: &inputs, out: &out, metadata: &metadata };
-            let record = stage.run()?;
+            let stage = quantize::Stage { plan: &plan, q, float: &distiller, inputs: &inputs, out: &out };
+            let record = stage.run(&fidelity, &metadata)?;
             exported.push(record.file.clone());
             stages.lap("quantize");
             Some(record)
@@ -122,6 +139,29 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     }
     figures.push(("report".into(), out.join("report.md").display().to_string()));
     Ok(Outcome { passed: report.passed, gates: report.gates, figures })
+}
+
+/// A data-parallel rank other than 0: the trainings of the run (distillation, baseline, QAT), in
+/// step with rank 0, its share of every batch; rank 0 evaluates, exports, validates and reports.
+fn train_share(plan: &Plan, opts: &RunOptions, group: &crate::dist::Group) -> anyhow::Result<Outcome> {
+    set_threads(plan);
+    tch::manual_seed(plan.seed as i64);
+    let (mut train_set, test_feed) = load::data(&plan.data, plan.seed)?;
+    load::place(&plan.data, &mut train_set, plan.device, &plan.model_sizes())?;
+    let test_set = test_feed.render_test(&plan.model_sizes())?;
+    drop(test_feed);
+    let out = opts.out.clone().unwrap_or_else(|| plan::default_out(&plan.name));
+    let inputs = TrainInputs { dist: Some(group), ..train_inputs(plan, &train_set, &test_set, &out, opts.resume) };
+    let (distiller, _) = train_student(plan, &plan.method, "distill", &inputs)?;
+    if plan.baseline {
+        train_student(plan, &plan.method.labels_only(), "baseline", &inputs)?;
+    }
+    if let Some(q) = &plan.quantize {
+        quantize::Stage { plan, q, float: &distiller, inputs: &inputs, out: &out }.train_only()?;
+    }
+    let who = format!("rank {} of {}", group.rank, group.world_size);
+    eprintln!("PASS: {who} trained its share of every batch; rank 0 evaluates, exports and reports");
+    Ok(Outcome { passed: true, gates: vec![], figures: vec![("rank".into(), who)] })
 }
 
 /// With `export.ort_format`, each exported `.onnx` also in ONNX Runtime's format, checked
@@ -185,6 +225,7 @@ fn train_inputs<'a>(plan: &'a Plan, train: &'a Feed, test: &'a TestSet, out: &Pa
         resume,
         identity: Identity { recipe_sha256: plan.recipe_sha256.clone(), teacher_sha256: plan.teacher_hashes() },
         numerics: crate::graph::Numerics::training(plan.train.deterministic),
+        dist: None,
     }
 }
 

@@ -22,11 +22,8 @@ pub(super) struct Stage<'a> {
     pub q: &'a Quantize,
     /// The trained float student and its method.
     pub float: &'a Distiller,
-    /// The float file's validation (its top-1 in tch and ONNX Runtime).
-    pub float_fidelity: &'a crate::report::Fidelity,
     pub inputs: &'a TrainInputs<'a>,
     pub out: &'a Path,
-    pub metadata: &'a crate::export::metadata::StudentMetadata,
 }
 
 /// The quantized file's name, after the section's global widths: `student.w8a8.onnx`,
@@ -118,7 +115,24 @@ impl Stage<'_> {
         Ok(latency)
     }
 
-    pub(super) fn run(&self) -> anyhow::Result<QuantizationRecord> {
+    /// The stage's trainings alone, what a data-parallel rank other than 0 takes part in (the
+    /// same calibration and steps as rank 0's [`Stage::run`], its share of every batch).
+    pub(super) fn train_only(&self) -> anyhow::Result<()> {
+        let calibration = self.calibration()?;
+        self.qat(&self.plan.method, "qat", &calibration)?;
+        if self.q.baseline && self.plan.method.distill.method != "none" {
+            self.qat(&self.plan.method.labels_only(), "qat_baseline", &calibration)?;
+        }
+        Ok(())
+    }
+
+    /// The stage: its trainings, the file, and its measurements next to the float file's
+    /// (`float_fidelity`); `metadata` goes into the file.
+    pub(super) fn run(
+        &self,
+        float_fidelity: &crate::report::Fidelity,
+        metadata: &crate::export::metadata::StudentMetadata,
+    ) -> anyhow::Result<QuantizationRecord> {
         let calibration = self.calibration()?;
         let (quantized, layers, training) = self.qat(&self.plan.method, "qat", &calibration)?;
         // (A run without a distillation method has no teachers to compare against.)
@@ -131,7 +145,7 @@ impl Stage<'_> {
         let file_name = file_name(self.q);
         let path = self.out.join(&file_name);
         let bits: Vec<_> = layers.iter().map(|l| (l.node.clone(), l.bits.weights, l.bits.activations)).collect();
-        let mut metadata = self.metadata.entries()?;
+        let mut metadata = metadata.entries()?;
         metadata.push((crate::export::metadata::QUANTIZATION, serde_json::to_string(&bits)?));
         let opset = self.plan.export.opset;
         let exported = write_quantized(&quantized.student.graph, &layers, opset, &metadata, &path)?;
@@ -158,8 +172,8 @@ impl Stage<'_> {
             file,
             float_file_bytes,
             images: test.len(),
-            top1_float_tch: self.float_fidelity.top1_tch,
-            top1_float_ort: self.float_fidelity.top1_ort,
+            top1_float_tch: float_fidelity.top1_tch,
+            top1_float_ort: float_fidelity.top1_ort,
             top1_fake_quant_tch: top1(&fake_quant),
             top1_quantized_ort: top1(&quant_ort),
             top1_agreement_fake_quant_vs_ort: metrics::agreement(&fake_quant, &quant_ort),

@@ -130,15 +130,21 @@ fn assignments(k: i64) -> Tensor {
 }
 
 impl Aekd {
-    fn current_weights(&self, batch: &BatchOutputs) -> Tensor {
+    /// The weights for this batch. In a data-parallel run the ranks' mean gradients are
+    /// averaged first: that is the whole batch's ḡ up to one common factor (each rank's b is
+    /// B / world), to which the min-norm weights are blind, so every rank solves the same system.
+    fn current_weights(&self, batch: &BatchOutputs) -> anyhow::Result<Tensor> {
         let g = mean_gradients(batch.student, batch.teachers, self.temperature);
-        weights(&g, self.o.c_tol, self.o.normalize)
+        if let Some(group) = batch.dist {
+            group.allreduce_mean(&[&g])?;
+        }
+        Ok(weights(&g, self.o.c_tol, self.o.normalize))
     }
 }
 
 impl Method for Aekd {
     fn losses(&self, batch: &BatchOutputs) -> anyhow::Result<Vec<LossTerm>> {
-        let a = self.current_weights(batch);
+        let a = self.current_weights(batch)?;
         *self.last.borrow_mut() = Some(a.shallow_clone());
         let a = a.to_kind(Kind::Float);
         let kd = batch
@@ -152,7 +158,11 @@ impl Method for Aekd {
     }
 
     fn teacher_weights(&self, batch: &BatchOutputs) -> anyhow::Result<Option<Tensor>> {
-        let a = self.last.borrow().as_ref().map(Tensor::shallow_clone).unwrap_or_else(|| self.current_weights(batch));
+        let last = self.last.borrow().as_ref().map(Tensor::shallow_clone);
+        let a = match last {
+            Some(a) => a,
+            None => self.current_weights(batch)?,
+        };
         Ok(Some(a.to_kind(Kind::Float)))
     }
 }

@@ -95,8 +95,16 @@ mod tests {
         let labels = Tensor::from_slice(&[1i64, 4, 7, 9]);
         let method = build(cfg, &setup).unwrap();
         let feats = [hint.shallow_clone()];
-        let batch =
-            BatchOutputs { student: &student, student_feats: &feats, teachers: &logits, teacher_feats: &maps, labels: &labels, epoch: 2, progress: 2.0 };
+        let batch = BatchOutputs {
+            student: &student,
+            student_feats: &feats,
+            teachers: &logits,
+            teacher_feats: &maps,
+            labels: &labels,
+            epoch: 2,
+            progress: 2.0,
+            dist: None,
+        };
         let total = method.losses(&batch).unwrap().into_iter().map(|t| t.value).reduce(|a, b| a + b).unwrap();
         total.backward();
         let hint_grad = hint.grad();

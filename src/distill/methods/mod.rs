@@ -45,6 +45,10 @@ pub struct BatchOutputs<'a> {
     /// epoch: warm-ups ramp on it, so at each epoch's end they equal the reference's per-epoch
     /// factor and a warm-up shorter than an epoch still ramps.
     pub progress: f64,
+    /// The process group of a data-parallel run: this batch is this rank's share of the whole
+    /// batch, and a method whose rule reads the whole batch (AEKD's mean gradients) reduces
+    /// across it.
+    pub dist: Option<&'a crate::dist::Group>,
 }
 
 /// A named, already weighted term of the total loss.
@@ -103,6 +107,9 @@ pub struct PrepareContext<'a> {
     pub batch_size: i64,
     pub seed: u64,
     pub device: Device,
+    /// The process group of a data-parallel run: a stage that rank 0 alone needs to run (MGD's
+    /// heads, broadcast to the others when training starts) is skipped elsewhere.
+    pub dist: Option<&'a crate::dist::Group>,
 }
 
 /// What `Method::after_step` sees: the student, the batch it just stepped on and the schedule.

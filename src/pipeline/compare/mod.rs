@@ -103,6 +103,12 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
     let Some((compare, uses)) = &plan.compare else {
         return Err(bad_input!("{}: compress compare needs a `compare` section (seeds and methods)", opts.recipe.display()));
     };
+    if let Some(w) = &plan.world {
+        return Err(bad_input!(
+            "WORLD_SIZE={}: compress compare does not run data parallel yet; run it as one process per machine (or compare the methods as separate data-parallel runs)",
+            w.world_size
+        ));
+    }
     if plan.quantize.is_some() {
         return Err(bad_input!(
             "{}: quantize: compress compare trains float students only; remove the section (or run the recipe with compress --recipe)",
@@ -144,6 +150,7 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
                     resume: opts.resume,
                     identity: identity.clone(),
                     numerics: crate::graph::Numerics::training(plan.train.deterministic),
+                    dist: None,
                 };
                 let (results, teacher_time) = train_lockstep(&plan, uses, &inputs, seed)?;
                 let labels = uses.iter().map(|u| u.label.clone()).collect();

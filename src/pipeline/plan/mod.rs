@@ -46,6 +46,8 @@ pub struct Plan {
     pub export: Export,
     pub gates: Vec<Gate>,
     pub quantize: Option<Quantize>,
+    /// The data-parallel launch this process is part of (torchrun's environment), if any.
+    pub world: Option<crate::dist::Launch>,
 }
 
 impl Plan {
@@ -53,7 +55,15 @@ impl Plan {
         let (mut recipe, resolved_yaml) = crate::recipe::parse(path, sets)?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut problems = check_version(&recipe);
+        let world = crate::dist::Launch::from_env()?;
         let device = resolve_device(&recipe, device_override, &mut problems);
+        let device = match &world {
+            Some(w) => data_parallel_device(device, w, &mut problems),
+            None => device,
+        };
+        if let Some(w) = &world {
+            problems.extend(check_data_parallel(&recipe, w));
+        }
         let data = data::resolve(&mut recipe, &base);
         let (uses, method_problems) = methods::resolve(&recipe);
         let classes = data::class_count(&recipe);
@@ -70,11 +80,14 @@ impl Plan {
         }
         if problems.is_empty() {
             if let (Ok(s), Ok(all)) = (&student, &teachers) {
-                problems.extend(methods::try_build(&uses, s, all, recipe.train.batch_size, recipe.train.epochs));
+                let local_batch = recipe.train.batch_size / world.as_ref().map_or(1, |w| w.world_size);
+                problems.extend(methods::try_build(&uses, s, all, local_batch.max(1), recipe.train.epochs));
             }
         }
         match (data, student, teachers) {
-            (Ok(data), Ok(student), Ok(teachers)) if problems.is_empty() => Ok(assemble(recipe, resolved_yaml, device, data, student, teachers, uses)),
+            (Ok(data), Ok(student), Ok(teachers)) if problems.is_empty() => {
+                Ok(Plan { world, ..assemble(recipe, resolved_yaml, device, data, student, teachers, uses) })
+            }
             _ => {
                 let placed = crate::recipe::place_problems(path, sets, &problems);
                 Err(bad_input!("recipe {} has {} problem(s):\n  - {}", path.display(), placed.len().max(1), placed.join("\n  - ")))
@@ -86,6 +99,12 @@ impl Plan {
     pub fn model_sizes(&self) -> Vec<(i64, i64)> {
         let s = self.data.image_size as i64;
         crate::data::feed::distinct_sizes((s, s), self.teachers.iter().map(|t| t.input_hw))
+    }
+
+    /// The batch one process steps on: the global `train.batch_size`, split over the ranks of a
+    /// data-parallel run (MMKD's weighting networks take a batch of this size).
+    pub fn local_batch_size(&self) -> usize {
+        self.train.batch_size / self.world.as_ref().map_or(1, |w| w.world_size)
     }
 
     /// The teacher records a checkpoint must match.
@@ -139,7 +158,40 @@ fn assemble(
         export: recipe.export,
         gates: recipe.validate.gates,
         quantize: recipe.quantize,
+        world: None,
     }
+}
+
+/// A data-parallel rank's device: on CUDA each rank takes `cuda:LOCAL_RANK`, as torchrun
+/// expects (one process per GPU).
+fn data_parallel_device(device: Device, w: &crate::dist::Launch, problems: &mut Vec<String>) -> Device {
+    match device {
+        Device::Cuda(_) => {
+            let count = tch::Cuda::device_count().max(0) as usize;
+            if w.local_rank >= count {
+                problems.push(format!(
+                    "device: LOCAL_RANK={} needs cuda:{} but this node has {count} CUDA device(s) (one process per GPU)",
+                    w.local_rank, w.local_rank
+                ));
+            }
+            Device::Cuda(w.local_rank)
+        }
+        other => other,
+    }
+}
+
+/// What a data-parallel run (WORLD_SIZE > 1) requires of the recipe.
+fn check_data_parallel(recipe: &Recipe, w: &crate::dist::Launch) -> Vec<String> {
+    let mut problems = Vec::new();
+    let b = recipe.train.batch_size;
+    if b > 0 && !b.is_multiple_of(w.world_size) {
+        problems.push(format!(
+            "train.batch_size: {b} is the global batch and must split evenly over WORLD_SIZE={} processes (each takes {:.1})",
+            w.world_size,
+            b as f64 / w.world_size as f64
+        ));
+    }
+    problems
 }
 
 /// Where a run writes when no `--out` is given.

@@ -120,6 +120,11 @@ impl Method for Mgd {
 
     /// Stage 1: each teacher's self-analyzing module on its pooled features.
     fn prepare(&self, ctx: &PrepareContext) -> anyhow::Result<()> {
+        // Data parallel: rank 0 trains the heads; the trainer gives every rank rank 0's method
+        // state (the heads included) before the first step.
+        if ctx.dist.is_some_and(|g| g.rank != 0) {
+            return Ok(());
+        }
         let mut report = Vec::new();
         for (k, (teacher, heads)) in ctx.teachers.iter().zip(&self.heads).enumerate() {
             let pooled = teacher

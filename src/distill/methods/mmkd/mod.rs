@@ -209,6 +209,7 @@ impl Mmkd {
                         labels: &meta.labels,
                         epoch,
                         progress: epoch as f64,
+                        dist: None,
                     };
                     self.matching_loss(&batch)
                 };
@@ -291,8 +292,15 @@ impl Method for Mmkd {
             if !due {
                 return Ok(());
             }
-            match buffer.sample(b.labels.size()[0]) {
-                Some(m) if m.x.size()[0] == b.labels.size()[0] => m,
+            let sampled = buffer.sample(b.labels.size()[0]).filter(|m| m.x.size()[0] == b.labels.size()[0]);
+            // Data parallel, each rank holds its own buffer: the meta step runs when every
+            // rank has a meta batch, so every rank takes it.
+            let everyone = match b.dist {
+                Some(group) => group.all(sampled.is_some())?,
+                None => sampled.is_some(),
+            };
+            match sampled {
+                Some(m) if everyone => m,
                 _ => return Ok(()),
             }
         } else {
@@ -302,6 +310,17 @@ impl Method for Mmkd {
             current()
         };
         let grads = self.hypergradient(ctx.student, &meta, ctx.lr, b.epoch)?;
+        // Data parallel: every rank's meta-gradient on its own meta batch, averaged, so the
+        // weighting networks take one identical Adam step everywhere.
+        if let Some(group) = b.dist {
+            let dense: Vec<Tensor> = grads.iter().map(Tensor::contiguous).collect();
+            group.allreduce_mean(&dense.iter().collect::<Vec<_>>())?;
+            for (g, d) in grads.iter().zip(&dense) {
+                if g.data_ptr() != d.data_ptr() {
+                    g.shallow_clone().f_copy_(d)?;
+                }
+            }
+        }
         self.note_meta_gradient(&grads);
         self.adam.borrow_mut().step(&grads);
         Ok(())
@@ -398,6 +417,7 @@ mod tests {
             labels: &Tensor::zeros([b], (Kind::Int64, Device::Cpu)),
             epoch: 1,
             progress: 1.0,
+            dist: None,
         };
         c.check("w_logits", &m.logit_weights(&batch), 1e-5);
         c.check("l_kd", &m.objectives(&batch).kd, 1e-5);
@@ -485,6 +505,7 @@ mod tests {
                             labels: &meta.labels,
                             epoch: 1,
                             progress: 1.0,
+                            dist: None,
                         };
                         m.matching_loss(&batch)
                     };
