@@ -34,9 +34,11 @@ fn main() {
 /// Compiles `src/dist/shim.cpp` (TCPStore rendezvous, Gloo process group) into a static library
 /// linked into the crate. Without Gloo's headers it is built without the Gloo group, whose
 /// constructor then says so; `COMPRESS_GLOO_INCLUDE` names another folder holding `gloo/`.
+/// `src/dist/shim_nccl.cpp` (the NCCL group) joins it where the wheel is a CUDA build and the
+/// CUDA headers are installed beside it (the nvidia-cuda-crt and nvidia-cuda-cccl wheels).
 fn build_dist_shim() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    for file in ["shim.cpp", "shim_common.hpp"] {
+    for file in ["shim.cpp", "shim_nccl.cpp", "shim_common.hpp"] {
         println!("cargo:rerun-if-changed=src/dist/{file}");
     }
     println!("cargo:rerun-if-env-changed=COMPRESS_GLOO_INCLUDE");
@@ -64,10 +66,35 @@ fn build_dist_shim() {
     if with_gloo {
         build.include(&gloo).define("USE_C10D_GLOO", None).define("COMPRESS_WITH_GLOO", None);
     }
+    // The CUDA headers of the wheel's CUDA version lie in site-packages/nvidia (torch/lib's
+    // grandparent's sibling); NCCL's beside them.
+    let nvidia = lib.join("../../nvidia");
+    let cuda_include = nvidia.join("cu13/include");
+    let nccl_include = nvidia.join("nccl/include");
+    println!("cargo:rerun-if-changed={}", cuda_include.join("crt").display());
+    let with_nccl = lib.join("libtorch_cuda.so").is_file()
+        && cuda_include.join("crt/host_config.h").is_file()
+        && cuda_include.join("cuda_runtime_api.h").is_file()
+        && nccl_include.join("nccl.h").is_file();
+    if with_nccl {
+        build
+            .file(manifest.join("src/dist/shim_nccl.cpp"))
+            .include(&cuda_include)
+            .include(cuda_include.join("cccl"))
+            .include(&nccl_include)
+            .define("USE_C10D_NCCL", None)
+            .define("COMPRESS_WITH_NCCL", None);
+    } else {
+        println!("cargo:warning=no CUDA build of libtorch with CUDA headers beside it: the NCCL process group is left out");
+    }
     build.compile("compress_dist");
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
+    if with_nccl {
+        println!("cargo:rustc-link-lib=dylib=torch_cuda");
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
+    }
 }
 
 /// The versioned `libonnxruntime.so.1.x.y` inside the virtual environment's onnxruntime wheel.

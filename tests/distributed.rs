@@ -285,3 +285,60 @@ fn every_method_trains_data_parallel() {
         }
     }
 }
+
+/// What a data-parallel launch gets wrong is bad input naming the variable or key, before any
+/// work; a rank 0 that refuses the run (its output folder holds a finished run) stops the other
+/// rank with exit 2 instead of leaving it waiting.
+#[test]
+fn launch_mistakes_are_named() {
+    let _serial = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.yaml"), recipe(dir.path(), 1)).unwrap();
+    let env_run = |vars: &[(&str, &str)], args: &[&str]| {
+        let o = bin().args(args).current_dir(dir.path()).envs(vars.iter().copied()).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let run_args = ["--recipe", "r.yaml", "--out", "o"];
+    let (code, err) = env_run(&[("WORLD_SIZE", "2"), ("RANK", "0")], &run_args);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("MASTER_ADDR is not set"), "{err}");
+    let world = [("WORLD_SIZE", "3"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")];
+    let (code, err) = env_run(&world, &run_args);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("train.batch_size") && err.contains("WORLD_SIZE=3") && err.contains("line"), "{err}");
+    let two = [("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")];
+    let (code, err) = env_run(&two, &["compare", "--recipe", "r.yaml", "--out", "c"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("compress compare") && err.contains("WORLD_SIZE=2"), "{err}");
+    assert!(!dir.path().join("o").exists() && !dir.path().join("c").exists());
+    // A finished run in the folder, no --overwrite: both ranks stop with exit 2.
+    assert_eq!(run_in(dir.path(), &run_args).code, 0);
+    let ranks = run_ranks(dir.path(), &["o", "o-rank1"], &[]);
+    assert_eq!(ranks[0].0, 2, "{}", ranks[0].1);
+    assert!(ranks[0].1.contains("--overwrite"), "{}", ranks[0].1);
+    assert_eq!(ranks[1].0, 2, "{}", ranks[1].1);
+    assert!(ranks[1].1.contains("rank 0 refused the run"), "{}", ranks[1].1);
+}
+
+/// The labels-only baseline and the QAT stage (calibration, fine-tuning) train data parallel too:
+/// rank 1 takes part in all three trainings, rank 0 reports each with world size 2.
+#[test]
+fn baseline_and_qat_train_data_parallel() {
+    let _serial = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    write_resnet8_teacher(&dir.path().join("t1.onnx"), 1);
+    let text = tiny_recipe("[{name: t1, onnx: t1.onnx, input: {layout: nchw}}]", "kd").replace("train: {epochs: 1,", "train: {epochs: 1, baseline: true,")
+        + "quantize: {epochs: 1, latency: {threads: [1], rounds: 1, batches: [1]}}\n";
+    std::fs::write(dir.path().join("r.yaml"), text).unwrap();
+    let ranks = run_ranks(dir.path(), &["o", "o-rank1"], &[]);
+    for (r, (code, stderr)) in ranks.iter().enumerate() {
+        assert_eq!(*code, 0, "rank {r}:\n{stderr}");
+    }
+    let report = report(dir.path(), "o");
+    assert_eq!(report["training"]["world_size"], 2);
+    assert_eq!(report["baseline"]["world_size"], 2);
+    assert_eq!(report["quantization"]["training"]["world_size"], 2);
+    assert!(report["training"]["communication_seconds"].as_f64().unwrap() > 0.0);
+    assert!(dir.path().join("o/student.w8a8.onnx").exists());
+    assert!(!dir.path().join("o-rank1").exists());
+}

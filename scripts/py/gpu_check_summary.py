@@ -110,6 +110,18 @@ def main():
         "tail": tail(out, "sync-debug", 5),
         "methods_tail": tail(out, "sync-debug-methods", 5),
     }
+    n = report(out, "dist-nccl")
+    g = report(out, "dist-gloo-cuda")
+    s["dist"] = {
+        "backend_one_rank": "NCCL" if device.startswith("cuda") else "Gloo (no GPU)",
+        "one_rank_rc": rc(out, "dist-nccl"),
+        "one_rank_world_size": (n or {}).get("training", {}).get("world_size"),
+        "one_rank_losses_equal_to_plain_run": n is not None and [e["losses"] for e in n["training"]["epochs"]] == losses[0],
+        "one_rank_tail": tail(out, "dist-nccl", 5),
+        "two_ranks_gloo_rc": rc(out, "dist-gloo-cuda"),
+        "two_ranks_world_size": (g or {}).get("training", {}).get("world_size"),
+        "two_ranks_tail": tail(out, "dist-gloo-cuda", 5),
+    }
     ours, nchw, cl = [], [], []
     for k in (1, 2, 3):
         b = report(out, "bench-%d" % k)
@@ -142,6 +154,8 @@ def main():
         s["resident"]["rc"] == 0,
         s["cache"]["rc"] == [0, 0] and s["cache"]["identical_losses"] and ((s["cache"]["records"][1] or {}).get("hits") == 2),
         s["sync_debug"]["rc"] == 0 and s["sync_debug"]["methods_rc"] == 0,
+        s["dist"]["one_rank_rc"] == 0 and s["dist"]["one_rank_losses_equal_to_plain_run"],
+        s["dist"]["two_ranks_gloo_rc"] == 0 and s["dist"]["two_ranks_world_size"] == 2,
     ]
     s["all_passed"] = all(ok)
     print(json.dumps(s, indent=2))

@@ -21,9 +21,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
         device: args.device.clone(),
     };
     // In a data-parallel run rank 0 alone writes the JUnit file and the job summary.
-    let main = crate::dist::Launch::from_env().ok().flatten().is_none_or(|w| w.is_main());
+    if !crate::dist::Launch::from_env().ok().flatten().is_none_or(|w| w.is_main()) {
+        return pipeline::run(&opts).map(|outcome| if outcome.passed { 0 } else { 1 });
+    }
     let ci = CiReport {
-        junit: args.junit.as_deref().filter(|_| main),
+        junit: args.junit.as_deref(),
         title: format!("compress --recipe {}", recipe.display()),
         classname: "compress.run",
         started: Instant::now(),

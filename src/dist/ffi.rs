@@ -36,6 +36,9 @@ extern "C" {
         timeout_ms: i64,
         err: *mut *mut c_char,
     ) -> *mut CdistGroup;
+    pub fn cdist_has_nccl() -> c_int;
+    /// Sets the current CUDA device to `device`, then forms the NCCL group on it.
+    pub fn cdist_group_nccl(store: *mut CdistStore, rank: c_int, world_size: c_int, device: c_int, timeout_ms: i64, err: *mut *mut c_char) -> *mut CdistGroup;
     pub fn cdist_group_free(group: *mut CdistGroup);
     /// `tensors` are `at::Tensor*` (tch's `C_tensor`), summed in place across the group.
     pub fn cdist_allreduce_sum(group: *mut CdistGroup, tensors: *const *mut c_void, count: usize, err: *mut *mut c_char) -> c_int;

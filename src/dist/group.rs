@@ -7,7 +7,9 @@ use super::ffi;
 use super::launch::Launch;
 use anyhow::Context;
 use std::ffi::{c_char, c_void, CString};
-use tch::Tensor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tch::{Device, Tensor};
 
 /// The process group of a data-parallel run.
 pub struct Group {
@@ -15,6 +17,49 @@ pub struct Group {
     store: *mut ffi::CdistStore,
     pub rank: usize,
     pub world_size: usize,
+    backend: Backend,
+    /// The device the group's collectives run on (NCCL's GPU; the CPU for Gloo).
+    device: Device,
+    /// Nanoseconds this process has spent in collectives, waiting for the others included.
+    spent: AtomicU64,
+}
+
+/// A c10d backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// CPU tensors (and CUDA tensors, staged through the host).
+    Gloo,
+    /// CUDA tensors, device to device.
+    Nccl,
+}
+
+impl Backend {
+    /// NCCL for a CUDA device and Gloo for the CPU, unless `asked` (COMPRESS_DIST_BACKEND) names
+    /// one; NCCL on the CPU is refused.
+    pub fn choose(asked: Option<&str>, device: Device) -> anyhow::Result<Backend> {
+        match (asked.map(str::trim), device) {
+            (None | Some(""), Device::Cuda(_)) => Ok(Backend::Nccl),
+            (None | Some(""), _) => Ok(Backend::Gloo),
+            (Some("gloo"), _) => Ok(Backend::Gloo),
+            (Some("nccl"), Device::Cuda(_)) => Ok(Backend::Nccl),
+            (Some("nccl"), _) => Err(crate::bad_input!("COMPRESS_DIST_BACKEND=nccl needs a CUDA device; this run trains on the CPU (use gloo)")),
+            (Some(other), _) => Err(crate::bad_input!("environment variable COMPRESS_DIST_BACKEND={other:?}: expected gloo or nccl")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Gloo => "Gloo",
+            Backend::Nccl => "NCCL",
+        }
+    }
+
+    fn missing(self) -> &'static str {
+        match self {
+            Backend::Gloo => "gloo's headers were missing when it was built; ./scripts/setup fetches them",
+            Backend::Nccl => "it was built without the CUDA headers; ./scripts/setup installs them beside the CUDA build of torch",
+        }
+    }
 }
 
 // SAFETY: c10d's backends are made to be called from any thread, one collective at a time in
@@ -24,15 +69,22 @@ unsafe impl Send for Group {}
 unsafe impl Sync for Group {}
 
 impl Group {
-    /// Joins the run `launch` describes: connects to (or, as rank 0 without torchrun's agent,
-    /// serves) the store, then waits for every rank to join the Gloo group.
-    pub fn connect(launch: &Launch) -> anyhow::Result<Group> {
+    /// Joins the run `launch` describes on `device`: connects to (or, as rank 0 without
+    /// torchrun's agent, serves) the store, then waits for every rank to join the group: NCCL on
+    /// CUDA, Gloo on the CPU (`COMPRESS_DIST_BACKEND=gloo|nccl` chooses otherwise).
+    pub fn connect(launch: &Launch, device: Device) -> anyhow::Result<Group> {
         let who = format!("rank {} of {}", launch.rank, launch.world_size);
-        // SAFETY: a query without arguments.
-        if unsafe { ffi::cdist_has_gloo() } == 0 {
-            anyhow::bail!(
-                "{who}: this build of compress has no Gloo process group (gloo's headers were missing when it was built; ./scripts/setup fetches them)"
-            );
+        let backend = Backend::choose(std::env::var("COMPRESS_DIST_BACKEND").ok().as_deref(), device)?;
+        // SAFETY: queries without arguments.
+        let built = unsafe {
+            if backend == Backend::Nccl {
+                ffi::cdist_has_nccl()
+            } else {
+                ffi::cdist_has_gloo()
+            }
+        };
+        if built == 0 {
+            anyhow::bail!("{who}: this build of compress has no {} process group ({})", backend.name(), backend.missing());
         }
         let timeout_ms = launch.timeout.as_millis().min(i64::MAX as u128) as i64;
         let host = CString::new(launch.master_addr.as_str()).map_err(|_| crate::bad_input!("MASTER_ADDR holds a NUL byte"))?;
@@ -54,22 +106,65 @@ impl Group {
         }
         let interface =
             CString::new(launch.gloo_interface.clone().unwrap_or_default()).map_err(|_| crate::bad_input!("GLOO_SOCKET_IFNAME holds a NUL byte"))?;
+        let (rank, size) = (launch.rank as i32, launch.world_size as i32);
         // SAFETY: `store` is live; the rest as above.
-        let group = unsafe { ffi::cdist_group_gloo(store, launch.rank as i32, launch.world_size as i32, interface.as_ptr(), timeout_ms, &mut err) };
+        let group = unsafe {
+            match (backend, device) {
+                (Backend::Nccl, Device::Cuda(index)) => ffi::cdist_group_nccl(store, rank, size, index as i32, timeout_ms, &mut err),
+                (Backend::Nccl, _) => unreachable!("Backend::choose takes NCCL for CUDA devices only"),
+                (Backend::Gloo, _) => ffi::cdist_group_gloo(store, rank, size, interface.as_ptr(), timeout_ms, &mut err),
+            }
+        };
         if group.is_null() {
             // SAFETY: created above, not shared.
             unsafe { ffi::cdist_store_free(store) };
             anyhow::bail!(
-                "{who}: the Gloo process group did not form within {:.0} s (every rank must start, with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE): {}",
+                "{who}: the {} process group did not form within {:.0} s (every rank must start, with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE): {}",
+                backend.name(),
                 launch.timeout.as_secs_f64(),
                 ffi::take_error(err)
             );
         }
-        Ok(Group { group, store, rank: launch.rank, world_size: launch.world_size })
+        let device = if backend == Backend::Nccl { device } else { Device::Cpu };
+        Ok(Group { group, store, rank: launch.rank, world_size: launch.world_size, backend, device, spent: AtomicU64::new(0) })
+    }
+
+    /// Seconds this process has spent in collectives so far, waiting for the other ranks
+    /// included (on NCCL, the time to queue them: they run on the device).
+    pub fn seconds(&self) -> f64 {
+        self.spent.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
+    fn count(&self, started: Instant) {
+        self.spent.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The backend the collectives run on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     fn who(&self) -> String {
         format!("rank {} of {}", self.rank, self.world_size)
+    }
+
+    /// Where a collective's tensors must lie: NCCL reduces CUDA tensors only, so a host tensor
+    /// (a flag, a counter) goes to the group's device for the collective and comes back after.
+    fn staged(&self, t: &Tensor) -> Option<Tensor> {
+        match (self.backend, self.device, t.device()) {
+            (Backend::Nccl, Device::Cuda(i), Device::Cpu) => Some(t.to_device(Device::Cuda(i))),
+            _ => None,
+        }
+    }
+
+    /// Copies staged tensors back into the originals.
+    fn unstage(originals: &[&Tensor], staged: &[Option<Tensor>]) -> anyhow::Result<()> {
+        for (t, s) in originals.iter().zip(staged) {
+            if let Some(s) = s {
+                t.shallow_clone().f_copy_(s)?;
+            }
+        }
+        Ok(())
     }
 
     /// Sums `tensors` in place across the ranks: one coalesced collective for all of them
@@ -81,14 +176,17 @@ impl Group {
         for t in tensors {
             anyhow::ensure!(t.is_contiguous(), "c10d allreduce: a tensor of shape {:?} is not contiguous", t.size());
         }
-        let ptrs: Vec<*mut c_void> = tensors.iter().map(|t| t.as_ptr() as *mut c_void).collect();
+        let staged: Vec<Option<Tensor>> = tensors.iter().map(|t| self.staged(t)).collect();
+        let ptrs: Vec<*mut c_void> = tensors.iter().zip(&staged).map(|(t, s)| s.as_ref().unwrap_or(t).as_ptr() as *mut c_void).collect();
         let mut err: *mut c_char = std::ptr::null_mut();
+        let started = Instant::now();
         // SAFETY: `ptrs` are live `at::Tensor*` for the call's duration.
         let rc = unsafe { ffi::cdist_allreduce_sum(self.group, ptrs.as_ptr(), ptrs.len(), &mut err) };
+        self.count(started);
         if rc != 0 {
             anyhow::bail!("{}: allreduce of {} tensor(s) failed: {}", self.who(), tensors.len(), ffi::take_error(err));
         }
-        Ok(())
+        Group::unstage(tensors, &staged)
     }
 
     /// Averages `tensors` in place across the ranks (a sum, then a division by the world size).
@@ -104,13 +202,17 @@ impl Group {
     /// Overwrites `tensor` on every rank with rank `root`'s.
     pub fn broadcast(&self, tensor: &Tensor, root: usize) -> anyhow::Result<()> {
         anyhow::ensure!(tensor.is_contiguous(), "c10d broadcast: a tensor of shape {:?} is not contiguous", tensor.size());
+        let staged = [self.staged(tensor)];
+        let target = staged[0].as_ref().unwrap_or(tensor);
         let mut err: *mut c_char = std::ptr::null_mut();
+        let started = Instant::now();
         // SAFETY: a live `at::Tensor*` for the call's duration.
-        let rc = unsafe { ffi::cdist_broadcast(self.group, tensor.as_ptr() as *mut c_void, root as i32, &mut err) };
+        let rc = unsafe { ffi::cdist_broadcast(self.group, target.as_ptr() as *mut c_void, root as i32, &mut err) };
+        self.count(started);
         if rc != 0 {
             anyhow::bail!("{}: broadcast from rank {root} failed: {}", self.who(), ffi::take_error(err));
         }
-        Ok(())
+        Group::unstage(&[tensor], &staged)
     }
 
     /// Rank 0 says whether the run starts (`rank0` is its own readiness, ignored elsewhere):
@@ -209,7 +311,7 @@ mod tests {
         let port = free_port();
         let run = |rank: usize| {
             std::thread::spawn(move || -> anyhow::Result<[Vec<f64>; 4]> {
-                let group = Group::connect(&launch(rank, 2, port, Duration::from_secs(60)))?;
+                let group = Group::connect(&launch(rank, 2, port, Duration::from_secs(60)), Device::Cpu)?;
                 let r = rank as f64;
                 let a = Tensor::from_slice(&[1.0f32 + r as f32, 2.0, 3.0]);
                 let b = Tensor::from_slice(&[10.0f32 * (r as f32 + 1.0); 5]);
@@ -236,12 +338,23 @@ mod tests {
         assert_eq!(r0[3], vec![8.0, 1.0], "rank 1's tensor on both");
     }
 
+    #[test]
+    fn backend_follows_the_device() {
+        assert_eq!(Backend::choose(None, Device::Cpu).unwrap(), Backend::Gloo);
+        assert_eq!(Backend::choose(None, Device::Cuda(1)).unwrap(), Backend::Nccl);
+        assert_eq!(Backend::choose(Some("gloo"), Device::Cuda(0)).unwrap(), Backend::Gloo);
+        for (asked, device, named) in [("nccl", Device::Cpu, "CUDA"), ("mpi", Device::Cpu, "COMPRESS_DIST_BACKEND")] {
+            let err = Backend::choose(Some(asked), device).unwrap_err();
+            assert!(crate::error::is_bad_input(&err) && format!("{err}").contains(named), "{err}");
+        }
+    }
+
     /// A rank that never comes: the other's rendezvous ends with an error naming the wait,
     /// within the timeout, instead of hanging.
     #[test]
     fn a_missing_rank_is_a_timeout_error() {
         let started = std::time::Instant::now();
-        let err = Group::connect(&launch(0, 2, free_port(), Duration::from_secs(3))).err().expect("rank 1 never joins");
+        let err = Group::connect(&launch(0, 2, free_port(), Duration::from_secs(3)), Device::Cpu).err().expect("rank 1 never joins");
         let text = format!("{err:#}");
         assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
         assert!(text.contains("rank 0 of 2") && text.contains("did not form"), "{text}");

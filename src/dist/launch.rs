@@ -1,7 +1,8 @@
 //! How this process was launched, read from the environment variables torchrun sets (and any
 //! launcher can: Slurm, MPI or a shell script map their own onto them): RANK, WORLD_SIZE,
 //! LOCAL_RANK, MASTER_ADDR, MASTER_PORT, and torchrun's agent variables. A process without
-//! WORLD_SIZE, or with WORLD_SIZE=1, runs alone.
+//! WORLD_SIZE, or with WORLD_SIZE=1, runs alone, unless COMPRESS_DIST_BACKEND names a backend:
+//! then even one process forms its group (to check a backend on one GPU).
 
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ impl Launch {
         if world_size == 0 {
             return Err(crate::bad_input!("environment variable WORLD_SIZE=0: a run has at least one process"));
         }
-        if world_size == 1 {
+        if world_size == 1 && var("COMPRESS_DIST_BACKEND").is_none_or(|v| v.trim().is_empty()) {
             return Ok(None);
         }
         let required = |name: &str| {
@@ -108,6 +109,9 @@ mod tests {
     fn alone_without_a_world() {
         assert_eq!(launch(&[]).unwrap(), None);
         assert_eq!(launch(&[("WORLD_SIZE", "1"), ("RANK", "0")]).unwrap(), None);
+        // Asking for a backend forms a group of one.
+        let one = [("WORLD_SIZE", "1"), ("RANK", "0"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "1"), ("COMPRESS_DIST_BACKEND", "nccl")];
+        assert_eq!(launch(&one).unwrap().unwrap().world_size, 1);
     }
 
     /// What torchrun sets for the second worker of `--nproc-per-node=2`.

@@ -68,7 +68,7 @@ CdistGroup* cdist_group_gloo(CdistStore* store, int rank, int world_size, const 
     }
     auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store->store, rank, world_size,
                                                               options);
-    out = new CdistGroup{backend, timeout};
+    out = new CdistGroup{backend, timeout, false};
 #else
     (void)store;
     (void)rank;
@@ -85,6 +85,16 @@ CdistGroup* cdist_group_gloo(CdistStore* store, int rank, int world_size, const 
 
 void cdist_group_free(CdistGroup* group) { delete group; }
 
+#ifndef COMPRESS_WITH_NCCL
+int cdist_has_nccl(void) { return 0; }
+
+CdistGroup* cdist_group_nccl(CdistStore*, int, int, int, int64_t, char** err) {
+  *err = cdist::copy_message(
+      "this build of compress has no NCCL process group (it was built without the CUDA headers)");
+  return nullptr;
+}
+#endif
+
 int cdist_allreduce_sum(CdistGroup* group, at::Tensor* const* tensors, size_t count, char** err) {
   return cdist::guarded(err, [&] {
     auto list = cdist::tensor_list(tensors, count);
@@ -100,7 +110,7 @@ int cdist_allreduce_sum(CdistGroup* group, at::Tensor* const* tensors, size_t co
       options.timeout = group->timeout;
       work = group->backend->allreduce_coalesced(list, options);
     }
-    work->wait(group->timeout);
+    group->wait(work);
   });
 }
 
@@ -111,7 +121,7 @@ int cdist_broadcast(CdistGroup* group, at::Tensor* tensor, int root, char** err)
     options.rootRank = root;
     options.rootTensor = 0;
     options.timeout = group->timeout;
-    group->backend->broadcast(list, options)->wait(group->timeout);
+    group->wait(group->backend->broadcast(list, options));
   });
 }
 
@@ -119,7 +129,7 @@ int cdist_barrier(CdistGroup* group, char** err) {
   return cdist::guarded(err, [&] {
     c10d::BarrierOptions options;
     options.timeout = group->timeout;
-    group->backend->barrier(options)->wait(group->timeout);
+    group->wait(group->backend->barrier(options));
   });
 }
 

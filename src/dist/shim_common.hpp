@@ -21,6 +21,18 @@ struct CdistStore {
 struct CdistGroup {
   c10::intrusive_ptr<c10d::Backend> backend;
   std::chrono::milliseconds timeout;
+  // NCCL: a collective is queued on the device, and waiting for it only orders the current
+  // stream after it (a wait with a timeout would block the host until it ends); the backend's
+  // own watchdog enforces the timeout. Gloo: the host waits, under the timeout.
+  bool queued_on_device;
+
+  void wait(const c10::intrusive_ptr<c10d::Work>& work) const {
+    if (queued_on_device) {
+      work->wait();
+    } else {
+      work->wait(timeout);
+    }
+  }
 };
 
 namespace cdist {

@@ -102,4 +102,8 @@ pub struct TrainingRecord {
     /// The processes that trained it, data parallel (1: one process); with more, every
     /// epoch ended with each rank's parameters checked equal to rank 0's, bit for bit.
     pub world_size: usize,
+    /// Seconds rank 0 spent in collectives during the training (gradient averages, epoch-end
+    /// reductions and checks; waiting for the other ranks included); data parallel only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub communication_seconds: Option<f64>,
 }

@@ -65,8 +65,10 @@ impl Distiller {
                 seconds: 0.0,
                 teacher_cache: None,
                 world_size: inputs.dist.map_or(1, |g| g.world_size),
+                communication_seconds: None,
             });
         }
+        let communicated = inputs.dist.map(|g| g.seconds());
         let mut lockstep = Lockstep { learners: vec![self.learner(inputs.label, inputs.teachers, cfg)?], keep_best: false };
         let trained = trainer::train(&mut lockstep, cfg, inputs)?;
         let teacher_cache = Some(trained.teacher_cache);
@@ -82,6 +84,7 @@ impl Distiller {
             seconds: started.elapsed().as_secs_f64(),
             teacher_cache,
             world_size: inputs.dist.map_or(1, |g| g.world_size),
+            communication_seconds: inputs.dist.zip(communicated).map(|(g, before)| g.seconds() - before),
         })
     }
 }

@@ -60,7 +60,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<Outcome> {
     // A data-parallel run: every rank joins before rank 0 claims the output folder, and starts
     // only if rank 0 could; the other ranks never touch the folder.
     let group = match &plan.world {
-        Some(launch) if !opts.dry_run => Some(crate::dist::Group::connect(launch)?),
+        Some(launch) if !opts.dry_run => Some(crate::dist::Group::connect(launch, plan.device)?),
         _ => None,
     };
     let main = plan.world.as_ref().is_none_or(|w| w.is_main());

@@ -100,15 +100,15 @@ const CHART: &str = "methods.png";
 
 pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
     let plan = Plan::resolve(&opts.recipe, &opts.sets, opts.device.as_deref())?;
-    let Some((compare, uses)) = &plan.compare else {
-        return Err(bad_input!("{}: compress compare needs a `compare` section (seeds and methods)", opts.recipe.display()));
-    };
     if let Some(w) = &plan.world {
         return Err(bad_input!(
             "WORLD_SIZE={}: compress compare does not run data parallel yet; run it as one process per machine (or compare the methods as separate data-parallel runs)",
             w.world_size
         ));
     }
+    let Some((compare, uses)) = &plan.compare else {
+        return Err(bad_input!("{}: compress compare needs a `compare` section (seeds and methods)", opts.recipe.display()));
+    };
     if plan.quantize.is_some() {
         return Err(bad_input!(
             "{}: quantize: compress compare trains float students only; remove the section (or run the recipe with compress --recipe)",

@@ -57,9 +57,10 @@ impl Plan {
         let mut problems = check_version(&recipe);
         let world = crate::dist::Launch::from_env()?;
         let device = resolve_device(&recipe, device_override, &mut problems);
+        let spec = device_override.unwrap_or(&recipe.device);
         let device = match &world {
-            Some(w) => data_parallel_device(device, w, &mut problems),
-            None => device,
+            Some(w) if !spec.trim().starts_with("cuda:") => data_parallel_device(device, w, &mut problems),
+            _ => device,
         };
         if let Some(w) = &world {
             problems.extend(check_data_parallel(&recipe, w));
@@ -163,7 +164,7 @@ fn assemble(
 }
 
 /// A data-parallel rank's device: on CUDA each rank takes `cuda:LOCAL_RANK`, as torchrun
-/// expects (one process per GPU).
+/// expects (one process per GPU), unless the recipe or `--device` names an index.
 fn data_parallel_device(device: Device, w: &crate::dist::Launch, problems: &mut Vec<String>) -> Device {
     match device {
         Device::Cuda(_) => {
