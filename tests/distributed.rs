@@ -306,11 +306,7 @@ fn launch_mistakes_are_named() {
     let (code, err) = env_run(&world, &run_args);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("train.batch_size") && err.contains("WORLD_SIZE=3") && err.contains("line"), "{err}");
-    let two = [("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")];
-    let (code, err) = env_run(&two, &["compare", "--recipe", "r.yaml", "--out", "c"]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("compress compare") && err.contains("WORLD_SIZE=2"), "{err}");
-    assert!(!dir.path().join("o").exists() && !dir.path().join("c").exists());
+    assert!(!dir.path().join("o").exists());
     // A finished run in the folder, no --overwrite: both ranks stop with exit 2.
     assert_eq!(run_in(dir.path(), &run_args).code, 0);
     let ranks = run_ranks(dir.path(), &["o", "o-rank1"], &[]);
@@ -341,4 +337,49 @@ fn baseline_and_qat_train_data_parallel() {
     assert!(report["training"]["communication_seconds"].as_f64().unwrap() > 0.0);
     assert!(dir.path().join("o/student.w8a8.onnx").exists());
     assert!(!dir.path().join("o-rank1").exists());
+}
+
+/// `compress compare` runs its learners data parallel: two ranks train every method in lockstep
+/// on their shares, rank 0 alone evaluates, exports and writes the comparison; with `--resume`
+/// the seeds rank 0 finished are skipped by both.
+#[test]
+fn compare_runs_data_parallel() {
+    let _serial = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let text = recipe(dir.path(), 1) + "compare:\n  seeds: [0, 1]\n  methods: [{distill: {method: kd, teachers: [t1]}}, {distill: {method: aver}}]\n";
+    std::fs::write(dir.path().join("r.yaml"), text).unwrap();
+    let compare = |outs: [&str; 2], extra: &[&str]| {
+        let port = free_port();
+        let children: Vec<Child> = outs
+            .iter()
+            .enumerate()
+            .map(|(r, out)| {
+                let mut args = vec!["compare", "--recipe", "r.yaml", "--out", out];
+                args.extend(extra);
+                rank(dir.path(), &args, r, 2, port)
+            })
+            .collect();
+        children.into_iter().map(finish).collect::<Vec<_>>()
+    };
+    let ranks = compare(["c", "c-rank1"], &[]);
+    for (r, (code, stderr)) in ranks.iter().enumerate() {
+        assert_eq!(*code, 0, "rank {r}:\n{stderr}");
+    }
+    let c: Value = serde_json::from_slice(&std::fs::read(dir.path().join("c/comparison.json")).unwrap()).unwrap();
+    let methods = c["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 2);
+    assert!(methods.iter().all(|m| m["seeds"].as_array().unwrap().len() == 2));
+    assert!(!dir.path().join("c-rank1").exists(), "rank 1 writes nothing");
+    assert!(ranks[1].1.contains("rank 1 of 2 trained its share"), "{}", ranks[1].1);
+    // Seed 1 lost: both ranks train it again and skip seed 0.
+    std::fs::remove_file(dir.path().join("c/comparison.json")).unwrap();
+    std::fs::remove_file(dir.path().join("c/seeds/seed-1.json")).unwrap();
+    let resumed = compare(["c", "c-rank1"], &["--resume"]);
+    for (r, (code, stderr)) in resumed.iter().enumerate() {
+        assert_eq!(*code, 0, "rank {r}:\n{stderr}");
+    }
+    assert!(resumed[0].1.contains("seed 0 finished earlier"), "{}", resumed[0].1);
+    let again: Value = serde_json::from_slice(&std::fs::read(dir.path().join("c/comparison.json")).unwrap()).unwrap();
+    let best = |v: &Value| v["methods"].as_array().unwrap().iter().map(|m| m["seeds"][1]["best_top1_tch"].as_f64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(best(&c), best(&again), "seed 1 trained again gives the same result");
 }

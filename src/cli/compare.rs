@@ -34,8 +34,9 @@ pub struct CompareArgs {
 }
 
 pub fn run(a: &CompareArgs) -> anyhow::Result<i32> {
+    let main = crate::dist::Launch::from_env().ok().flatten().is_none_or(|w| w.is_main());
     let ci = CiReport {
-        junit: a.junit.as_deref(),
+        junit: a.junit.as_deref().filter(|_| main),
         title: format!("compress compare --recipe {}", a.recipe.display()),
         classname: "compress.compare",
         started: Instant::now(),
@@ -50,13 +51,17 @@ pub fn run(a: &CompareArgs) -> anyhow::Result<i32> {
         device: a.device.clone(),
     });
     match result {
-        Ok(c) => {
+        // A data-parallel rank other than 0: rank 0 writes the results and the CI files.
+        Ok(None) => Ok(0),
+        Ok(Some(c)) => {
             let figures = c.methods.iter().map(|m| (m.label.clone(), best_per_seed(m))).collect::<Vec<_>>();
             ci.finished(method_cases(&c), true, &figures, &[])?;
             Ok(0)
         }
         Err(err) => {
-            ci.failed(&err);
+            if main {
+                ci.failed(&err);
+            }
             Err(err)
         }
     }

@@ -234,6 +234,13 @@ impl Group {
         }
     }
 
+    /// Rank 0's `flag`, on every rank.
+    pub fn root_says(&self, flag: bool) -> anyhow::Result<bool> {
+        let shared = Tensor::from_slice(&[flag as i64]);
+        self.broadcast(&shared, 0)?;
+        Ok(crate::host::vec::<i64>(&shared)?.first().copied() == Some(1))
+    }
+
     /// Whether `flag` holds on every rank (the same answer on every rank).
     pub fn all(&self, flag: bool) -> anyhow::Result<bool> {
         let count = Tensor::from_slice(&[flag as i64]);

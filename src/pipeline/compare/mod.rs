@@ -98,14 +98,10 @@ struct FinishedSeed {
 /// The comparison's chart: best top-1 per method with its spread over seeds.
 const CHART: &str = "methods.png";
 
-pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
+/// The comparison (`None` on a data-parallel rank other than 0, which trains its share of every
+/// method's batches and leaves the results to rank 0).
+pub fn run(opts: &CompareOptions) -> anyhow::Result<Option<Comparison>> {
     let plan = Plan::resolve(&opts.recipe, &opts.sets, opts.device.as_deref())?;
-    if let Some(w) = &plan.world {
-        return Err(bad_input!(
-            "WORLD_SIZE={}: compress compare does not run data parallel yet; run it as one process per machine (or compare the methods as separate data-parallel runs)",
-            w.world_size
-        ));
-    }
     let Some((compare, uses)) = &plan.compare else {
         return Err(bad_input!("{}: compress compare needs a `compare` section (seeds and methods)", opts.recipe.display()));
     };
@@ -116,19 +112,37 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
         ));
     }
     let out = opts.out.clone().unwrap_or_else(|| super::plan::default_out(&plan.name));
-    let _lock = prepare_folder(&out, opts)?;
+    // Data parallel: every rank joins, rank 0 alone claims the folder and says whether to start.
+    let group = match &plan.world {
+        Some(launch) => Some(crate::dist::Group::connect(launch, plan.device)?),
+        None => None,
+    };
+    let main = group.as_ref().is_none_or(|g| g.rank == 0);
+    let lock = if main { prepare_folder(&out, opts).map(Some) } else { Ok(None) };
+    if let Some(g) = &group {
+        g.start_together(lock.as_ref().map(|_| ()))?;
+    }
+    let _lock = lock?;
     super::set_threads(&plan);
     let (mut train, test_feed) = super::load::data(&plan.data, plan.seed)?;
     super::load::place(&plan.data, &mut train, plan.device, &plan.model_sizes())?;
     let test = test_feed.render_test(&plan.model_sizes())?;
     drop(test_feed);
-    let evaluation = evaluate_teachers(&plan.teachers, &test)?;
+    let evaluation = if main { Some(evaluate_teachers(&plan.teachers, &test)?) } else { None };
     let mut methods_out: Vec<MethodResult> = uses.iter().map(|u| method_result(&plan, u)).collect();
     let identity = Identity { recipe_sha256: plan.recipe_sha256.clone(), teacher_sha256: plan.teacher_hashes() };
     let mut teacher_seconds = Vec::new();
     for &seed in &compare.seeds {
         let finished = out.join("seeds").join(format!("seed-{seed}.json"));
-        let done = if opts.resume { read_finished(&finished, uses, &identity)? } else { None };
+        let done = if opts.resume && main { read_finished(&finished, uses, &identity)? } else { None };
+        // The other ranks skip the seeds rank 0 found finished.
+        let skip = match &group {
+            Some(g) => g.root_says(done.is_some())?,
+            None => done.is_some(),
+        };
+        if skip && !main {
+            continue;
+        }
         let done = match done {
             Some(done) => {
                 eprintln!("compare: seed {seed} finished earlier, its results read from {}", finished.display());
@@ -136,7 +150,7 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
             }
             None => {
                 let checkpoints = out.join("checkpoints").join(format!("seed-{seed}"));
-                if opts.resume {
+                if opts.resume && main {
                     settle_seed_checkpoints(&checkpoints, uses.len())?;
                 }
                 let inputs = TrainInputs {
@@ -150,9 +164,11 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
                     resume: opts.resume,
                     identity: identity.clone(),
                     numerics: crate::graph::Numerics::training(plan.train.deterministic),
-                    dist: None,
+                    dist: group.as_ref(),
                 };
-                let (results, teacher_time) = train_lockstep(&plan, uses, &inputs, seed)?;
+                let Some((results, teacher_time)) = train_lockstep(&plan, uses, &inputs, seed)? else {
+                    continue;
+                };
                 let labels = uses.iter().map(|u| u.label.clone()).collect();
                 let done = FinishedSeed { identity: identity.clone(), labels, results, teacher_seconds_per_epoch: teacher_time };
                 std::fs::create_dir_all(out.join("seeds"))?;
@@ -165,6 +181,11 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
             slot.seeds.push(result);
         }
     }
+    let Some(evaluation) = evaluation else {
+        let g = group.as_ref().expect("only a data-parallel rank other than 0 has no evaluation");
+        eprintln!("PASS: rank {} of {} trained its share of every method's batches; rank 0 evaluates, exports and reports", g.rank, g.world_size);
+        return Ok(None);
+    };
     let comparison = Comparison {
         recipe: opts.recipe.display().to_string(),
         device: crate::device::name(plan.device),
@@ -182,7 +203,7 @@ pub fn run(opts: &CompareOptions) -> anyhow::Result<Comparison> {
         methods: methods_out,
     };
     write(&out, &comparison)?;
-    Ok(comparison)
+    Ok(Some(comparison))
 }
 
 /// The comparison's checkpoint files under `checkpoints/seed-<s>/` (only the tool's own files, as
@@ -320,19 +341,22 @@ fn write(out: &Path, comparison: &Comparison) -> anyhow::Result<()> {
 /// Trains every method for one seed in lockstep (the trainer's N-learner case), each student
 /// from the same initial weights, then exports each at its final and its best epoch and checks
 /// both files in ONNX Runtime; returns each one's result and the mean seconds per epoch spent
-/// in the teachers.
-fn train_lockstep(plan: &Plan, uses: &[MethodUse], inputs: &TrainInputs, seed: u64) -> anyhow::Result<(Vec<SeedResult>, f64)> {
+/// in the teachers. A data-parallel rank other than 0 trains its share and returns `None`.
+fn train_lockstep(plan: &Plan, uses: &[MethodUse], inputs: &TrainInputs, seed: u64) -> anyhow::Result<Option<(Vec<SeedResult>, f64)>> {
     let entries = uses.iter().map(|u| Distiller::fresh(plan, u, seed)).collect::<anyhow::Result<Vec<_>>>()?;
     let learners =
         entries.iter().map(|e| e.learner(&format!("seed {seed} {}", e.usage.label), &plan.teachers, &plan.train)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut lockstep = Lockstep { learners, keep_best: true };
     let trained = trainer::train(&mut lockstep, &plan.train, inputs)?;
     drop(lockstep);
+    if !inputs.is_main() {
+        return Ok(None);
+    }
     let mut results = Vec::new();
     for (e, outcome) in entries.iter().zip(trained.outcomes) {
         results.push(export_both(plan, e, outcome, inputs, seed)?);
     }
-    Ok((results, trained.teacher_seconds_per_epoch))
+    Ok(Some((results, trained.teacher_seconds_per_epoch)))
 }
 
 /// Exports one student with its final weights, then with its best epoch's, and checks each
