@@ -65,13 +65,28 @@ impl Graph {
         }
         let init_names: HashSet<&str> = g.initializer.iter().map(|i| i.name.as_str()).collect();
         // Old exporters list initializers among the inputs too; those are constants, not inputs.
-        let inputs = g.input.iter().filter(|i| !init_names.contains(i.name.as_str())).map(decl_of).collect();
+        let inputs: Vec<ValueDecl> = g.input.iter().filter(|i| !init_names.contains(i.name.as_str())).map(decl_of).collect();
+        let outputs: Vec<ValueDecl> = g.output.iter().map(decl_of).collect();
+        // A value of a type we do not compute with (uint16 to uint64, the float8 and 4-bit types,
+        // strings) is refused by name here, never converted into something else.
+        let untyped: Vec<String> = [("input", &inputs), ("output", &outputs)]
+            .iter()
+            .flat_map(|(what, decls)| {
+                decls
+                    .iter()
+                    .filter(|d| d.elem_type != 0 && tensor::kind_of(d.elem_type).is_none())
+                    .map(move |d| format!("{what} `{}` is of element type {}, which this tool does not compute with", d.name, tensor::type_name(d.elem_type)))
+            })
+            .collect();
+        if !untyped.is_empty() {
+            return Err(bad_input!("{origin}: cannot run this graph: {}", untyped.join("; ")));
+        }
         Ok(Graph {
             name: g.name.clone(),
             opset,
             producer: format!("{} {}", model.producer_name, model.producer_version).trim().to_string(),
             inputs,
-            outputs: g.output.iter().map(decl_of).collect(),
+            outputs,
             initializers,
             nodes: g.node.clone(),
             metadata: model.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),

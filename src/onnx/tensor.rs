@@ -26,6 +26,12 @@ pub fn kind_of(data_type: i32) -> Option<Kind> {
 }
 
 /// The ONNX element type for a tch kind.
+/// ONNX's name of element type `data_type` (`UINT16`, `FLOAT8E4M3FN`), or its number.
+pub fn type_name(data_type: i32) -> String {
+    use protobuf::Enum;
+    DataType::from_i32(data_type).map_or_else(|| format!("#{data_type}"), |d| format!("{d:?}"))
+}
+
 pub fn data_type_of(kind: Kind) -> anyhow::Result<DataType> {
     Ok(match kind {
         Kind::Float => DataType::FLOAT,

@@ -48,12 +48,15 @@ fn clip(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         let x = ins.get(0)?;
         let lo = ins.opt_scalar(1)?;
         let hi = ins.opt_scalar(2)?;
-        Ok(match (lo, hi) {
+        let out = match (lo, hi) {
             (Some(l), Some(h)) => x.f_clamp(l, h)?,
             (Some(l), None) => x.f_clamp_min(l)?,
             (None, Some(h)) => x.f_clamp_max(h)?,
             (None, None) => x.shallow_clone(),
-        })
+        };
+        // The bounds are read as f64: on an integer input libtorch promotes to float, while
+        // ONNX's Clip keeps the input's type (its bounds share it, so nothing is rounded).
+        Ok(if out.kind() == x.kind() { out } else { out.f_to_kind(x.kind())? })
     }))
 }
 

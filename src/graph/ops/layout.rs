@@ -19,7 +19,7 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Squeeze", squeeze);
     reg.insert("Unsqueeze", unsqueeze);
     reg.insert("Identity", identity);
-    reg.insert("Dropout", identity);
+    reg.insert("Dropout", dropout);
 }
 
 fn reshape(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
@@ -148,6 +148,28 @@ fn unsqueeze(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
 }
 
 fn identity(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    // Dropout in inference is the identity; its optional mask output is not produced.
     Ok(single(|ins, _| Ok(ins.get(0)?.shallow_clone())))
+}
+
+/// Dropout as a frozen model runs it: the identity, with its optional mask all true. In
+/// training mode (the `training_mode` input, 12+) with a positive ratio it draws random masks,
+/// which a teacher cannot reproduce: refused, naming the node; with ratio 0 it is the identity.
+fn dropout(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let attr_ratio = if ctx.opset < 12 { ctx.attrs().float_or("ratio", 0.5)? as f64 } else { 0.5 };
+    let opset = ctx.opset;
+    Ok(Box::new(move |ins: &Inputs, _| {
+        let x = ins.get(0)?;
+        let training = if opset >= 12 { ins.opt_scalar(2)?.is_some_and(|t| t != 0.0) } else { false };
+        if training {
+            let ratio = if opset >= 12 { ins.opt_scalar(1)?.unwrap_or(0.5) } else { attr_ratio };
+            if ratio != 0.0 {
+                return Err(bad_input!(
+                    "node `{}` (Dropout): training_mode is true with ratio {ratio}: it would drop random values, which a model run for its outputs cannot reproduce",
+                    ins.node.name
+                ));
+            }
+        }
+        let mask = x.f_ones_like()?.f_to_kind(tch::Kind::Bool)?;
+        Ok(vec![x.shallow_clone(), mask])
+    }))
 }

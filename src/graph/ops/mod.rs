@@ -217,23 +217,52 @@ pub fn is_float(kind: tch::Kind) -> bool {
     matches!(kind, tch::Kind::Float | tch::Kind::Double | tch::Kind::Half | tch::Kind::BFloat16)
 }
 
-/// `docs/SUPPORTED_OPS.md`, generated from the registry and the family files' headers.
+/// What ONNX's own node test cases gave, as `tests/onnx_conformance.rs` records it.
+const CONFORMANCE: &str = include_str!("../../../tests/fixtures/onnx_conformance.json");
+
+/// `docs/SUPPORTED_OPS.md`, generated from the registry, the family files' headers and the
+/// recorded ONNX node test cases.
 pub fn supported_ops_markdown() -> String {
     let reg = registry();
+    let conformance: serde_json::Value = serde_json::from_str(CONFORMANCE).unwrap_or_default();
+    let per_op = &conformance["per_op"];
     let mut s = String::from(
         "# Supported ONNX ops\n\nGenerated from the op registry (`src/graph/ops/`) by the test \
          `graph::ops::tests::supported_ops_doc_is_in_sync`; regenerate with\n\
          `UPDATE_SUPPORTED_OPS=1 ./scripts/test supported_ops`. Default ONNX domain only; every op \
-         is checked against ONNX Runtime in `tests/ops_vs_ort.rs`.\n",
+         is checked against ONNX Runtime in `tests/ops_vs_ort.rs`, and against ONNX's own backend node \
+         test cases (generated from the `onnx` package by `scripts/onnx-node-cases`) in \
+         `tests/onnx_conformance.rs`.\n",
     );
     s.push_str(&format!("\n{} ops in {} families.\n", reg.builders.len(), FAMILIES.len()));
+    s.push_str(&format!(
+        "\nONNX {} node cases: {} of the {} cases whose ops are all registered pass ({} generated); every \
+         other one is refused by name (listed at the end with its reason), none computes a different result. \
+         A case counts under its first node's op.\n",
+        conformance["onnx"].as_str().unwrap_or("?"),
+        conformance["passed"],
+        conformance["cases_of_registered_ops"],
+        conformance["cases_generated"]
+    ));
     for f in FAMILIES {
         let header: Vec<&str> = f.source.lines().take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").trim()).collect();
-        s.push_str(&format!("\n## `{}`\n\n{}\n\n| op | ONNX specification |\n|---|---|\n", f.file, header.join("\n").trim()));
+        s.push_str(&format!(
+            "\n## `{}`\n\n{}\n\n| op | ONNX node cases passed / run | ONNX specification |\n|---|---|---|\n",
+            f.file,
+            header.join("\n").trim()
+        ));
         for (op, (_, family)) in &reg.builders {
             if *family == f.file {
-                s.push_str(&format!("| {op} | https://onnx.ai/onnx/operators/onnx__{op}.html |\n"));
+                let cases = per_op.get(*op).map_or_else(|| "–".to_string(), |c| format!("{} / {}", c[0], c[1]));
+                s.push_str(&format!("| {op} | {cases} | https://onnx.ai/onnx/operators/onnx__{op}.html |\n"));
             }
+        }
+    }
+    if let Some(refused) = conformance["not_passing"].as_object().filter(|m| !m.is_empty()) {
+        s.push_str("\n## ONNX node cases refused\n\n| case | outcome | reason |\n|---|---|---|\n");
+        for (case, r) in refused {
+            let reason = r["reason"].as_str().unwrap_or("").replace('|', "\\|");
+            s.push_str(&format!("| {case} | {} | {reason} |\n", r["outcome"].as_str().unwrap_or("")));
         }
     }
     s

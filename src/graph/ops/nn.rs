@@ -137,6 +137,11 @@ fn batch_norm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let a = ctx.attrs();
     let eps = a.float_or("epsilon", 1e-5)? as f64;
     let momentum = 1.0 - a.float_or("momentum", 0.9)? as f64;
+    // training_mode (14+) with its running statistics asked for as outputs: the batch's
+    // statistics and updated averages of an exported training step, not an inference.
+    if a.int_or("training_mode", 0)? != 0 && ctx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+        return Err(a.unsupported("training_mode", "1 with running-statistics outputs"));
+    }
     Ok(single(move |ins, rc| {
         let x = ins.get(0)?;
         Ok(x.f_batch_norm(Some(ins.get(1)?), Some(ins.get(2)?), Some(ins.get(3)?), Some(ins.get(4)?), rc.train, momentum, eps, true)?)
@@ -158,15 +163,28 @@ fn max_pool(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         return Err(a.unsupported("storage_order", 1));
     }
     let kernel = win.kernel.clone().ok_or_else(|| bad_input!("node `{}` (MaxPool): kernel_shape is required", ctx.node.name))?;
-    Ok(single(move |ins, _| {
+    let with_indices = ctx.node.output.get(1).is_some_and(|o| !o.is_empty());
+    Ok(Box::new(move |ins: &super::Inputs, _| {
         let x = ins.get(0)?;
         pool_2d_check(ins, x)?;
         win.check(ins, 2)?;
         let (b, e) = win.pads(&x.size()[2..], &kernel);
+        let dims = x.size();
         let (x, pad) = apply_pads(x, &b, &e, f64::NEG_INFINITY)?;
         let strides = Window::ones(&win.strides, 2);
         let dil = Window::ones(&win.dilations, 2);
-        Ok(x.f_max_pool2d(kernel.as_slice(), strides.as_slice(), pad.as_slice(), dil.as_slice(), ceil)?)
+        if !with_indices {
+            return Ok(vec![x.f_max_pool2d(kernel.as_slice(), strides.as_slice(), pad.as_slice(), dil.as_slice(), ceil)?]);
+        }
+        // Indices: libtorch's count within each [H, W] plane of the (unpadded) input; ONNX's
+        // over the whole tensor, row-major. Explicitly padded input would shift them.
+        if b != e {
+            return Err(bad_input!("node `{}` (MaxPool): the Indices output with asymmetric pads is not supported", ins.node.name));
+        }
+        let (y, idx) = x.f_max_pool2d_with_indices(kernel.as_slice(), strides.as_slice(), pad.as_slice(), dil.as_slice(), ceil)?;
+        let (n, c, plane) = (dims[0], dims[1], dims[2] * dims[3]);
+        let offset = Tensor::f_arange(n * c, (tch::Kind::Int64, idx.device()))?.f_mul_scalar(plane)?.f_view([n, c, 1, 1])?;
+        Ok(vec![y, idx.f_add(&offset)?])
     }))
 }
 
@@ -214,12 +232,19 @@ fn layer_norm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let axis = a.int_or("axis", -1)?;
     let eps = a.float_or("epsilon", 1e-5)? as f64;
     let node = ctx.node.clone();
-    Ok(single(move |ins, _| {
+    let stash = a.int_or("stash_type", 1)?;
+    if stash != 1 {
+        return Err(a.unsupported("stash_type", stash));
+    }
+    // Y, and the optional Mean and InvStdDev (float, the input's shape with the normalized
+    // dimensions kept as 1), which libtorch's native kernel computes alongside.
+    Ok(Box::new(move |ins: &super::Inputs, _| {
         let x = ins.get(0)?;
         let rank = x.dim() as i64;
         let ax = super::norm_axis(&node, axis, rank)?;
         let shape = x.size()[ax as usize..].to_vec();
-        Ok(x.f_layer_norm(shape.as_slice(), ins.opt(1), ins.opt(2), eps, true)?)
+        let (y, mean, rstd) = x.f_native_layer_norm(shape.as_slice(), ins.opt(1), ins.opt(2), eps)?;
+        Ok(vec![y, mean.f_to_kind(tch::Kind::Float)?, rstd.f_to_kind(tch::Kind::Float)?])
     }))
 }
 

@@ -63,7 +63,12 @@ fn pad(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
 #[derive(Clone, Copy)]
 enum Mode {
     NearestFloorAsymmetric,
-    Linear { align_corners: bool },
+    /// `pytorch`: pytorch_half_pixel, which maps an output of length 1 to the input's first
+    /// pixel where half_pixel (torch's bilinear) takes its centre.
+    Linear {
+        align_corners: bool,
+        pytorch: bool,
+    },
 }
 
 fn resize(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
@@ -80,8 +85,9 @@ fn resize(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let nearest_mode = a.string("nearest_mode")?.unwrap_or_else(|| if ctx.opset < 11 { "floor".into() } else { "round_prefer_floor".into() });
     let how = match (mode.as_str(), coord.as_str()) {
         ("nearest", "asymmetric") if nearest_mode == "floor" => Mode::NearestFloorAsymmetric,
-        ("linear" | "bilinear", "half_pixel" | "pytorch_half_pixel") => Mode::Linear { align_corners: false },
-        ("linear" | "bilinear", "align_corners") => Mode::Linear { align_corners: true },
+        ("linear" | "bilinear", "half_pixel") => Mode::Linear { align_corners: false, pytorch: false },
+        ("linear" | "bilinear", "pytorch_half_pixel") => Mode::Linear { align_corners: false, pytorch: true },
+        ("linear" | "bilinear", "align_corners") => Mode::Linear { align_corners: true, pytorch: false },
         _ => return Err(a.unsupported("mode", format!("{mode} with {coord} coordinates and {nearest_mode} rounding"))),
     };
     if a.int_or("antialias", 0)? != 0 {
@@ -94,11 +100,25 @@ fn resize(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
             return Err(bad_input!("node `{}` ({}): only 4-D image tensors are supported, got {:?}", ins.node.name, ins.node.op_type, x.size()));
         }
         let Target { size: out, scales } = target_size(ins, x, scales_input)?;
+        let refuse = |why: &str| bad_input!("node `{}` ({}): {why}, which is not supported", ins.node.name, ins.node.op_type);
         Ok(match how {
             Mode::NearestFloorAsymmetric => x.f_upsample_nearest2d(out.as_slice(), scales.map(|s| s.0), scales.map(|s| s.1))?,
-            Mode::Linear { align_corners } => x.f_upsample_bilinear2d(out.as_slice(), align_corners, scales.map(|s| s.0), scales.map(|s| s.1))?,
+            Mode::Linear { pytorch: true, .. } if out.contains(&1) && !x.size()[2..].contains(&1) => {
+                return Err(refuse("pytorch_half_pixel linear resizing to a length of 1"));
+            }
+            Mode::Linear { align_corners: true, .. } if scales.is_some_and(|(h, w)| !integral(x.size()[2], h) || !integral(x.size()[3], w)) => {
+                // ONNX maps align_corners coordinates with the unrounded length·scale.
+                return Err(refuse("align_corners linear resizing by scales that give a fractional length"));
+            }
+            Mode::Linear { align_corners, .. } => x.f_upsample_bilinear2d(out.as_slice(), align_corners, scales.map(|s| s.0), scales.map(|s| s.1))?,
         })
     }))
+}
+
+/// Whether `length · scale` is a whole number.
+fn integral(length: i64, scale: f64) -> bool {
+    let v = length as f64 * scale;
+    (v - v.round()).abs() < 1e-9
 }
 
 /// Output [H, W] and, when scales were given, the (h, w) scale factors ONNX defines the
