@@ -2,10 +2,11 @@
 //!
 //! Opset differences handled: Pad takes `pads` and `value` as attributes before opset 11 and as
 //! inputs from 11, with `axes` from 18; modes constant, reflect and edge (wrap is refused).
-//! Resize takes (X, scales) at opset 10 and (X, roi, scales, sizes) from 11; supported are the
-//! combinations exporters write for 4-D images: nearest with asymmetric coordinates and floor
-//! rounding (torch's `nearest`), and linear with half_pixel, pytorch_half_pixel or
-//! align_corners (torch's `bilinear`). Other combinations are refused, naming the node.
+//! Resize takes (X, scales) at opset 10 and (X, roi, scales, sizes) from 11, with `axes` and
+//! `keep_aspect_ratio_policy` from 18; nearest (every rounding), linear and cubic
+//! (`cubic_coeff_a`, `exclude_outside`) with every coordinate mapping but tf_crop_and_resize,
+//! on any axes, computed as ONNX defines them (libtorch's upsampling kernels where they agree);
+//! antialias and tf_crop_and_resize are refused, naming the node.
 
 use super::{Inputs, Kernel, NodeCtx, Registry};
 use crate::bad_input;
@@ -60,84 +61,295 @@ fn pad(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     }))
 }
 
-#[derive(Clone, Copy)]
-enum Mode {
-    NearestFloorAsymmetric,
-    /// `pytorch`: pytorch_half_pixel, which maps an output of length 1 to the input's first
-    /// pixel where half_pixel (torch's bilinear) takes its centre.
-    Linear {
-        align_corners: bool,
-        pytorch: bool,
+/// How Resize picks or blends the input values around a source coordinate.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Interp {
+    Nearest(Rounding),
+    Linear,
+    /// Cubic convolution with coefficient `a`; `exclude_outside` gives the taps outside the
+    /// input no weight (the others renormalized) instead of the edge value.
+    Cubic {
+        a: f64,
+        exclude_outside: bool,
     },
+}
+
+/// Nearest's rounding of a fractional source coordinate.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Rounding {
+    RoundPreferFloor,
+    RoundPreferCeil,
+    Floor,
+    Ceil,
+}
+
+/// ONNX's mapping from an output coordinate to an input coordinate.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Coord {
+    HalfPixel,
+    HalfPixelSymmetric,
+    PytorchHalfPixel,
+    AlignCorners,
+    Asymmetric,
+}
+
+/// How `sizes` is met when the aspect ratio must be kept (opset 18).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Policy {
+    Stretch,
+    NotLarger,
+    NotSmaller,
+}
+
+#[derive(Clone, Debug)]
+struct ResizeSpec {
+    interp: Interp,
+    coord: Coord,
+    policy: Policy,
+    /// The axes `scales` and `sizes` refer to (opset 18), all when absent.
+    axes: Option<Vec<i64>>,
+    /// The input holding the scales: 1 for Upsample and Resize-10, 2 from 11 (after roi).
+    scales_input: usize,
 }
 
 fn resize(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let a = ctx.attrs();
+    let legacy = ctx.node.op_type == "Upsample" || ctx.opset < 11;
     let mode = a.string("mode")?.unwrap_or_else(|| "nearest".into());
-    let coord = a.string("coordinate_transformation_mode")?.unwrap_or_else(|| {
-        // Upsample (and Resize-10) have no such attribute and behave as `asymmetric`.
-        if ctx.node.op_type == "Upsample" || ctx.opset < 11 {
-            "asymmetric".into()
-        } else {
-            "half_pixel".into()
-        }
-    });
-    let nearest_mode = a.string("nearest_mode")?.unwrap_or_else(|| if ctx.opset < 11 { "floor".into() } else { "round_prefer_floor".into() });
-    let how = match (mode.as_str(), coord.as_str()) {
-        ("nearest", "asymmetric") if nearest_mode == "floor" => Mode::NearestFloorAsymmetric,
-        ("linear" | "bilinear", "half_pixel") => Mode::Linear { align_corners: false, pytorch: false },
-        ("linear" | "bilinear", "pytorch_half_pixel") => Mode::Linear { align_corners: false, pytorch: true },
-        ("linear" | "bilinear", "align_corners") => Mode::Linear { align_corners: true, pytorch: false },
-        _ => return Err(a.unsupported("mode", format!("{mode} with {coord} coordinates and {nearest_mode} rounding"))),
+    // Upsample (and Resize-10) have no coordinate attribute and behave as `asymmetric` with
+    // floor rounding.
+    let coord_name = a.string("coordinate_transformation_mode")?.unwrap_or_else(|| if legacy { "asymmetric".into() } else { "half_pixel".into() });
+    let nearest_mode = a.string("nearest_mode")?.unwrap_or_else(|| if legacy { "floor".into() } else { "round_prefer_floor".into() });
+    let coord = match coord_name.as_str() {
+        "half_pixel" => Coord::HalfPixel,
+        "half_pixel_symmetric" => Coord::HalfPixelSymmetric,
+        "pytorch_half_pixel" => Coord::PytorchHalfPixel,
+        "align_corners" => Coord::AlignCorners,
+        "asymmetric" => Coord::Asymmetric,
+        other => return Err(a.unsupported("coordinate_transformation_mode", other)),
+    };
+    let interp = match mode.as_str() {
+        "nearest" => Interp::Nearest(match nearest_mode.as_str() {
+            "round_prefer_floor" => Rounding::RoundPreferFloor,
+            "round_prefer_ceil" => Rounding::RoundPreferCeil,
+            "floor" => Rounding::Floor,
+            "ceil" => Rounding::Ceil,
+            other => return Err(a.unsupported("nearest_mode", other)),
+        }),
+        "linear" | "bilinear" => Interp::Linear,
+        "cubic" => Interp::Cubic { a: a.float_or("cubic_coeff_a", -0.75)? as f64, exclude_outside: a.int_or("exclude_outside", 0)? != 0 },
+        other => return Err(a.unsupported("mode", other)),
     };
     if a.int_or("antialias", 0)? != 0 {
         return Err(a.unsupported("antialias", 1));
     }
-    let scales_input = if ctx.opset < 11 || ctx.node.op_type == "Upsample" { 1 } else { 2 };
+    let policy = match a.string("keep_aspect_ratio_policy")?.as_deref().unwrap_or("stretch") {
+        "stretch" => Policy::Stretch,
+        "not_larger" => Policy::NotLarger,
+        "not_smaller" => Policy::NotSmaller,
+        other => return Err(a.unsupported("keep_aspect_ratio_policy", other)),
+    };
+    let spec = ResizeSpec { interp, coord, policy, axes: a.ints("axes")?, scales_input: if legacy { 1 } else { 2 } };
     Ok(super::single(move |ins, _| {
         let x = ins.get(0)?;
-        if x.dim() != 4 {
-            return Err(bad_input!("node `{}` ({}): only 4-D image tensors are supported, got {:?}", ins.node.name, ins.node.op_type, x.size()));
+        let plan = axis_plan(ins, x, &spec)?;
+        if let Some(y) = fast_path(x, &plan, &spec)? {
+            return Ok(y);
         }
-        let Target { size: out, scales } = target_size(ins, x, scales_input)?;
-        let refuse = |why: &str| bad_input!("node `{}` ({}): {why}, which is not supported", ins.node.name, ins.node.op_type);
-        Ok(match how {
-            Mode::NearestFloorAsymmetric => x.f_upsample_nearest2d(out.as_slice(), scales.map(|s| s.0), scales.map(|s| s.1))?,
-            Mode::Linear { pytorch: true, .. } if out.contains(&1) && !x.size()[2..].contains(&1) => {
-                return Err(refuse("pytorch_half_pixel linear resizing to a length of 1"));
+        if !matches!(spec.interp, Interp::Nearest(_)) && !super::is_float(x.kind()) {
+            return Err(bad_input!("node `{}` ({}): {:?} resizing of a {:?} tensor is not supported", ins.node.name, ins.node.op_type, spec.interp, x.kind()));
+        }
+        let mut y = x.shallow_clone();
+        for (d, &(out, scale)) in plan.iter().enumerate() {
+            let len = x.size()[d];
+            if out == len && scale == 1.0 {
+                continue;
             }
-            Mode::Linear { align_corners: true, .. } if scales.is_some_and(|(h, w)| !integral(x.size()[2], h) || !integral(x.size()[3], w)) => {
-                // ONNX maps align_corners coordinates with the unrounded length·scale.
-                return Err(refuse("align_corners linear resizing by scales that give a fractional length"));
-            }
-            Mode::Linear { align_corners, .. } => x.f_upsample_bilinear2d(out.as_slice(), align_corners, scales.map(|s| s.0), scales.map(|s| s.1))?,
-        })
+            y = resample_axis(&y, d as i64, len, out, scale, &spec)?;
+        }
+        Ok(y)
     }))
 }
 
-/// Whether `length · scale` is a whole number.
-fn integral(length: i64, scale: f64) -> bool {
-    let v = length as f64 * scale;
-    (v - v.round()).abs() < 1e-9
-}
-
-/// Output [H, W] and, when scales were given, the (h, w) scale factors ONNX defines the
-/// coordinate mapping with.
-struct Target {
-    size: Vec<i64>,
-    scales: Option<(f64, f64)>,
-}
-
-fn target_size(ins: &Inputs, x: &Tensor, scales_input: usize) -> anyhow::Result<Target> {
+/// Per axis of `x`: the output length and the scale ONNX maps coordinates with (`scales`
+/// given: ⌊length·scale⌋ and the scale itself; `sizes` given: the size and size / length, or
+/// under a keep-aspect policy one common scale and round(length·scale)).
+fn axis_plan(ins: &Inputs, x: &Tensor, spec: &ResizeSpec) -> anyhow::Result<Vec<(i64, f64)>> {
     let dims = x.size();
-    let sizes = if scales_input == 2 { ins.opt_ints(3)? } else { None };
-    if let Some(s) = sizes.filter(|s| !s.is_empty()) {
-        anyhow::ensure!(s.len() == 4 && s[0] == dims[0] && s[1] == dims[1], "node `{}`: only spatial resizing is supported", ins.node.name);
-        return Ok(Target { size: s[2..].to_vec(), scales: None });
+    let rank = dims.len() as i64;
+    let axes: Vec<usize> = match &spec.axes {
+        Some(ax) => ax.iter().map(|&v| super::norm_axis(ins.node, v, rank).map(|a| a as usize)).collect::<anyhow::Result<_>>()?,
+        None => (0..dims.len()).collect(),
+    };
+    let mut plan: Vec<(i64, f64)> = dims.iter().map(|&l| (l, 1.0)).collect();
+    let sizes = if spec.scales_input == 2 { ins.opt_ints(3)?.filter(|s| !s.is_empty()) } else { None };
+    if let Some(sizes) = sizes {
+        if sizes.len() != axes.len() {
+            return Err(bad_input!("node `{}` (Resize): {} sizes for {} axes", ins.node.name, sizes.len(), axes.len()));
+        }
+        let ratios: Vec<f64> = axes.iter().zip(&sizes).map(|(&d, &s)| s as f64 / dims[d] as f64).collect();
+        let common = match spec.policy {
+            Policy::Stretch => None,
+            Policy::NotLarger => ratios.iter().copied().reduce(f64::min),
+            Policy::NotSmaller => ratios.iter().copied().reduce(f64::max),
+        };
+        for (k, &d) in axes.iter().enumerate() {
+            plan[d] = match common {
+                None => (sizes[k], ratios[k]),
+                // numpy's rounding (half to even), as ONNX's reference computes it.
+                Some(s) => ((s * dims[d] as f64).round_ties_even() as i64, s),
+            };
+        }
+        return Ok(plan);
     }
-    let t = ins.get(scales_input)?.f_to_kind(tch::Kind::Double)?;
+    let t = ins.get(spec.scales_input)?.f_to_kind(tch::Kind::Double)?;
     let scales = crate::host::vec::<f64>(&t.f_flatten(0, -1)?)?;
-    anyhow::ensure!(scales.len() == 4 && scales[0] == 1.0 && scales[1] == 1.0, "node `{}`: only spatial resizing is supported", ins.node.name);
-    let out = vec![(dims[2] as f64 * scales[2]).floor() as i64, (dims[3] as f64 * scales[3]).floor() as i64];
-    Ok(Target { size: out, scales: Some((scales[2], scales[3])) })
+    if scales.len() != axes.len() {
+        return Err(bad_input!("node `{}` ({}): {} scales for {} axes", ins.node.name, ins.node.op_type, scales.len(), axes.len()));
+    }
+    for (k, &d) in axes.iter().enumerate() {
+        if !(scales[k] > 0.0 && scales[k].is_finite()) {
+            return Err(bad_input!("node `{}` ({}): scale {} is not positive", ins.node.name, ins.node.op_type, scales[k]));
+        }
+        plan[d] = ((dims[d] as f64 * scales[k]).floor() as i64, scales[k]);
+    }
+    Ok(plan)
+}
+
+/// libtorch's own upsampling kernels where they compute exactly ONNX's mapping (what exporters
+/// write for 4-D images): nearest with asymmetric coordinates and floor rounding, and linear
+/// with half_pixel, or align_corners when every length·scale is whole.
+fn fast_path(x: &Tensor, plan: &[(i64, f64)], spec: &ResizeSpec) -> anyhow::Result<Option<Tensor>> {
+    let dims = x.size();
+    if dims.len() != 4 || plan[0] != (dims[0], 1.0) || plan[1] != (dims[1], 1.0) || !super::is_float(x.kind()) {
+        return Ok(None);
+    }
+    let out = [plan[2].0, plan[3].0];
+    let (sh, sw) = (Some(plan[2].1), Some(plan[3].1));
+    let whole = |d: usize| {
+        let v = dims[d] as f64 * plan[d].1;
+        (v - v.round()).abs() < 1e-9
+    };
+    Ok(match (spec.interp, spec.coord) {
+        (Interp::Nearest(Rounding::Floor), Coord::Asymmetric) => Some(x.f_upsample_nearest2d(out.as_slice(), sh, sw)?),
+        (Interp::Linear, Coord::HalfPixel) => Some(x.f_upsample_bilinear2d(out.as_slice(), false, sh, sw)?),
+        (Interp::Linear, Coord::PytorchHalfPixel) if out[0] > 1 && out[1] > 1 => Some(x.f_upsample_bilinear2d(out.as_slice(), false, sh, sw)?),
+        (Interp::Linear, Coord::AlignCorners) if whole(2) && whole(3) => Some(x.f_upsample_bilinear2d(out.as_slice(), true, sh, sw)?),
+        _ => None,
+    })
+}
+
+/// ONNX's source coordinate of output position `i` along an axis of `len` resized to `out`
+/// with `scale`.
+fn source_coord(coord: Coord, i: i64, len: i64, out: i64, scale: f64) -> f64 {
+    let (i, len_f) = (i as f64, len as f64);
+    // ONNX's reference maps with the unrounded output length.
+    let out_f = scale * len_f;
+    match coord {
+        Coord::HalfPixel => (i + 0.5) / scale - 0.5,
+        Coord::PytorchHalfPixel => {
+            if out_f == 1.0 {
+                -0.5
+            } else {
+                (i + 0.5) / scale - 0.5
+            }
+        }
+        Coord::HalfPixelSymmetric => {
+            let adjustment = out as f64 / out_f;
+            let offset = len_f / 2.0 * (1.0 - adjustment);
+            offset + (i + 0.5) / scale - 0.5
+        }
+        Coord::AlignCorners => {
+            if out_f == 1.0 {
+                0.0
+            } else {
+                i * (len_f - 1.0) / (out_f - 1.0)
+            }
+        }
+        Coord::Asymmetric => i / scale,
+    }
+}
+
+/// The cubic convolution weights of the four taps around a point `t` past the first of the
+/// middle two (ONNX's and Keys's, with coefficient `a`).
+fn cubic_weights(t: f64, a: f64) -> [f64; 4] {
+    let far = |u: f64| ((a * u - 5.0 * a) * u + 8.0 * a) * u - 4.0 * a;
+    let near = |u: f64| ((a + 2.0) * u - (a + 3.0)) * u * u + 1.0;
+    [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
+}
+
+/// `x` resampled along axis `d` from `len` to `out` values: each output a weighted sum of input
+/// values gathered by index (indices and weights computed here, on the host, per call).
+fn resample_axis(x: &Tensor, d: i64, len: i64, out: i64, scale: f64, spec: &ResizeSpec) -> anyhow::Result<Tensor> {
+    let clamp = |i: i64| i.clamp(0, len - 1);
+    let taps: usize = match spec.interp {
+        Interp::Nearest(_) => 1,
+        Interp::Linear => 2,
+        Interp::Cubic { .. } => 4,
+    };
+    let mut index = vec![vec![0i64; out as usize]; taps];
+    let mut weight = vec![vec![0f64; out as usize]; taps];
+    for i in 0..out {
+        let xs = source_coord(spec.coord, i, len, out, scale);
+        let base = xs.floor();
+        let t = xs - base;
+        let b = base as i64;
+        let k = i as usize;
+        match spec.interp {
+            Interp::Nearest(r) => {
+                let pick = if t == 0.0 {
+                    b
+                } else {
+                    match r {
+                        Rounding::RoundPreferFloor => b + (t > 0.5) as i64,
+                        Rounding::RoundPreferCeil => b + (t >= 0.5) as i64,
+                        Rounding::Floor => b,
+                        Rounding::Ceil => b + 1,
+                    }
+                };
+                index[0][k] = clamp(pick);
+                weight[0][k] = 1.0;
+            }
+            Interp::Linear => {
+                (index[0][k], index[1][k]) = (clamp(b), clamp(b + 1));
+                (weight[0][k], weight[1][k]) = (1.0 - t, t);
+            }
+            Interp::Cubic { a, exclude_outside } => {
+                let mut w = cubic_weights(t, a);
+                let at = [b - 1, b, b + 1, b + 2];
+                if exclude_outside {
+                    for (wj, &j) in w.iter_mut().zip(&at) {
+                        if j < 0 || j >= len {
+                            *wj = 0.0;
+                        }
+                    }
+                    let sum: f64 = w.iter().sum();
+                    w.iter_mut().for_each(|v| *v /= sum);
+                }
+                for j in 0..4 {
+                    index[j][k] = clamp(at[j]);
+                    weight[j][k] = w[j];
+                }
+            }
+        }
+    }
+    let device = x.device();
+    let mut shape = vec![1i64; x.dim()];
+    shape[d as usize] = out;
+    let mut y: Option<Tensor> = None;
+    for j in 0..taps {
+        let idx = crate::host::upload(&Tensor::from_slice(&index[j]), device)?;
+        let picked = x.f_index_select(d, &idx)?;
+        let term = if taps == 1 {
+            picked
+        } else {
+            let w = crate::host::upload(&Tensor::from_slice(&weight[j]).f_to_kind(x.kind())?, device)?.f_view(shape.as_slice())?;
+            picked.f_mul(&w)?
+        };
+        y = Some(match y {
+            Some(acc) => acc.f_add(&term)?,
+            None => term,
+        });
+    }
+    Ok(y.expect("at least one tap"))
 }
