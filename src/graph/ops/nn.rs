@@ -5,7 +5,9 @@
 //! are applied explicitly before the op (−∞ for MaxPool); `auto_pad` SAME_UPPER/SAME_LOWER put the
 //! odd pixel at the end/start; AveragePool's `count_include_pad` defaults to 0 in ONNX;
 //! BatchNormalization's `momentum` is ONNX's (0.9 = 1 − torch momentum) and in training mode the
-//! running statistics are updated in place.
+//! running statistics are updated in place. The pools take 1 to 3 spatial dimensions; pads
+//! beyond half the kernel are applied explicitly too, and an AveragePool libtorch's pooling
+//! cannot compute (dilations, such pads) is a window sum divided by each window's count.
 
 use super::{single, Kernel, NodeCtx, Registry};
 use crate::bad_input;
@@ -148,11 +150,29 @@ fn batch_norm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     }))
 }
 
-fn pool_2d_check(ins: &super::Inputs, x: &Tensor) -> anyhow::Result<()> {
-    if x.dim() != 4 {
-        return Err(bad_input!("node `{}` ({}): only 2-D pooling (4-D input) is supported, got shape {:?}", ins.node.name, ins.node.op_type, x.size()));
+/// The number of spatial dimensions of a pooling input: 1 to 3 (a 3- to 5-D tensor).
+fn pool_dims(ins: &super::Inputs, x: &Tensor) -> anyhow::Result<usize> {
+    match x.dim() {
+        3..=5 => Ok(x.dim() - 2),
+        _ => Err(bad_input!(
+            "node `{}` ({}): pooling takes a 3- to 5-D input (1 to 3 spatial dimensions), got shape {:?}",
+            ins.node.name,
+            ins.node.op_type,
+            x.size()
+        )),
     }
-    Ok(())
+}
+
+/// Whether libtorch's pooling can take `begin`/`end` itself: symmetric, and at most half the
+/// kernel (its limit); otherwise the input is padded explicitly first.
+fn torch_pads_fit(begin: &[i64], end: &[i64], kernel: &[i64]) -> bool {
+    begin == end && begin.iter().zip(kernel).all(|(&p, &k)| p <= k / 2)
+}
+
+/// `x` padded explicitly by `begin`/`end` on its spatial dimensions with `fill`.
+fn pad_spatial(x: &Tensor, begin: &[i64], end: &[i64], fill: f64) -> anyhow::Result<Tensor> {
+    let spec: Vec<i64> = (0..begin.len()).rev().flat_map(|i| [begin[i], end[i]]).collect();
+    Ok(x.f_pad(spec.as_slice(), "constant", Some(fill))?)
 }
 
 fn max_pool(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
@@ -166,22 +186,31 @@ fn max_pool(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let with_indices = ctx.node.output.get(1).is_some_and(|o| !o.is_empty());
     Ok(Box::new(move |ins: &super::Inputs, _| {
         let x = ins.get(0)?;
-        pool_2d_check(ins, x)?;
-        win.check(ins, 2)?;
+        let nd = pool_dims(ins, x)?;
+        win.check(ins, nd)?;
         let (b, e) = win.pads(&x.size()[2..], &kernel);
         let dims = x.size();
-        let (x, pad) = apply_pads(x, &b, &e, f64::NEG_INFINITY)?;
-        let strides = Window::ones(&win.strides, 2);
-        let dil = Window::ones(&win.dilations, 2);
+        let fits = torch_pads_fit(&b, &e, &kernel);
+        let (x, pad) = if fits { (x.shallow_clone(), b.clone()) } else { (pad_spatial(x, &b, &e, f64::NEG_INFINITY)?, vec![0; nd]) };
+        let strides = Window::ones(&win.strides, nd);
+        let dil = Window::ones(&win.dilations, nd);
+        let (k, s, p, d) = (kernel.as_slice(), strides.as_slice(), pad.as_slice(), dil.as_slice());
         if !with_indices {
-            return Ok(vec![x.f_max_pool2d(kernel.as_slice(), strides.as_slice(), pad.as_slice(), dil.as_slice(), ceil)?]);
+            return Ok(vec![match nd {
+                1 => x.f_max_pool1d(k, s, p, d, ceil)?,
+                2 => x.f_max_pool2d(k, s, p, d, ceil)?,
+                _ => x.f_max_pool3d(k, s, p, d, ceil)?,
+            }]);
         }
         // Indices: libtorch's count within each [H, W] plane of the (unpadded) input; ONNX's
         // over the whole tensor, row-major. Explicitly padded input would shift them.
-        if b != e {
-            return Err(bad_input!("node `{}` (MaxPool): the Indices output with asymmetric pads is not supported", ins.node.name));
+        if nd != 2 || !fits {
+            return Err(bad_input!(
+                "node `{}` (MaxPool): the Indices output is supported for 2-D pooling with symmetric pads of at most half the kernel",
+                ins.node.name
+            ));
         }
-        let (y, idx) = x.f_max_pool2d_with_indices(kernel.as_slice(), strides.as_slice(), pad.as_slice(), dil.as_slice(), ceil)?;
+        let (y, idx) = x.f_max_pool2d_with_indices(k, s, p, d, ceil)?;
         let (n, c, plane) = (dims[0], dims[1], dims[2] * dims[3]);
         let offset = Tensor::f_arange(n * c, (tch::Kind::Int64, idx.device()))?.f_mul_scalar(plane)?.f_view([n, c, 1, 1])?;
         Ok(vec![y, idx.f_add(&offset)?])
@@ -193,22 +222,78 @@ fn average_pool(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let win = Window::read(&a)?;
     let ceil = a.int_or("ceil_mode", 0)? != 0;
     let include_pad = a.int_or("count_include_pad", 0)? != 0;
-    if win.dilations.as_ref().is_some_and(|d| d.iter().any(|&v| v != 1)) {
-        return Err(a.unsupported("dilations", format!("{:?}", win.dilations)));
-    }
     let kernel = win.kernel.clone().ok_or_else(|| bad_input!("node `{}` (AveragePool): kernel_shape is required", ctx.node.name))?;
     Ok(single(move |ins, _| {
         let x = ins.get(0)?;
-        pool_2d_check(ins, x)?;
-        win.check(ins, 2)?;
+        let nd = pool_dims(ins, x)?;
+        win.check(ins, nd)?;
         let (b, e) = win.pads(&x.size()[2..], &kernel);
-        if b != e && !include_pad {
-            return Err(bad_input!("node `{}` (AveragePool): asymmetric pads without count_include_pad", ins.node.name));
+        let strides = Window::ones(&win.strides, nd);
+        let dil = Window::ones(&win.dilations, nd);
+        let plain = dil.iter().all(|&v| v == 1) && torch_pads_fit(&b, &e, &kernel);
+        let (k, s, p) = (kernel.as_slice(), strides.as_slice(), b.as_slice());
+        if plain {
+            return Ok(match nd {
+                1 => x.f_avg_pool1d(k, s, p, ceil, include_pad)?,
+                2 => x.f_avg_pool2d(k, s, p, ceil, include_pad, None::<i64>)?,
+                _ => x.f_avg_pool3d(k, s, p, ceil, include_pad, None::<i64>)?,
+            });
         }
-        let (x, pad) = apply_pads(x, &b, &e, 0.0)?;
-        let strides = Window::ones(&win.strides, 2);
-        Ok(x.f_avg_pool2d(kernel.as_slice(), strides.as_slice(), pad.as_slice(), ceil, include_pad, None::<i64>)?)
+        window_mean(x, &kernel, &strides, &dil, &b, &e, ceil, include_pad)
     }))
+}
+
+/// AveragePool as ONNX defines it where libtorch's pooling cannot take it (dilations, pads
+/// beyond half the kernel or asymmetric): the window sums of the zero-padded input, as a
+/// depthwise convolution with a kernel of ones, divided by each window's count of elements
+/// (the pads included with `count_include_pad`; never the overhang a ceil-mode window has past
+/// the pads).
+#[allow(clippy::too_many_arguments)]
+fn window_mean(x: &Tensor, kernel: &[i64], strides: &[i64], dil: &[i64], begin: &[i64], end: &[i64], ceil: bool, include_pad: bool) -> anyhow::Result<Tensor> {
+    let nd = kernel.len();
+    let dims = x.size();
+    let c = dims[1];
+    // The ceil-mode overhang: extra zeros after the end pads so the last window fits.
+    let mut extra = vec![0i64; nd];
+    if ceil {
+        for i in 0..nd {
+            let span = dims[i + 2] + begin[i] + end[i] - dil[i] * (kernel[i] - 1) - 1;
+            let floor_out = span / strides[i] + 1;
+            let mut ceil_out = (span + strides[i] - 1) / strides[i] + 1;
+            // The last window must start inside the input or its begin padding.
+            if (ceil_out - 1) * strides[i] >= dims[i + 2] + begin[i] {
+                ceil_out -= 1;
+            }
+            extra[i] = ((ceil_out - 1) * strides[i] + dil[i] * (kernel[i] - 1) + 1 - (dims[i + 2] + begin[i] + end[i])).max(0);
+            debug_assert!(ceil_out >= floor_out);
+        }
+    }
+    let end_all: Vec<i64> = end.iter().zip(&extra).map(|(e, x)| e + x).collect();
+    let padded = pad_spatial(x, begin, &end_all, 0.0)?;
+    let mut wshape = vec![c, 1];
+    wshape.extend_from_slice(kernel);
+    let ones_w = Tensor::f_ones(wshape.as_slice(), (x.kind(), x.device()))?;
+    let zeros = vec![0i64; nd];
+    let sums = padded.f_convolution(&ones_w, None::<&Tensor>, strides, zeros.as_slice(), dil, false, zeros.as_slice(), c)?;
+    // Where each window counts: the input, and with count_include_pad its pads.
+    let mut mshape = vec![1, 1];
+    mshape.extend_from_slice(&dims[2..]);
+    let mask = Tensor::f_ones(mshape.as_slice(), (x.kind(), x.device()))?;
+    let mask = if include_pad { pad_spatial(&mask, begin, end, 1.0)? } else { pad_spatial(&mask, begin, end, 0.0)? };
+    let mask = pad_spatial(&mask, &zeros, &extra, 0.0)?;
+    let mut one = vec![1i64, 1];
+    one.extend_from_slice(kernel);
+    let counts = mask.f_convolution(
+        &Tensor::f_ones(one.as_slice(), (x.kind(), x.device()))?,
+        None::<&Tensor>,
+        strides,
+        zeros.as_slice(),
+        dil,
+        false,
+        zeros.as_slice(),
+        1,
+    )?;
+    Ok(sums.f_div(&counts.f_clamp_min(1.0)?)?)
 }
 
 fn global_average_pool(_: &NodeCtx) -> anyhow::Result<Kernel> {
