@@ -107,3 +107,54 @@ fn unsupported_types_and_control_flow_are_reported_together() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("labels_text") && r.stderr.contains("branchy") && r.stderr.contains("If"), "{}", r.stderr);
 }
+
+/// An int4 tensor of `values` (in [-8, 7]), packed two per byte, low nibble first, as ONNX
+/// stores it.
+fn int4_tensor(name: &str, dims: &[i64], values: &[i8]) -> onnx_protobuf::TensorProto {
+    let mut t = onnx_protobuf::TensorProto::new();
+    t.name = name.into();
+    t.data_type = 22; // INT4
+    t.dims = dims.to_vec();
+    t.raw_data = values.chunks(2).map(|p| (p[0] as u8 & 0x0F) | ((*p.get(1).unwrap_or(&0) as u8 & 0x0F) << 4)).collect();
+    t
+}
+
+#[test]
+fn int4_weights_run_as_onnx_runtime_runs_them_and_carried_types_elsewhere_are_refused_by_node() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 4-bit weight-only quantized convolution (DequantizeLinear of int4 weights, opset 21),
+    // checked against ONNX Runtime by `inspect --verify`.
+    let mut g = graph(
+        vec![image_input(Dim::Symbolic("n".into()))],
+        vec![
+            node("DequantizeLinear", "w", &["w_q", "w_scale"], vec![int("axis", 0)]),
+            node("Conv", "conv", &["x", "w"], vec![ints("pads", &[1, 1, 1, 1])]),
+            node("GlobalAveragePool", "pool", &["conv"], vec![]),
+            node("Flatten", "flat", &["pool"], vec![]),
+        ],
+        vec![("w_scale", Tensor::from_slice(&[0.05f32, 0.1, 0.02, 0.07, 0.03, 0.09, 0.04, 0.06]))],
+        "flat",
+    );
+    g.opset = 21;
+    g.outputs[0].dims = vec![Dim::Symbolic("n".into()), Dim::Fixed(8)];
+    let mut model = g.to_model(10).unwrap();
+    let values: Vec<i8> = (0..8 * 3 * 3 * 3).map(|i| ((i * 7 + 3) % 16) as i8 - 8).collect();
+    model.graph.as_mut().unwrap().initializer.push(int4_tensor("w_q", &[8, 3, 3, 3], &values));
+    compress::onnx::model_file::write(&model, &dir.path().join("int4.onnx")).unwrap();
+    let r = run_in(dir.path(), &["inspect", "int4.onnx", "--verify", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    for run in v["verify"]["runs"].as_array().unwrap() {
+        assert!(run["outputs"][0]["max_rel_diff"].as_f64().unwrap() <= 1e-5, "{run}");
+    }
+
+    // The same int4 tensor read by an op that would compute on its storage: refused, by node.
+    let g =
+        graph(vec![image_input(Dim::Symbolic("n".into()))], vec![node("Relu", "odd_relu", &["w_q"], vec![]), node("Relu", "r", &["x"], vec![])], vec![], "r");
+    let mut model = g.to_model(8).unwrap();
+    model.graph.as_mut().unwrap().initializer.push(int4_tensor("w_q", &[8, 3, 3, 3], &values));
+    compress::onnx::model_file::write(&model, &dir.path().join("relu_int4.onnx")).unwrap();
+    let r = run_in(dir.path(), &["inspect", "relu_int4.onnx", "--verify"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("odd_relu") && r.stderr.contains("INT4"), "{}", r.stderr);
+}

@@ -82,7 +82,10 @@ fn compare(ours: &Tensor, theirs: &Tensor, rtol: f64, atol: f64) -> Result<(), S
     if theirs.numel() == 0 {
         return Ok(());
     }
-    let float = matches!(theirs.kind(), Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16);
+    let float = matches!(
+        theirs.kind(),
+        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16 | Kind::Float8e4m3fn | Kind::Float8e4m3fnuz | Kind::Float8e5m2 | Kind::Float8e5m2fnuz
+    );
     let (a, b) = (ours.to_kind(Kind::Double), theirs.to_kind(Kind::Double));
     let ok = if float {
         let close = (&a - &b).abs().le_tensor(&(b.abs() * rtol + atol));

@@ -48,6 +48,16 @@ pub struct Executor {
     float: tch::Kind,
 }
 
+/// An arithmetic kernel whose result holds an unsigned type kept in a wider signed kind: its
+/// values wrap as the type's own arithmetic does (`graph::types`).
+fn wrap_unsigned(node: &NodeProto, kernel: Kernel, out_type: i32) -> Kernel {
+    if !super::types::is_unsigned(out_type) || !super::types::ARITH.contains(&node.op_type.as_str()) {
+        return kernel;
+    }
+    let node = node.clone();
+    Box::new(move |ins, rc| kernel(ins, rc)?.iter().map(|t| ops::convert::wrap_int(t, out_type, &node)).collect())
+}
+
 impl Executor {
     /// Compiles `graph` to produce the values named in `fetch`. Float constants created by
     /// folding go to `device`; graph initializers are used where they are.
@@ -67,6 +77,7 @@ impl Executor {
         if !unsupported.is_empty() {
             return Err(bad_input!("graph `{}` has unsupported ops: {}", graph.name, unsupported.join(", ")));
         }
+        let types = super::types::CarriedTypes::infer(graph)?;
         let mut slot_of: HashMap<String, usize> = HashMap::new();
         let mut consts = Vec::new();
         let mut constant_slots = HashSet::new();
@@ -112,8 +123,12 @@ impl Executor {
                 outs.push(Some(s));
             }
             let builder = ops::registry().get(&node.op_type).expect("checked above");
-            match builder(&NodeCtx { node, opset: graph.opset }) {
-                Ok(kernel) => steps.push(Step { node: node.clone(), kernel, inputs: ins, outputs: outs, free: vec![] }),
+            let in_types = node.input.iter().map(|n| types.of(n)).collect();
+            match builder(&NodeCtx { node, opset: graph.opset, in_types }) {
+                Ok(kernel) => {
+                    let kernel = wrap_unsigned(node, kernel, node.output.first().map_or(0, |o| types.of(o)));
+                    steps.push(Step { node: node.clone(), kernel, inputs: ins, outputs: outs, free: vec![] })
+                }
                 Err(e) => build_errors.push(format!("{e:#}")),
             }
         }

@@ -52,7 +52,17 @@ impl Graph {
         // so the user sees them all at once.
         let mut problems = Vec::new();
         let mut initializers = Vec::with_capacity(g.initializer.len());
+        // An initializer of a carried type (uint16, int4, float8…) becomes a Constant node that
+        // keeps its ONNX type, which the executor's type pass reads and the export writes back.
+        let mut carried_constants = Vec::new();
         for init in &g.initializer {
+            if tensor::is_carried(init.data_type) {
+                match tensor::to_tch(init) {
+                    Ok(_) => carried_constants.push(constant_node(init)),
+                    Err(e) => problems.push(format!("{e:#}")),
+                }
+                continue;
+            }
             match tensor::to_tch(init) {
                 Ok(t) => initializers.push((init.name.clone(), t)),
                 Err(e) => problems.push(format!("{e:#}")),
@@ -67,14 +77,14 @@ impl Graph {
         // Old exporters list initializers among the inputs too; those are constants, not inputs.
         let inputs: Vec<ValueDecl> = g.input.iter().filter(|i| !init_names.contains(i.name.as_str())).map(decl_of).collect();
         let outputs: Vec<ValueDecl> = g.output.iter().map(decl_of).collect();
-        // A value of a type we do not compute with (uint16 to uint64, the float8 and 4-bit types,
-        // strings) is refused by name here, never converted into something else.
+        // A value of a type we cannot hold (strings, complex numbers) is refused by name here,
+        // never converted into something else.
         let untyped: Vec<String> = [("input", &inputs), ("output", &outputs)]
             .iter()
             .flat_map(|(what, decls)| {
                 decls
                     .iter()
-                    .filter(|d| d.elem_type != 0 && tensor::kind_of(d.elem_type).is_none())
+                    .filter(|d| d.elem_type != 0 && tensor::storage_kind(d.elem_type).is_none())
                     .map(move |d| format!("{what} `{}` is of element type {}, which this tool does not compute with", d.name, tensor::type_name(d.elem_type)))
             })
             .collect();
@@ -88,7 +98,7 @@ impl Graph {
             inputs,
             outputs,
             initializers,
-            nodes: g.node.clone(),
+            nodes: carried_constants.into_iter().chain(g.node.iter().cloned()).collect(),
             metadata: model.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
         })
     }
@@ -205,6 +215,20 @@ impl Graph {
         let state = self.non_parameter_initializers();
         self.initializers.iter().filter(|(name, t)| is_float(t.kind()) && !state.contains(name)).map(|(_, t)| t.numel() as i64).sum()
     }
+}
+
+/// A Constant node that produces initializer `init`, its value kept as it is in the file.
+fn constant_node(init: &onnx_protobuf::TensorProto) -> NodeProto {
+    let mut a = onnx_protobuf::AttributeProto::new();
+    a.name = "value".into();
+    a.type_ = onnx_protobuf::attribute_proto::AttributeType::TENSOR.into();
+    a.t = protobuf::MessageField::some(init.clone());
+    let mut n = NodeProto::new();
+    n.op_type = "Constant".into();
+    n.name = format!("initializer {}", init.name);
+    n.output.push(init.name.clone());
+    n.attribute.push(a);
+    n
 }
 
 fn decl_of(v: &ValueInfoProto) -> ValueDecl {

@@ -12,6 +12,7 @@ pub mod numerics;
 pub mod ops;
 pub mod passes;
 pub mod taps;
+pub mod types;
 
 pub use exec::{Executor, RunMode};
 pub use ir::{Dim, Graph, ValueDecl};

@@ -7,6 +7,7 @@
 
 mod activation;
 mod arith;
+pub mod convert;
 mod layout;
 mod nn;
 mod quant;
@@ -131,10 +132,19 @@ impl<'a> Inputs<'a> {
 /// A compiled node: runs on its inputs and returns its outputs in order.
 pub type Kernel = Box<dyn Fn(&Inputs, &RunCtx) -> anyhow::Result<Vec<Tensor>> + Send + Sync>;
 
-/// What a builder sees: the node and the model's default-domain opset.
+/// What a builder sees: the node, the model's default-domain opset, and the ONNX element type
+/// of each input that holds a carried type (`graph::types`; 0 for the others).
 pub struct NodeCtx<'a> {
     pub node: &'a NodeProto,
     pub opset: i64,
+    pub in_types: Vec<i32>,
+}
+
+impl NodeCtx<'_> {
+    /// The carried type of input `i` (0 when it holds a type of its own kind, or is absent).
+    pub fn carried(&self, i: usize) -> i32 {
+        self.in_types.get(i).copied().unwrap_or(0)
+    }
 }
 
 impl<'a> NodeCtx<'a> {

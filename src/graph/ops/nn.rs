@@ -139,10 +139,21 @@ fn batch_norm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let a = ctx.attrs();
     let eps = a.float_or("epsilon", 1e-5)? as f64;
     let momentum = 1.0 - a.float_or("momentum", 0.9)? as f64;
-    // training_mode (14+) with its running statistics asked for as outputs: the batch's
-    // statistics and updated averages of an exported training step, not an inference.
+    // training_mode (14+) with its running statistics asked for as outputs: an exported
+    // training step, normalizing by the batch's statistics (the biased variance) and giving the
+    // updated averages as outputs, the inputs untouched.
     if a.int_or("training_mode", 0)? != 0 && ctx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err(a.unsupported("training_mode", "1 with running-statistics outputs"));
+        return Ok(Box::new(move |ins: &super::Inputs, _| {
+            let x = ins.get(0)?;
+            let dims: Vec<i64> = (0..x.dim() as i64).filter(|&d| d != 1).collect();
+            let mean = x.f_mean_dim(dims.as_slice(), false, None::<tch::Kind>)?;
+            let var = x.f_var_correction(dims.as_slice(), tch::Scalar::int(0), false)?;
+            let y = x.f_batch_norm(Some(ins.get(1)?), Some(ins.get(2)?), Some(&mean), Some(&var), false, 0.0, eps, true)?;
+            let keep = 1.0 - momentum;
+            let running_mean = ins.get(3)?.f_mul_scalar(keep)?.f_add(&mean.f_mul_scalar(momentum)?)?;
+            let running_var = ins.get(4)?.f_mul_scalar(keep)?.f_add(&var.f_mul_scalar(momentum)?)?;
+            Ok(vec![y, running_mean, running_var])
+        }));
     }
     Ok(single(move |ins, rc| {
         let x = ins.get(0)?;
@@ -179,9 +190,11 @@ fn max_pool(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     let a = ctx.attrs();
     let win = Window::read(&a)?;
     let ceil = a.int_or("ceil_mode", 0)? != 0;
-    if a.int_or("storage_order", 0)? != 0 {
-        return Err(a.unsupported("storage_order", 1));
-    }
+    let column_major = match a.int_or("storage_order", 0)? {
+        0 => false,
+        1 => true,
+        other => return Err(a.unsupported("storage_order", other)),
+    };
     let kernel = win.kernel.clone().ok_or_else(|| bad_input!("node `{}` (MaxPool): kernel_shape is required", ctx.node.name))?;
     let with_indices = ctx.node.output.get(1).is_some_and(|o| !o.is_empty());
     Ok(Box::new(move |ins: &super::Inputs, _| {
@@ -202,8 +215,9 @@ fn max_pool(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
                 _ => x.f_max_pool3d(k, s, p, d, ceil)?,
             }]);
         }
-        // Indices: libtorch's count within each [H, W] plane of the (unpadded) input; ONNX's
-        // over the whole tensor, row-major. Explicitly padded input would shift them.
+        // Indices: libtorch's count within each [H, W] plane of the (unpadded) input, row-major;
+        // ONNX's over the whole tensor, row-major (or column-major within the plane with
+        // storage_order 1). Explicitly padded input would shift them.
         if nd != 2 || !fits {
             return Err(bad_input!(
                 "node `{}` (MaxPool): the Indices output is supported for 2-D pooling with symmetric pads of at most half the kernel",
@@ -211,6 +225,8 @@ fn max_pool(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
             ));
         }
         let (y, idx) = x.f_max_pool2d_with_indices(k, s, p, d, ceil)?;
+        let idx =
+            if column_major { idx.f_remainder(dims[3])?.f_mul_scalar(dims[2])?.f_add(&idx.f_div_tensor_mode(&Tensor::from(dims[3]), "trunc")?)? } else { idx };
         let (n, c, plane) = (dims[0], dims[1], dims[2] * dims[3]);
         let offset = Tensor::f_arange(n * c, (tch::Kind::Int64, idx.device()))?.f_mul_scalar(plane)?.f_view([n, c, 1, 1])?;
         Ok(vec![y, idx.f_add(&offset)?])

@@ -1,11 +1,11 @@
 //! Shape computation, constants and conversions: Shape, Gather, Slice, Expand, ConstantOfShape,
-//! Constant, Range, Cast, CastLike.
+//! Constant, Range, Cast, CastLike (to the types held in another storage through `convert`).
 //!
 //! Opset differences handled: Slice takes attributes before 10 and inputs (with steps) from 10;
 //! Shape has start/end (15+); a scalar Gather index removes the axis. Shape values are int64
 //! tensors kept on the host, so shape arithmetic never waits on an accelerator.
 
-use super::{norm_axis, single, Kernel, NodeCtx, Registry};
+use super::{convert, norm_axis, single, Kernel, NodeCtx, Registry};
 use crate::bad_input;
 use crate::onnx::tensor::{kind_of, to_tch};
 use tch::{Device, Kind, Tensor};
@@ -182,14 +182,36 @@ fn range(_: &NodeCtx) -> anyhow::Result<Kernel> {
 }
 
 fn cast(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
-    let to = ctx.attrs().int("to")?.ok_or_else(|| bad_input!("node `{}` (Cast): `to` is required", ctx.node.name))?;
-    let kind = kind_of(to as i32).ok_or_else(|| ctx.attrs().unsupported("to", to))?;
+    let a = ctx.attrs();
+    let to = a.int("to")?.ok_or_else(|| bad_input!("node `{}` (Cast): `to` is required", ctx.node.name))? as i32;
+    if crate::onnx::tensor::is_carried(to) {
+        let opts = cast_options(ctx)?;
+        let node = ctx.node.clone();
+        return Ok(single(move |ins, _| convert::to_carried(ins.get(0)?, to, opts, &node)));
+    }
+    let kind = kind_of(to).ok_or_else(|| a.unsupported("to", to))?;
     // A cast to FLOAT in a graph that runs in bf16 or fp16 goes to that type.
     Ok(single(move |ins, rc| Ok(ins.get(0)?.f_to_kind(if kind == Kind::Float { rc.float } else { kind })?)))
 }
 
+/// Cast's `saturate` (opset 19; float8 targets) and `round_mode` (opset 24; float8e8m0).
+fn cast_options(ctx: &NodeCtx) -> anyhow::Result<convert::CastOptions> {
+    let a = ctx.attrs();
+    let round = match a.string("round_mode")? {
+        None => convert::RoundMode::Up,
+        Some(m) => convert::RoundMode::parse(&m).ok_or_else(|| a.unsupported("round_mode", &m))?,
+    };
+    Ok(convert::CastOptions { saturate: a.int_or("saturate", 1)? != 0, round })
+}
+
 /// CastLike (15+): the first input converted to the element type of the second (unoptimized
 /// torch.export graphs use it around every scalar constant).
-fn cast_like(_: &NodeCtx) -> anyhow::Result<Kernel> {
+fn cast_like(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let to = ctx.carried(1);
+    if to != 0 {
+        let opts = cast_options(ctx)?;
+        let node = ctx.node.clone();
+        return Ok(single(move |ins, _| convert::to_carried(ins.get(0)?, to, opts, &node)));
+    }
     Ok(single(|ins, _| Ok(ins.get(0)?.f_to_kind(ins.get(1)?.kind())?)))
 }

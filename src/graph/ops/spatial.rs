@@ -1,7 +1,8 @@
 //! Padding and resampling: Pad, Resize (and the older Upsample).
 //!
 //! Opset differences handled: Pad takes `pads` and `value` as attributes before opset 11 and as
-//! inputs from 11, with `axes` from 18; modes constant, reflect and edge (wrap is refused).
+//! inputs from 11, with `axes` from 18; modes constant, reflect, edge and wrap (18; any pad
+//! size, by indices taken modulo each padded dimension).
 //! Resize takes (X, scales) at opset 10 and (X, roi, scales, sizes) from 11, with `axes` and
 //! `keep_aspect_ratio_policy` from 18; nearest (every rounding), linear and cubic
 //! (`cubic_coeff_a`, `exclude_outside`) with every coordinate mapping but tf_crop_and_resize,
@@ -25,6 +26,7 @@ fn pad(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         "constant" => "constant",
         "reflect" => "reflect",
         "edge" => "replicate",
+        "wrap" => "wrap",
         other => return Err(a.unsupported("mode", other)),
     };
     let legacy = ctx.opset < 11;
@@ -56,6 +58,22 @@ fn pad(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         let spec: Vec<i64> = (first..rank).rev().flat_map(|d| [begin[d], end[d]]).collect();
         if spec.is_empty() {
             return Ok(x.shallow_clone());
+        }
+        if torch_mode == "wrap" {
+            // Each padded dimension read at (i mod size) for i from −begin to size + end.
+            let mut y = x.shallow_clone();
+            for d in first..rank {
+                if begin[d] == 0 && end[d] == 0 {
+                    continue;
+                }
+                let size = y.size()[d];
+                if size == 0 {
+                    return Err(bad_input!("node `{}` (Pad): wrap padding of the empty dimension {d}", ins.node.name));
+                }
+                let idx = Tensor::f_arange_start(-begin[d], size + end[d], (tch::Kind::Int64, y.device()))?.f_remainder(size)?;
+                y = y.f_index_select(d as i64, &idx)?;
+            }
+            return Ok(y);
         }
         Ok(x.f_pad(spec.as_slice(), torch_mode, if torch_mode == "constant" { Some(value) } else { None })?)
     }))
