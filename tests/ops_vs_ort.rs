@@ -480,6 +480,128 @@ fn legacy_cases() -> Vec<Case> {
     ]
 }
 
+/// `op` on x, and a Cast of its (integer or boolean) output to float.
+fn to_float(from: &str) -> NodeProto {
+    node("Cast", &[from], &["y"], vec![int("to", 1)])
+}
+
+fn math_cases() -> Vec<Case> {
+    let un = |name, op, opset, attrs: Vec<AttributeProto>| case(name, opset, &[2, 3, 4], vec![node(op, &["x"], &["y"], attrs)]);
+    vec![
+        un("sign", "Sign", 13, vec![]),
+        case("round_half_even", 11, &[2, 3, 4], vec![node("Mul", &["x", "k"], &["m"], vec![]), node("Round", &["m"], &["y"], vec![])]).with("k", f(&[2.5])),
+        un("floor", "Floor", 13, vec![]),
+        un("ceil", "Ceil", 13, vec![]),
+        un("sin", "Sin", 7, vec![]),
+        un("cos", "Cos", 7, vec![]),
+        case("isnan_of_log", 13, &[2, 3, 4], vec![node("Log", &["x"], &["l"], vec![]), node("IsNaN", &["l"], &["n"], vec![]), to_float("n")]),
+        case(
+            "isinf_positive_only",
+            10,
+            &[2, 3, 4],
+            vec![node("Div", &["x", "z"], &["d"], vec![]), node("IsInf", &["d"], &["n"], vec![int("detect_negative", 0)]), to_float("n")],
+        )
+        .with("z", f(&[0.0])),
+        case(
+            "logic_and_or_xor_not",
+            13,
+            &[2, 3, 4],
+            vec![
+                node("Greater", &["x", "zero"], &["a"], vec![]),
+                node("LessOrEqual", &["x", "half"], &["b"], vec![]),
+                node("GreaterOrEqual", &["x", "minus"], &["b2"], vec![]),
+                node("And", &["a", "b"], &["c"], vec![]),
+                node("Or", &["a", "b2"], &["d"], vec![]),
+                node("Xor", &["c", "d"], &["e"], vec![]),
+                node("Not", &["e"], &["g"], vec![]),
+                to_float("g"),
+            ],
+        )
+        .with("zero", f(&[0.0]))
+        .with("half", f(&[0.5]))
+        .with("minus", f(&[-0.5])),
+        un("selu", "Selu", 6, vec![float("alpha", 1.5), float("gamma", 1.1)]),
+        un("celu", "Celu", 12, vec![float("alpha", 0.7)]),
+        un("softsign", "Softsign", 1, vec![]),
+        un("thresholded_relu", "ThresholdedRelu", 10, vec![float("alpha", 0.3)]),
+        un("mish", "Mish", 18, vec![]),
+        un("swish", "Swish", 24, vec![float("alpha", 1.5)]),
+        un("hardmax_13", "Hardmax", 13, vec![int("axis", 1)]),
+        un("hardmax_11_flattens", "Hardmax", 11, vec![int("axis", 1)]),
+        case("einsum_batched_matmul", 12, &[2, 3, 4], vec![node("Einsum", &["x", "c"], &["y"], vec![string("equation", "bij, bjk -> bik")])])
+            .with("c", rand(&[2, 4, 5])),
+    ]
+}
+
+fn string(name: &str, v: &str) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = onnx_protobuf::attribute_proto::AttributeType::STRING.into();
+    a.s = v.as_bytes().to_vec();
+    a
+}
+
+fn more_reduce_cases() -> Vec<Case> {
+    let red = |name, op| case(name, 18, &[2, 3, 4], vec![node(op, &["x", "a"], &["y"], vec![])]).with("a", i(&[0, -1]));
+    vec![
+        red("reduce_prod", "ReduceProd"),
+        red("reduce_l1", "ReduceL1"),
+        red("reduce_l2", "ReduceL2"),
+        red("reduce_sum_square", "ReduceSumSquare"),
+        red("reduce_log_sum_exp", "ReduceLogSumExp"),
+        case(
+            "reduce_log_sum_13",
+            13,
+            &[2, 3, 4],
+            vec![node("Abs", &["x"], &["p"], vec![]), node("ReduceLogSum", &["p"], &["y"], vec![ints("axes", &[1]), int("keepdims", 0)])],
+        ),
+        case(
+            "argmax_last_index",
+            13,
+            &[2, 3, 4],
+            vec![node("Round", &["x"], &["r"], vec![]), node("ArgMax", &["r"], &["n"], vec![int("axis", 1), int("select_last_index", 1)]), to_float("n")],
+        ),
+        case("argmin_no_keepdims", 13, &[2, 3, 4], vec![node("ArgMin", &["x"], &["n"], vec![int("axis", -1), int("keepdims", 0)]), to_float("n")]),
+        case(
+            "topk_smallest",
+            11,
+            &[2, 3, 5],
+            vec![
+                node("Round", &["x"], &["r"], vec![]),
+                node("TopK", &["r", "k"], &["v", "n"], vec![int("axis", 2), int("largest", 0)]),
+                node("Cast", &["n"], &["ni"], vec![int("to", 1)]),
+            ],
+        )
+        .with("k", i(&[3]))
+        .outputs(&["v", "ni"]),
+        case("cumsum_exclusive_reverse", 14, &[2, 3, 4], vec![node("CumSum", &["x", "a"], &["y"], vec![int("exclusive", 1), int("reverse", 1)])])
+            .with("a", i(&[1])),
+    ]
+}
+
+fn more_layout_cases() -> Vec<Case> {
+    vec![
+        case("tile", 13, &[2, 3], vec![node("Tile", &["x", "r"], &["y"], vec![])]).with("r", i(&[2, 3])),
+        case("depth_to_space_dcr", 13, &[1, 8, 2, 3], vec![node("DepthToSpace", &["x"], &["y"], vec![int("blocksize", 2)])]),
+        case("depth_to_space_crd", 13, &[1, 8, 2, 3], vec![node("DepthToSpace", &["x"], &["y"], vec![int("blocksize", 2), string("mode", "CRD")])]),
+        case("space_to_depth", 13, &[1, 2, 4, 6], vec![node("SpaceToDepth", &["x"], &["y"], vec![int("blocksize", 2)])]),
+        case("trilu_lower_k", 14, &[2, 4, 5], vec![node("Trilu", &["x", "k"], &["y"], vec![int("upper", 0)])]).with("k", i(&[1]).reshape([])),
+        case("size", 13, &[2, 3, 4], vec![node("Size", &["x"], &["n"], vec![]), to_float("n")]),
+        case("gather_elements_negative", 13, &[3, 4], vec![node("GatherElements", &["x", "idx"], &["y"], vec![int("axis", 1)])])
+            .with("idx", i(&[0, -1, 2, 1, -4, 3]).reshape([3, 2])),
+        case("instance_norm", 6, &[2, 3, 4, 5], vec![node("InstanceNormalization", &["x", "s", "b"], &["y"], vec![float("epsilon", 1e-3)])])
+            .with("s", rand(&[3]))
+            .with("b", rand(&[3])),
+        case("group_norm_18_per_group", 18, &[2, 4, 3, 3], vec![node("GroupNormalization", &["x", "s", "b"], &["y"], vec![int("num_groups", 2)])])
+            .with("s", rand(&[2]))
+            .with("b", rand(&[2])),
+        case("group_norm_21_per_channel", 21, &[2, 4, 3, 3], vec![node("GroupNormalization", &["x", "s", "b"], &["y"], vec![int("num_groups", 2)])])
+            .with("s", rand(&[4]))
+            .with("b", rand(&[4])),
+        case("lp_norm_l1", 1, &[2, 3, 4], vec![node("LpNormalization", &["x"], &["y"], vec![int("axis", 1), int("p", 1)])]),
+    ]
+}
+
 #[test]
 fn every_case_matches_onnx_runtime() {
     let dir = tempfile::tempdir().unwrap();
@@ -494,6 +616,9 @@ fn every_case_matches_onnx_runtime() {
         reduce_cases(),
         spatial_cases(),
         legacy_cases(),
+        math_cases(),
+        more_reduce_cases(),
+        more_layout_cases(),
     ]
     .into_iter()
     .flatten()
@@ -507,4 +632,32 @@ fn every_case_matches_onnx_runtime() {
     }
     let missing: Vec<&str> = compress::graph::ops::registry().op_types().filter(|op| !covered.contains(*op)).collect();
     assert!(missing.is_empty(), "ops without a test against ONNX Runtime: {missing:?}");
+}
+
+/// Opset-6 broadcasting (`broadcast`, `axis`), which ONNX Runtime no longer implements: checked
+/// against torch's broadcasting of the operand reshaped by hand.
+#[test]
+fn legacy_broadcast_aligns_the_operand_at_axis() {
+    tch::manual_seed(3);
+    let x = rand(&[2, 3, 4, 5]);
+    for (attrs, c, aligned) in [
+        (vec![int("broadcast", 1), int("axis", 1)], rand(&[3]), [1i64, 3, 1, 1].to_vec()),
+        (vec![int("broadcast", 1)], rand(&[4, 5]), [1i64, 1, 4, 5].to_vec()),
+    ] {
+        let graph = Graph {
+            name: "legacy".into(),
+            opset: 6,
+            producer: "test".into(),
+            inputs: vec![ValueDecl { name: "x".into(), elem_type: FLOAT, dims: vec![] }],
+            outputs: vec![ValueDecl { name: "y".into(), elem_type: FLOAT, dims: vec![] }],
+            initializers: vec![("c".into(), c.shallow_clone())],
+            nodes: vec![node("Add", &["x", "c"], &["s"], attrs.clone()), node("Mul", &["s", "c"], &["y"], attrs)],
+            metadata: vec![],
+        };
+        let exec = Executor::compile(&graph, &["y".to_string()], Device::Cpu).unwrap();
+        let ours = exec.run(&[&x], RunMode::Eval).unwrap().remove(0);
+        let c = c.reshape(aligned.as_slice());
+        let expected = (&x + &c) * &c;
+        assert!(compress::metrics::max_rel_diff(&ours, &expected) <= 1e-6);
+    }
 }

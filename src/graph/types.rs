@@ -1,9 +1,9 @@
 //! The element types held in another storage (uint16/32/64, int4/uint4, the float8 types,
 //! float4e2m1, float8e8m0: `onnx::tensor::storage_kind`): which values of a graph hold one, and
-//! which ops may read them. Their storage is exact, but only data movement, casts, quantization
-//! and (for the unsigned integers) arithmetic and comparisons know what such values mean; any
-//! other op reading one is refused by name when the graph is compiled, never run on storage
-//! that would give another number.
+//! which ops may read them. Their storage is exact, but only data movement, casts,
+//! quantization and (for the unsigned integers) arithmetic, comparisons and orderings know what
+//! such values mean; any other op reading one is refused by name when the graph is compiled,
+//! never run on storage that would give another number.
 
 use super::ir::Graph;
 use crate::bad_input;
@@ -17,8 +17,8 @@ use std::collections::HashMap;
 const MOVE: &[&str] = &["Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Gather", "Slice", "Expand"];
 /// Arithmetic the unsigned types take (results wrap as the type does; Pow's follow its base).
 pub const ARITH: &[&str] = &["Add", "Sub", "Mul", "Div", "Mod", "Max", "Min", "Pow"];
-/// Comparisons the unsigned types take.
-const COMPARE: &[&str] = &["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"];
+/// Comparisons and orderings the unsigned types take (their storage orders as they do).
+const COMPARE: &[&str] = &["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "ArgMax", "ArgMin", "TopK", "ReduceMax", "ReduceMin"];
 /// Ops that convert from or to a carried type, or read only the shape.
 const CONVERT: &[&str] = &["Cast", "CastLike", "QuantizeLinear", "DequantizeLinear", "Shape", "Size"];
 
@@ -54,17 +54,17 @@ impl CarriedTypes {
                 let allowed = MOVE.contains(&op) || CONVERT.contains(&op) || (is_unsigned(ty) && (ARITH.contains(&op) || COMPARE.contains(&op)));
                 if !allowed {
                     refused.push(format!(
-                        "node `{}` ({op}) reads `{name}` of element type {}, which this tool computes with only in casts, quantization and data movement (and, for the unsigned integers, arithmetic and comparisons)",
+                        "node `{}` ({op}) reads `{name}` of element type {}, which this tool computes with only in casts, quantization and data movement (and, for the unsigned integers, arithmetic, comparisons and orderings)",
                         node.name,
                         type_name(ty)
                     ));
                 }
             }
             let out = output_type(node, &ins)?;
-            if out != 0 {
-                for o in node.output.iter().filter(|o| !o.is_empty()) {
-                    types.0.insert(o.clone(), out);
-                }
+            // TopK's second output is its int64 indices.
+            let typed = if op == "TopK" { 1 } else { node.output.len() };
+            for o in node.output.iter().take(typed).filter(|o| !o.is_empty() && out != 0) {
+                types.0.insert(o.clone(), out);
             }
         }
         if !refused.is_empty() {
@@ -87,7 +87,7 @@ fn output_type(node: &NodeProto, ins: &[i32]) -> anyhow::Result<i32> {
             zp => zp,
         },
         "Constant" | "ConstantOfShape" => a.tensor("value")?.map_or(0, |t| carried(t.data_type)),
-        op if MOVE.contains(&op) || ARITH.contains(&op) => first,
+        op if MOVE.contains(&op) || ARITH.contains(&op) || matches!(op, "TopK" | "ReduceMax" | "ReduceMin") => first,
         _ => 0,
     })
 }

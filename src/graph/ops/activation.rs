@@ -1,8 +1,8 @@
 //! Element-wise activations: Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Erf,
-//! Gelu, PRelu, Elu, Softplus, Softmax, LogSoftmax.
+//! Gelu, PRelu, Elu, Softplus, Softmax, LogSoftmax, Hardmax.
 //!
 //! Opset differences handled: Clip bounds are attributes before opset 11 and optional inputs
-//! from 11 (an empty input name means unbounded); Softmax/LogSoftmax before opset 13 flatten the
+//! from 11 (an empty input name means unbounded); Softmax/LogSoftmax/Hardmax before opset 13 flatten the
 //! input to 2-D at `axis` (default 1), from 13 they work on one axis (default -1).
 
 use super::{norm_axis, single, unary, Kernel, NodeCtx, Registry};
@@ -23,6 +23,7 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Softplus", softplus);
     reg.insert("Softmax", softmax);
     reg.insert("LogSoftmax", log_softmax);
+    reg.insert("Hardmax", hardmax);
 }
 
 fn relu(_: &NodeCtx) -> anyhow::Result<Kernel> {
@@ -108,15 +109,28 @@ fn softplus(_: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(unary(Tensor::f_softplus))
 }
 
+/// Which of the softmax family a node computes.
+#[derive(Clone, Copy)]
+enum Soft {
+    Max,
+    LogMax,
+    /// 1 at the first maximum, 0 elsewhere.
+    Hard,
+}
+
 fn softmax(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
-    softmax_like(ctx, false)
+    softmax_like(ctx, Soft::Max)
 }
 
 fn log_softmax(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
-    softmax_like(ctx, true)
+    softmax_like(ctx, Soft::LogMax)
 }
 
-fn softmax_like(ctx: &NodeCtx, log: bool) -> anyhow::Result<Kernel> {
+fn hardmax(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    softmax_like(ctx, Soft::Hard)
+}
+
+fn softmax_like(ctx: &NodeCtx, how: Soft) -> anyhow::Result<Kernel> {
     let legacy = ctx.opset < 13;
     let axis = ctx.attrs().int_or("axis", if legacy { 1 } else { -1 })?;
     let node = ctx.node.clone();
@@ -124,12 +138,10 @@ fn softmax_like(ctx: &NodeCtx, log: bool) -> anyhow::Result<Kernel> {
         let x = ins.get(0)?;
         let rank = x.dim() as i64;
         let a = norm_axis(&node, axis, rank)?;
-        let apply = |t: &tch::Tensor, d: i64| {
-            if log {
-                t.f_log_softmax(d, None::<tch::Kind>)
-            } else {
-                t.f_softmax(d, None::<tch::Kind>)
-            }
+        let apply = |t: &tch::Tensor, d: i64| match how {
+            Soft::Max => t.f_softmax(d, None::<tch::Kind>),
+            Soft::LogMax => t.f_log_softmax(d, None::<tch::Kind>),
+            Soft::Hard => t.f_zeros_like()?.f_scatter_value(d, &t.f_argmax(d, true)?, 1.0),
         };
         if !legacy || a == rank - 1 {
             return Ok(apply(x, a)?);

@@ -1,12 +1,14 @@
 //! Arithmetic with NumPy broadcasting and the linear-algebra ops: Add, Sub, Mul, Div, Pow, Sqrt,
 //! Exp, Log, Neg, Abs, Reciprocal, Mod, Equal, Less, Greater, Where, the variadic Sum, Max, Min,
-//! Mean, and MatMul, Gemm.
+//! Mean, and MatMul, Gemm, Einsum.
 //!
 //! ONNX integer division truncates toward zero (torch's `/` would give floats). Gemm computes
-//! alpha·A'·B' + beta·C with optional transposes; C is optional from opset 11.
+//! alpha·A'·B' + beta·C with optional transposes; C is optional from opset 11. Before opset 7
+//! the binary ops broadcast only with `broadcast` = 1, aligning the second operand at `axis`
+//! (old Caffe2 exports add biases so). Einsum takes ONNX's equation as torch's einsum does.
 
 use super::is_float;
-use super::{binary, single, unary, Kernel, NodeCtx, Registry};
+use super::{binary, legacy_binary, single, unary, Kernel, NodeCtx, Registry};
 use tch::Tensor;
 
 pub fn register(reg: &mut Registry) {
@@ -32,26 +34,27 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Mean", mean);
     reg.insert("MatMul", matmul);
     reg.insert("Gemm", gemm);
+    reg.insert("Einsum", einsum);
 }
 
-fn add(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(binary(Tensor::f_add))
+fn add(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    legacy_binary(ctx, Tensor::f_add)
 }
 
-fn sub(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(binary(Tensor::f_sub))
+fn sub(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    legacy_binary(ctx, Tensor::f_sub)
 }
 
-fn mul(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(binary(Tensor::f_mul))
+fn mul(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    legacy_binary(ctx, Tensor::f_mul)
 }
 
-fn div(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(binary(|a, b| if is_float(a.kind()) { a.f_div(b) } else { a.f_div_tensor_mode(b, "trunc") }))
+fn div(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    legacy_binary(ctx, |a, b| if is_float(a.kind()) { a.f_div(b) } else { a.f_div_tensor_mode(b, "trunc") })
 }
 
-fn pow(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(binary(|a, b| a.f_pow(b)?.f_to_kind(a.kind())))
+fn pow(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    legacy_binary(ctx, |a, b| a.f_pow(b)?.f_to_kind(a.kind()))
 }
 
 fn sqrt(_: &NodeCtx) -> anyhow::Result<Kernel> {
@@ -84,16 +87,16 @@ fn modulo(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(if ctx.attrs().int_or("fmod", 0)? != 0 { binary(Tensor::f_fmod_tensor) } else { binary(Tensor::f_remainder_tensor) })
 }
 
-fn equal(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(binary(Tensor::f_eq_tensor))
+fn equal(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    legacy_binary(ctx, Tensor::f_eq_tensor)
 }
 
-fn less(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(binary(Tensor::f_lt_tensor))
+fn less(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    legacy_binary(ctx, Tensor::f_lt_tensor)
 }
 
-fn greater(_: &NodeCtx) -> anyhow::Result<Kernel> {
-    Ok(binary(Tensor::f_gt_tensor))
+fn greater(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    legacy_binary(ctx, Tensor::f_gt_tensor)
 }
 
 fn where_(_: &NodeCtx) -> anyhow::Result<Kernel> {
@@ -158,5 +161,17 @@ fn gemm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
             y = if beta == 1.0 { y.f_add(c)? } else { y.f_add(&c.f_mul_scalar(beta)?)? };
         }
         Ok(y)
+    }))
+}
+
+fn einsum(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let equation = a.string("equation")?.ok_or_else(|| crate::bad_input!("node `{}` (Einsum): `equation` is required", ctx.node.name))?;
+    // torch's parser takes no spaces.
+    let equation: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
+    Ok(single(move |ins, _| {
+        let d = ins.compute_device();
+        let operands: Vec<Tensor> = (0..ins.values.len()).map(|i| ins.on(i, d)).collect::<Result<_, _>>()?;
+        Ok(Tensor::f_einsum(&equation, &operands, None::<&[i64]>)?)
     }))
 }

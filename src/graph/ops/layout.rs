@@ -1,5 +1,6 @@
 //! Layout ops that rearrange or regroup values without computing on them: Reshape, Flatten,
-//! Transpose, Concat, Split, Squeeze, Unsqueeze, Identity, Dropout.
+//! Transpose, Concat, Split, Squeeze, Unsqueeze, Identity, Dropout, Tile, DepthToSpace (DCR and
+//! CRD modes), SpaceToDepth, Trilu.
 //!
 //! Opset differences handled: Reshape's target is an attribute before opset 5, and its 0 copies
 //! the input dimension unless `allowzero` (14+); Squeeze/Unsqueeze/Split take `axes`/`split` as
@@ -20,6 +21,79 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Unsqueeze", unsqueeze);
     reg.insert("Identity", identity);
     reg.insert("Dropout", dropout);
+    reg.insert("Tile", tile);
+    reg.insert("DepthToSpace", depth_to_space);
+    reg.insert("SpaceToDepth", space_to_depth);
+    reg.insert("Trilu", trilu);
+}
+
+fn tile(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| {
+        let x = ins.get(0)?;
+        let repeats = ins.ints(1)?;
+        if repeats.len() != x.dim() || repeats.iter().any(|&r| r < 0) {
+            return Err(bad_input!("node `{}` (Tile): repeats {repeats:?} for an input of shape {:?}", ins.node.name, x.size()));
+        }
+        Ok(x.f_repeat(repeats.as_slice())?)
+    }))
+}
+
+/// The 4-D input of DepthToSpace/SpaceToDepth and its block size, checked.
+fn blocked(ins: &Inputs, block: i64) -> anyhow::Result<[i64; 4]> {
+    let x = ins.get(0)?;
+    let d = x.size();
+    if x.dim() != 4 || block <= 0 {
+        return Err(bad_input!("node `{}` ({}): a 4-D input and a positive blocksize, got {d:?} and {block}", ins.node.name, ins.node.op_type));
+    }
+    Ok([d[0], d[1], d[2], d[3]])
+}
+
+fn depth_to_space(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    let b = a.int("blocksize")?.ok_or_else(|| bad_input!("node `{}` (DepthToSpace): blocksize is required", ctx.node.name))?;
+    let crd = match a.string("mode")?.as_deref().unwrap_or("DCR") {
+        "DCR" => false,
+        "CRD" => true,
+        other => return Err(a.unsupported("mode", other)),
+    };
+    Ok(single(move |ins, _| {
+        let [n, c, h, w] = blocked(ins, b)?;
+        if c % (b * b) != 0 {
+            return Err(bad_input!("node `{}` (DepthToSpace): {c} channels do not divide into blocks of {b}x{b}", ins.node.name));
+        }
+        let x = ins.get(0)?;
+        // DCR: depth is [b, b, C'] (column, row block first); CRD: [C', b, b].
+        let y = if crd {
+            x.f_reshape([n, c / (b * b), b, b, h, w])?.f_permute([0, 1, 4, 2, 5, 3])?
+        } else {
+            x.f_reshape([n, b, b, c / (b * b), h, w])?.f_permute([0, 3, 4, 1, 5, 2])?
+        };
+        Ok(y.f_reshape([n, c / (b * b), h * b, w * b])?)
+    }))
+}
+
+fn space_to_depth(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let b = ctx.attrs().int("blocksize")?.ok_or_else(|| bad_input!("node `{}` (SpaceToDepth): blocksize is required", ctx.node.name))?;
+    Ok(single(move |ins, _| {
+        let [n, c, h, w] = blocked(ins, b)?;
+        if h % b != 0 || w % b != 0 {
+            return Err(bad_input!("node `{}` (SpaceToDepth): {h}x{w} does not divide into blocks of {b}x{b}", ins.node.name));
+        }
+        let y = ins.get(0)?.f_reshape([n, c, h / b, b, w / b, b])?.f_permute([0, 3, 5, 1, 2, 4])?;
+        Ok(y.f_reshape([n, c * b * b, h / b, w / b])?)
+    }))
+}
+
+fn trilu(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let upper = ctx.attrs().int_or("upper", 1)? != 0;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let k = ins.opt_ints(1)?.and_then(|v| v.first().copied()).unwrap_or(0);
+        if x.dim() < 2 {
+            return Err(bad_input!("node `{}` (Trilu): input {:?} needs at least 2 dimensions", ins.node.name, x.size()));
+        }
+        Ok(if upper { x.f_triu(k)? } else { x.f_tril(k)? })
+    }))
 }
 
 fn reshape(ctx: &NodeCtx) -> anyhow::Result<Kernel> {

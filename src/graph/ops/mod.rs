@@ -9,7 +9,9 @@ mod activation;
 mod arith;
 pub mod convert;
 mod layout;
+mod math;
 mod nn;
+mod norm;
 mod quant;
 mod reduce;
 mod shape;
@@ -187,7 +189,9 @@ struct Family {
 const FAMILIES: &[Family] = &[
     Family { file: "activation.rs", source: include_str!("activation.rs"), register: activation::register },
     Family { file: "arith.rs", source: include_str!("arith.rs"), register: arith::register },
+    Family { file: "math.rs", source: include_str!("math.rs"), register: math::register },
     Family { file: "nn.rs", source: include_str!("nn.rs"), register: nn::register },
+    Family { file: "norm.rs", source: include_str!("norm.rs"), register: norm::register },
     Family { file: "reduce.rs", source: include_str!("reduce.rs"), register: reduce::register },
     Family { file: "layout.rs", source: include_str!("layout.rs"), register: layout::register },
     Family { file: "shape.rs", source: include_str!("shape.rs"), register: shape::register },
@@ -303,6 +307,41 @@ pub fn binary(f: fn(&Tensor, &Tensor) -> Result<Tensor, tch::TchError>) -> Kerne
         let d = ins.compute_device();
         Ok(f(&ins.on(0, d)?, &ins.on(1, d)?)?)
     })
+}
+
+/// [`binary`], with the broadcasting of opsets before 7 as well: there `broadcast` = 1 aligns
+/// the second input with the first at `axis` (by default with its trailing dimensions), and
+/// without it the shapes must be equal (old Caffe2 and CNTK exports add a bias this way).
+pub fn legacy_binary(ctx: &NodeCtx, f: fn(&Tensor, &Tensor) -> Result<Tensor, tch::TchError>) -> anyhow::Result<Kernel> {
+    let a = ctx.attrs();
+    if ctx.opset >= 7 || a.int_or("broadcast", 0)? == 0 {
+        return Ok(binary(f));
+    }
+    let axis = a.int("axis")?;
+    Ok(single(move |ins, _| {
+        let d = ins.compute_device();
+        let (x, y) = (ins.on(0, d)?, ins.on(1, d)?);
+        let y = match axis {
+            Some(ax) => {
+                let ax = norm_axis(ins.node, ax, x.dim() as i64)?;
+                let trailing = x.dim() as i64 - ax - y.dim() as i64;
+                if trailing < 0 {
+                    return Err(bad_input!(
+                        "node `{}` ({}): a {:?} operand cannot align at axis {ax} of {:?}",
+                        ins.node.name,
+                        ins.node.op_type,
+                        y.size(),
+                        x.size()
+                    ));
+                }
+                let mut shape = y.size();
+                shape.extend(std::iter::repeat_n(1, trailing as usize));
+                y.f_reshape(shape.as_slice())?
+            }
+            None => y,
+        };
+        Ok(f(&x, &y)?)
+    }))
 }
 
 /// Normalizes a possibly negative axis against a rank, with an error naming the node.

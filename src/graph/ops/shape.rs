@@ -1,4 +1,5 @@
-//! Shape computation, constants and conversions: Shape, Gather, Slice, Expand, ConstantOfShape,
+//! Shape computation, constants and conversions: Shape, Size, Gather, GatherElements, Slice,
+//! Expand, ConstantOfShape,
 //! Constant, Range, Cast, CastLike (to the types held in another storage through `convert`).
 //!
 //! Opset differences handled: Slice takes attributes before 10 and inputs (with steps) from 10;
@@ -12,6 +13,8 @@ use tch::{Device, Kind, Tensor};
 
 pub fn register(reg: &mut Registry) {
     reg.insert("Shape", shape);
+    reg.insert("Size", size);
+    reg.insert("GatherElements", gather_elements);
     reg.insert("Gather", gather);
     reg.insert("Slice", slice);
     reg.insert("Expand", expand);
@@ -214,4 +217,21 @@ fn cast_like(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         return Ok(single(move |ins, _| convert::to_carried(ins.get(0)?, to, opts, &node)));
     }
     Ok(single(|ins, _| Ok(ins.get(0)?.f_to_kind(ins.get(1)?.kind())?)))
+}
+
+fn size(_: &NodeCtx) -> anyhow::Result<Kernel> {
+    Ok(single(|ins, _| Ok(Tensor::from(ins.get(0)?.numel() as i64))))
+}
+
+/// GatherElements: torch's gather, with ONNX's negative indices counted from the end.
+fn gather_elements(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    let axis = ctx.attrs().int_or("axis", 0)?;
+    Ok(single(move |ins, _| {
+        let x = ins.get(0)?;
+        let d = norm_axis(ins.node, axis, x.dim() as i64)?;
+        let n = x.size()[d as usize];
+        let idx = crate::host::upload(ins.get(1)?, x.device())?.f_to_kind(Kind::Int64)?;
+        let idx = idx.f_add(&idx.f_lt(0)?.f_to_kind(Kind::Int64)?.f_mul_scalar(n)?)?;
+        Ok(x.f_gather(d, &idx, false)?)
+    }))
 }
