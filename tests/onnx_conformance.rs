@@ -4,6 +4,10 @@
 //! run on its data sets, and its outputs compared with ONNX's reference outputs at the case's own
 //! tolerances (|ours − theirs| ≤ atol + rtol·|theirs|; integers and booleans exactly).
 //!
+//! `COMPRESS_TEST_DEVICE=cuda` runs them on the GPU (scripts/gpu-check, with the cases it packed
+//! in `COMPRESS_ONNX_CASES`): there every case must pass or be refused, and the counts are
+//! printed; the record below is the CPU's.
+//!
 //! A case ends one of four ways: `pass`; `refused` (our import says by name that it cannot run
 //! it, exit-2 bad input, the clean way); `wrong` (it ran and computed something else: never
 //! acceptable); `failed` (any other error). The cases that do not pass are recorded with their
@@ -20,11 +24,23 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
-/// The generated cases' folder (generated on first use).
+/// The generated cases' folder: `COMPRESS_ONNX_CASES` (scripts/gpu-check unpacks them there),
+/// else generated on first use.
 fn cases_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("COMPRESS_ONNX_CASES") {
+        return PathBuf::from(dir);
+    }
     let o = std::process::Command::new(repo().join("scripts/onnx-node-cases")).output().expect("scripts/onnx-node-cases runs");
     assert!(o.status.success(), "scripts/onnx-node-cases failed:\n{}", String::from_utf8_lossy(&o.stderr));
     PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+}
+
+/// Where the cases run: `COMPRESS_TEST_DEVICE` (`cuda` from scripts/gpu-check), else the CPU.
+fn device() -> tch::Device {
+    match std::env::var("COMPRESS_TEST_DEVICE").as_deref() {
+        Ok("cuda") => tch::Device::Cuda(0),
+        _ => tch::Device::Cpu,
+    }
 }
 
 /// How one case ended, with the reason when it did not pass.
@@ -113,12 +129,14 @@ fn run_case(dir: &Path) -> Outcome {
     let meta: Value = serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
     let (rtol, atol) = (meta["rtol"].as_f64().unwrap_or(1e-3), meta["atol"].as_f64().unwrap_or(1e-7));
     let classify = |e: anyhow::Error| if compress::error::is_bad_input(&e) { Outcome::Refused(short(&e)) } else { Outcome::Failed(short(&e)) };
-    let graph = match Graph::from_model(&model, "case") {
+    let mut graph = match Graph::from_model(&model, "case") {
         Ok(g) => g,
         Err(e) => return classify(e),
     };
+    let device = device();
+    graph.to_device(device);
     let fetch: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
-    let exec = match Executor::compile_frozen(&graph, &fetch, tch::Device::Cpu) {
+    let exec = match Executor::compile_frozen(&graph, &fetch, device) {
         Ok(x) => x,
         Err(e) => return classify(e),
     };
@@ -135,6 +153,7 @@ fn run_case(dir: &Path) -> Outcome {
         if inputs.len() != graph.inputs.len() {
             return Outcome::Failed(format!("{} inputs given for {} declared", inputs.len(), graph.inputs.len()));
         }
+        let inputs: Vec<Tensor> = inputs.iter().map(|t| t.to_device(device)).collect();
         let refs: Vec<&Tensor> = inputs.iter().collect();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exec.run(&refs, RunMode::Eval)));
         let outs = match run {
@@ -148,7 +167,7 @@ fn run_case(dir: &Path) -> Outcome {
             }
         };
         for (k, (ours, theirs)) in outs.iter().zip(&expected).enumerate() {
-            if let Err(why) = compare(ours, theirs, rtol, atol) {
+            if let Err(why) = compare(&ours.to_device(tch::Device::Cpu), theirs, rtol, atol) {
                 return Outcome::Wrong(format!("output {k}: {why}"));
             }
         }
@@ -213,6 +232,18 @@ fn onnx_node_cases_of_registered_ops() {
         "per_op": per_op.iter().map(|(k, (p, r))| (k.clone(), json!([p, r]))).collect::<BTreeMap<_, _>>(),
         "not_passing": record,
     });
+    let unclean: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, (_, o))| matches!(o, Outcome::Wrong(_) | Outcome::Failed(_)))
+        .map(|(n, (_, o))| format!("{n}: {} {}", o.kind(), o.reason()))
+        .collect();
+    if device() != tch::Device::Cpu {
+        // On an accelerator (scripts/gpu-check): the counts and every unclean case; the record
+        // is the CPU's.
+        eprintln!("ONNX node cases on {:?}: {passed} of {total} cases of registered ops pass ({} generated)", device(), names.len());
+        assert!(unclean.is_empty(), "cases that neither pass nor are refused by name:\n{}", unclean.join("\n"));
+        return;
+    }
     let path = repo().join("tests/fixtures/onnx_conformance.json");
     if std::env::var_os("UPDATE_ONNX_CONFORMANCE").is_some() {
         std::fs::write(&path, serde_json::to_string_pretty(&summary).unwrap() + "\n").unwrap();
@@ -227,11 +258,6 @@ fn onnx_node_cases_of_registered_ops() {
             changed.push(format!("{name}: {was} → {} {}", o.kind(), o.reason()));
         }
     }
-    let unclean: Vec<String> = outcomes
-        .iter()
-        .filter(|(_, (_, o))| matches!(o, Outcome::Wrong(_) | Outcome::Failed(_)))
-        .map(|(n, (_, o))| format!("{n}: {} {}", o.kind(), o.reason()))
-        .collect();
     assert!(unclean.is_empty(), "cases that neither pass nor are refused by name:\n{}", unclean.join("\n"));
     assert!(changed.is_empty(), "cases changed outcome (fix them, or rerun with UPDATE_ONNX_CONFORMANCE=1 and say why):\n{}", changed.join("\n"));
     assert_eq!(recorded["passed"].as_u64(), Some(passed as u64));

@@ -53,6 +53,9 @@ def main():
     ops_log = "\n".join(tail(out, "ops", 5))
     m = re.search(r"test result: (\w+)\. (\d+) passed; (\d+) failed", ops_log)
     s["ops"] = {"rc": rc(out, "ops"), "passed": int(m.group(2)) if m else None, "failed": int(m.group(3)) if m else None, "tail": tail(out, "ops")}
+    conf_log = "\n".join(tail(out, "conformance", 40))
+    m = re.search(r"ONNX node cases(?: on \S+)?: (\d+) of (\d+) cases", conf_log)
+    s["conformance"] = {"rc": rc(out, "conformance"), "passed": int(m.group(1)) if m else None, "run": int(m.group(2)) if m else None, "tail": tail(out, "conformance")}
     teachers = {}
     for p in ["fp32", "bf16", "fp16"]:
         r = report(out, "teachers-" + p)
@@ -146,6 +149,7 @@ def main():
     }
     ok = [
         s["ops"]["rc"] == 0,
+        s["conformance"]["rc"] == 0,
         all(t["rc"] == 0 and all(x["agreement_with_ort_fp32"] >= (0.995 if p == "fp16" else 0.994) for x in t["teachers"]) and len(t["teachers"]) == 5 for p, t in teachers.items()),
         s["methods"]["rc"] == 0 and (s["methods"]["host_reads_after_first_step"] or {}).get("total") == 0,
         s["qat"]["rc"] == 0,
