@@ -1,5 +1,6 @@
 //! ONNX's own backend node tests (generated from the installed `onnx` package by
-//! `scripts/onnx-node-cases`, cached under `.cache/`) run through our executor on the CPU, as a
+//! `scripts/onnx-node-cases`, cached under `.cache/`, with the package's stored PyTorch-exported
+//! model cases beside them) run through our executor on the CPU, as a
 //! teacher's graph runs: every case whose nodes are all registered ops is imported, compiled and
 //! run on its data sets, and its outputs compared with ONNX's reference outputs at the case's own
 //! tolerances (|ours − theirs| ≤ atol + rtol·|theirs|; integers and booleans exactly).
@@ -206,16 +207,32 @@ fn onnx_node_cases_of_registered_ops() {
     names.sort();
     assert!(names.len() > 1000, "{} cases in {}", names.len(), dir.display());
     let mut outcomes: BTreeMap<String, (Vec<String>, Outcome)> = BTreeMap::new();
+    let mut suite_of: BTreeMap<String, String> = BTreeMap::new();
     for name in &names {
         let case = dir.join(name);
+        let meta: Value = serde_json::from_slice(&std::fs::read(case.join("case.json")).unwrap()).unwrap();
+        suite_of.insert(name.clone(), meta["suite"].as_str().unwrap_or("node").to_string());
         let Some(ops) = registered_ops(&case) else { continue };
         outcomes.insert(name.clone(), (ops, run_case(&case)));
     }
-    let total = outcomes.len();
-    let passed = outcomes.values().filter(|(_, o)| *o == Outcome::Pass).count();
-    // Per op (the case's first op, its subject; the others are helpers such as Constant).
+    let generated = suite_of.values().filter(|s| *s == "node").count();
+    // The node cases (ONNX's generated ones, the share the issue counts), and per stored suite.
+    let mut suites: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (name, (_, o)) in &outcomes {
+        let e = suites.entry(suite_of[name].clone()).or_default();
+        e.1 += 1;
+        if *o == Outcome::Pass {
+            e.0 += 1;
+        }
+    }
+    let (passed, total) = suites.get("node").copied().unwrap_or_default();
+    // Per op, node cases only (the case's first op, its subject; the others are helpers such
+    // as Constant).
     let mut per_op: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for (ops, o) in outcomes.values() {
+    for (name, (ops, o)) in &outcomes {
+        if suite_of[name] != "node" {
+            continue;
+        }
         let e = per_op.entry(ops[0].clone()).or_default();
         e.1 += 1;
         if *o == Outcome::Pass {
@@ -224,14 +241,18 @@ fn onnx_node_cases_of_registered_ops() {
     }
     let record: BTreeMap<String, Value> =
         outcomes.iter().filter(|(_, (_, o))| *o != Outcome::Pass).map(|(n, (_, o))| (n.clone(), json!({"outcome": o.kind(), "reason": o.reason()}))).collect();
+    let stored: BTreeMap<String, Value> = suites.iter().filter(|(k, _)| k.as_str() != "node").map(|(k, (p, r))| (k.clone(), json!([p, r]))).collect();
     let summary = json!({
         "onnx": std::fs::read_to_string(dir.join("onnx_version")).unwrap_or_default().trim(),
-        "cases_generated": names.len(),
+        "cases_generated": generated,
         "cases_of_registered_ops": total,
         "passed": passed,
+        "stored_model_suites": stored,
         "per_op": per_op.iter().map(|(k, (p, r))| (k.clone(), json!([p, r]))).collect::<BTreeMap<_, _>>(),
         "not_passing": record,
     });
+    let stored_text: Vec<String> = stored.iter().map(|(k, c)| format!("{k} {}/{}", c[0], c[1])).collect();
+    let stored_text = stored_text.join(", ");
     let unclean: Vec<String> = outcomes
         .iter()
         .filter(|(_, (_, o))| matches!(o, Outcome::Wrong(_) | Outcome::Failed(_)))
@@ -240,7 +261,7 @@ fn onnx_node_cases_of_registered_ops() {
     if device() != tch::Device::Cpu {
         // On an accelerator (scripts/gpu-check): the counts and every unclean case; the record
         // is the CPU's.
-        eprintln!("ONNX node cases on {:?}: {passed} of {total} cases of registered ops pass ({} generated)", device(), names.len());
+        eprintln!("ONNX node cases on {:?}: {passed} of {total} cases of registered ops pass ({generated} generated); stored models: {stored_text}", device());
         assert!(unclean.is_empty(), "cases that neither pass nor are refused by name:\n{}", unclean.join("\n"));
         return;
     }
@@ -248,7 +269,7 @@ fn onnx_node_cases_of_registered_ops() {
     if std::env::var_os("UPDATE_ONNX_CONFORMANCE").is_some() {
         std::fs::write(&path, serde_json::to_string_pretty(&summary).unwrap() + "\n").unwrap();
     }
-    eprintln!("ONNX node cases: {passed} of {total} cases of registered ops pass ({} generated)", names.len());
+    eprintln!("ONNX node cases: {passed} of {total} cases of registered ops pass ({generated} generated); stored models: {stored_text}");
     let recorded: Value =
         serde_json::from_slice(&std::fs::read(&path).expect("tests/fixtures/onnx_conformance.json (UPDATE_ONNX_CONFORMANCE=1 writes it)")).unwrap();
     let mut changed = Vec::new();
@@ -261,4 +282,5 @@ fn onnx_node_cases_of_registered_ops() {
     assert!(unclean.is_empty(), "cases that neither pass nor are refused by name:\n{}", unclean.join("\n"));
     assert!(changed.is_empty(), "cases changed outcome (fix them, or rerun with UPDATE_ONNX_CONFORMANCE=1 and say why):\n{}", changed.join("\n"));
     assert_eq!(recorded["passed"].as_u64(), Some(passed as u64));
+    assert_eq!(recorded["stored_model_suites"], json!(stored));
 }

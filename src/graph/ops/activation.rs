@@ -2,8 +2,10 @@
 //! Gelu, PRelu, Elu, Softplus, Softmax, LogSoftmax, Hardmax.
 //!
 //! Opset differences handled: Clip bounds are attributes before opset 11 and optional inputs
-//! from 11 (an empty input name means unbounded); Softmax/LogSoftmax/Hardmax before opset 13 flatten the
-//! input to 2-D at `axis` (default 1), from 13 they work on one axis (default -1).
+//! from 11 (an empty input name means unbounded); Softmax/LogSoftmax/Hardmax before opset 13
+//! flatten the input to 2-D at `axis` (default 1), from 13 they work on one axis (default -1).
+//! PRelu's slope of C values applies per channel before opset 7, and broadcasts as NumPy's
+//! from 7.
 
 use super::{norm_axis, single, unary, Kernel, NodeCtx, Registry};
 use tch::Tensor;
@@ -92,7 +94,22 @@ fn gelu(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
     Ok(single(move |ins, _| Ok(ins.get(0)?.f_gelu(&approximate)?)))
 }
 
-fn prelu(_: &NodeCtx) -> anyhow::Result<Kernel> {
+fn prelu(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
+    if ctx.opset < 7 {
+        // Before opset 7 a slope of C values applies per channel (dimension 1).
+        return Ok(single(|ins, _| {
+            let d = ins.compute_device();
+            let (x, slope) = (ins.on(0, d)?, ins.on(1, d)?);
+            let slope = if slope.dim() == 1 && x.dim() > 2 && slope.size()[0] == x.size()[1] {
+                let mut shape = vec![-1i64];
+                shape.extend(std::iter::repeat_n(1, x.dim() - 2));
+                slope.f_reshape(shape.as_slice())?
+            } else {
+                slope
+            };
+            Ok(x.f_where_self(&x.f_ge(0.0)?, &x.f_mul(&slope)?)?)
+        }));
+    }
     // ONNX broadcasts the slope unidirectionally (torch's prelu wants it per channel only).
     Ok(super::binary(|x, slope| x.f_where_self(&x.f_ge(0.0)?, &x.f_mul(slope)?)))
 }

@@ -258,6 +258,14 @@ pub fn supported_ops_markdown() -> String {
         conformance["cases_of_registered_ops"],
         conformance["cases_generated"]
     ));
+    if let Some(stored) = conformance["stored_model_suites"].as_object().filter(|m| !m.is_empty()) {
+        let each: Vec<String> = stored.iter().map(|(suite, c)| format!("{suite} {} of {}", c[0], c[1])).collect();
+        s.push_str(&format!(
+            "\nThe `onnx` package's stored model cases (small modules exported by PyTorch's exporter), \
+             of registered ops: {}.\n",
+            each.join(", ")
+        ));
+    }
     for f in FAMILIES {
         let header: Vec<&str> = f.source.lines().take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").trim()).collect();
         s.push_str(&format!(
