@@ -5,9 +5,10 @@
 //! size, by indices taken modulo each padded dimension).
 //! Resize takes (X, scales) at opset 10 and (X, roi, scales, sizes) from 11, with `axes` and
 //! `keep_aspect_ratio_policy` from 18; nearest (every rounding), linear and cubic
-//! (`cubic_coeff_a`, `exclude_outside`) with every coordinate mapping but tf_crop_and_resize,
-//! on any axes, computed as ONNX defines them (libtorch's upsampling kernels where they agree);
-//! antialias and tf_crop_and_resize are refused, naming the node.
+//! (`cubic_coeff_a`, `exclude_outside`, and `antialias`: the filter stretched by 1/scale when
+//! downscaling) with every coordinate mapping, tf_crop_and_resize's `roi` and
+//! `extrapolation_value` included, on any axes, computed as ONNX defines them (libtorch's
+//! upsampling kernels where they agree).
 
 use super::{Inputs, Kernel, NodeCtx, Registry};
 use crate::bad_input;
@@ -109,6 +110,9 @@ enum Coord {
     PytorchHalfPixel,
     AlignCorners,
     Asymmetric,
+    /// Coordinates within the region `roi` gives (normalized start and end per axis); outside
+    /// the input, the output is `extrapolation_value`.
+    TfCropAndResize,
 }
 
 /// How `sizes` is met when the aspect ratio must be kept (opset 18).
@@ -128,6 +132,10 @@ struct ResizeSpec {
     axes: Option<Vec<i64>>,
     /// The input holding the scales: 1 for Upsample and Resize-10, 2 from 11 (after roi).
     scales_input: usize,
+    /// Linear and cubic filters stretched by 1/scale when downscaling (opset 18).
+    antialias: bool,
+    /// tf_crop_and_resize's value outside the input.
+    extrapolation: f64,
 }
 
 fn resize(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
@@ -144,6 +152,7 @@ fn resize(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         "pytorch_half_pixel" => Coord::PytorchHalfPixel,
         "align_corners" => Coord::AlignCorners,
         "asymmetric" => Coord::Asymmetric,
+        "tf_crop_and_resize" if !legacy => Coord::TfCropAndResize,
         other => return Err(a.unsupported("coordinate_transformation_mode", other)),
     };
     let interp = match mode.as_str() {
@@ -158,19 +167,25 @@ fn resize(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         "cubic" => Interp::Cubic { a: a.float_or("cubic_coeff_a", -0.75)? as f64, exclude_outside: a.int_or("exclude_outside", 0)? != 0 },
         other => return Err(a.unsupported("mode", other)),
     };
-    if a.int_or("antialias", 0)? != 0 {
-        return Err(a.unsupported("antialias", 1));
-    }
     let policy = match a.string("keep_aspect_ratio_policy")?.as_deref().unwrap_or("stretch") {
         "stretch" => Policy::Stretch,
         "not_larger" => Policy::NotLarger,
         "not_smaller" => Policy::NotSmaller,
         other => return Err(a.unsupported("keep_aspect_ratio_policy", other)),
     };
-    let spec = ResizeSpec { interp, coord, policy, axes: a.ints("axes")?, scales_input: if legacy { 1 } else { 2 } };
+    let spec = ResizeSpec {
+        interp,
+        coord,
+        policy,
+        axes: a.ints("axes")?,
+        scales_input: if legacy { 1 } else { 2 },
+        antialias: a.int_or("antialias", 0)? != 0,
+        extrapolation: a.float_or("extrapolation_value", 0.0)? as f64,
+    };
     Ok(super::single(move |ins, _| {
         let x = ins.get(0)?;
         let plan = axis_plan(ins, x, &spec)?;
+        let roi = region(ins, x, &spec)?;
         if let Some(y) = fast_path(x, &plan, &spec)? {
             return Ok(y);
         }
@@ -183,10 +198,35 @@ fn resize(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
             if out == len && scale == 1.0 {
                 continue;
             }
-            y = resample_axis(&y, d as i64, len, out, scale, &spec)?;
+            y = resample_axis(&y, d as i64, len, out, scale, roi[d], &spec)?;
         }
         Ok(y)
     }))
+}
+
+/// Per axis of `x`: tf_crop_and_resize's region, normalized (start, end); (0, 1) for the axes
+/// Resize leaves alone and for the other coordinate mappings.
+fn region(ins: &Inputs, x: &Tensor, spec: &ResizeSpec) -> anyhow::Result<Vec<(f64, f64)>> {
+    let rank = x.dim();
+    let mut roi = vec![(0.0, 1.0); rank];
+    if spec.coord != Coord::TfCropAndResize {
+        return Ok(roi);
+    }
+    let axes: Vec<usize> = match &spec.axes {
+        Some(ax) => ax.iter().map(|&v| super::norm_axis(ins.node, v, rank as i64).map(|a| a as usize)).collect::<anyhow::Result<_>>()?,
+        None => (0..rank).collect(),
+    };
+    let values = match ins.opt(1) {
+        Some(t) => crate::host::vec::<f64>(&t.f_to_kind(tch::Kind::Double)?.f_flatten(0, -1)?)?,
+        None => vec![],
+    };
+    if values.len() != 2 * axes.len() {
+        return Err(bad_input!("node `{}` (Resize): tf_crop_and_resize needs a roi of {} values, got {}", ins.node.name, 2 * axes.len(), values.len()));
+    }
+    for (k, &d) in axes.iter().enumerate() {
+        roi[d] = (values[k], values[k + axes.len()]);
+    }
+    Ok(roi)
 }
 
 /// Per axis of `x`: the output length and the scale ONNX maps coordinates with (`scales`
@@ -239,7 +279,7 @@ fn axis_plan(ins: &Inputs, x: &Tensor, spec: &ResizeSpec) -> anyhow::Result<Vec<
 /// with half_pixel, or align_corners when every length·scale is whole.
 fn fast_path(x: &Tensor, plan: &[(i64, f64)], spec: &ResizeSpec) -> anyhow::Result<Option<Tensor>> {
     let dims = x.size();
-    if dims.len() != 4 || plan[0] != (dims[0], 1.0) || plan[1] != (dims[1], 1.0) || !super::is_float(x.kind()) {
+    if dims.len() != 4 || plan[0] != (dims[0], 1.0) || plan[1] != (dims[1], 1.0) || !super::is_float(x.kind()) || spec.antialias {
         return Ok(None);
     }
     let out = [plan[2].0, plan[3].0];
@@ -258,12 +298,21 @@ fn fast_path(x: &Tensor, plan: &[(i64, f64)], spec: &ResizeSpec) -> anyhow::Resu
 }
 
 /// ONNX's source coordinate of output position `i` along an axis of `len` resized to `out`
-/// with `scale`.
-fn source_coord(coord: Coord, i: i64, len: i64, out: i64, scale: f64) -> f64 {
+/// with `scale` (`roi`: tf_crop_and_resize's normalized region); `None` where
+/// tf_crop_and_resize falls outside the input.
+fn source_coord(coord: Coord, i: i64, len: i64, out: i64, scale: f64, roi: (f64, f64)) -> Option<f64> {
     let (i, len_f) = (i as f64, len as f64);
     // ONNX's reference maps with the unrounded output length.
     let out_f = scale * len_f;
-    match coord {
+    Some(match coord {
+        Coord::TfCropAndResize => {
+            let span = (roi.1 - roi.0) * (len_f - 1.0);
+            let x = if out_f == 1.0 { span / 2.0 } else { i * span / (out_f - 1.0) } + roi.0 * (len_f - 1.0);
+            if x < 0.0 || x > len_f - 1.0 {
+                return None;
+            }
+            x
+        }
         Coord::HalfPixel => (i + 0.5) / scale - 0.5,
         Coord::PytorchHalfPixel => {
             if out_f == 1.0 {
@@ -285,7 +334,7 @@ fn source_coord(coord: Coord, i: i64, len: i64, out: i64, scale: f64) -> f64 {
             }
         }
         Coord::Asymmetric => i / scale,
-    }
+    })
 }
 
 /// The cubic convolution weights of the four taps around a point `t` past the first of the
@@ -296,57 +345,84 @@ fn cubic_weights(t: f64, a: f64) -> [f64; 4] {
     [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
 }
 
-/// `x` resampled along axis `d` from `len` to `out` values: each output a weighted sum of input
-/// values gathered by index (indices and weights computed here, on the host, per call).
-fn resample_axis(x: &Tensor, d: i64, len: i64, out: i64, scale: f64, spec: &ResizeSpec) -> anyhow::Result<Tensor> {
-    let clamp = |i: i64| i.clamp(0, len - 1);
-    let taps: usize = match spec.interp {
-        Interp::Nearest(_) => 1,
-        Interp::Linear => 2,
-        Interp::Cubic { .. } => 4,
+/// The taps of one output position at source coordinate `xs` (index, weight), before clamping
+/// to the input. Linear and cubic measure from the pixel left of `xs` (a whole `xs` counts
+/// from the pixel before it, as ONNX's reference does); with antialias the filter's support
+/// grows by 1/scale when downscaling and its weights are normalized to sum to one.
+fn taps_at(xs: f64, scale: f64, len: i64, spec: &ResizeSpec) -> Vec<(i64, f64)> {
+    let floor = xs.floor();
+    let (base, ratio) = if xs == floor { (floor as i64 - 1, 1.0) } else { (floor as i64, xs - floor) };
+    let s = if spec.antialias { scale.min(1.0) } else { 1.0 };
+    let mut taps: Vec<(i64, f64)> = match spec.interp {
+        Interp::Nearest(r) => {
+            let b = floor as i64;
+            let t = xs - floor;
+            let pick = if t == 0.0 {
+                b
+            } else {
+                match r {
+                    Rounding::RoundPreferFloor => b + (t > 0.5) as i64,
+                    Rounding::RoundPreferCeil => b + (t >= 0.5) as i64,
+                    Rounding::Floor => b,
+                    Rounding::Ceil => b + 1,
+                }
+            };
+            return vec![(pick, 1.0)];
+        }
+        Interp::Linear if s == 1.0 => vec![(base, 1.0 - ratio), (base + 1, ratio)],
+        Interp::Linear => {
+            let start = (-1.0 / s).floor() as i64 + 1;
+            (start..2 - start).map(|o| (base + o, (1.0 - ((o as f64 - ratio) * s).abs()).clamp(0.0, 1.0))).collect()
+        }
+        Interp::Cubic { a, .. } if s == 1.0 => {
+            let w = cubic_weights(ratio, a);
+            (0..4).map(|j| (base - 1 + j as i64, w[j])).collect()
+        }
+        Interp::Cubic { a, .. } => {
+            let keys = |u: f64| {
+                let u = u.abs();
+                if u <= 1.0 {
+                    ((a + 2.0) * u - (a + 3.0)) * u * u + 1.0
+                } else if u < 2.0 {
+                    ((a * u - 5.0 * a) * u + 8.0 * a) * u - 4.0 * a
+                } else {
+                    0.0
+                }
+            };
+            let start = (-2.0 / s).floor() as i64 + 1;
+            (start..2 - start).map(|o| (base + o, keys(s * (o as f64 - ratio)))).collect()
+        }
     };
+    if spec.antialias {
+        let sum: f64 = taps.iter().map(|t| t.1).sum();
+        taps.iter_mut().for_each(|t| t.1 /= sum);
+    }
+    if let Interp::Cubic { exclude_outside: true, .. } = spec.interp {
+        taps.iter_mut().filter(|t| t.0 < 0 || t.0 >= len).for_each(|t| t.1 = 0.0);
+        let sum: f64 = taps.iter().map(|t| t.1).sum();
+        taps.iter_mut().for_each(|t| t.1 /= sum);
+    }
+    taps
+}
+
+/// `x` resampled along axis `d` from `len` to `out` values: each output a weighted sum of input
+/// values gathered by index (indices and weights computed here, on the host, per call), or
+/// tf_crop_and_resize's extrapolation value where it falls outside the input.
+#[allow(clippy::too_many_arguments)]
+fn resample_axis(x: &Tensor, d: i64, len: i64, out: i64, scale: f64, roi: (f64, f64), spec: &ResizeSpec) -> anyhow::Result<Tensor> {
+    let per_output: Vec<Option<Vec<(i64, f64)>>> =
+        (0..out).map(|i| source_coord(spec.coord, i, len, out, scale, roi).map(|xs| taps_at(xs, scale, len, spec))).collect();
+    let taps = per_output.iter().flatten().map(|t| t.len()).max().unwrap_or(1);
     let mut index = vec![vec![0i64; out as usize]; taps];
     let mut weight = vec![vec![0f64; out as usize]; taps];
-    for i in 0..out {
-        let xs = source_coord(spec.coord, i, len, out, scale);
-        let base = xs.floor();
-        let t = xs - base;
-        let b = base as i64;
-        let k = i as usize;
-        match spec.interp {
-            Interp::Nearest(r) => {
-                let pick = if t == 0.0 {
-                    b
-                } else {
-                    match r {
-                        Rounding::RoundPreferFloor => b + (t > 0.5) as i64,
-                        Rounding::RoundPreferCeil => b + (t >= 0.5) as i64,
-                        Rounding::Floor => b,
-                        Rounding::Ceil => b + 1,
-                    }
-                };
-                index[0][k] = clamp(pick);
-                weight[0][k] = 1.0;
-            }
-            Interp::Linear => {
-                (index[0][k], index[1][k]) = (clamp(b), clamp(b + 1));
-                (weight[0][k], weight[1][k]) = (1.0 - t, t);
-            }
-            Interp::Cubic { a, exclude_outside } => {
-                let mut w = cubic_weights(t, a);
-                let at = [b - 1, b, b + 1, b + 2];
-                if exclude_outside {
-                    for (wj, &j) in w.iter_mut().zip(&at) {
-                        if j < 0 || j >= len {
-                            *wj = 0.0;
-                        }
-                    }
-                    let sum: f64 = w.iter().sum();
-                    w.iter_mut().for_each(|v| *v /= sum);
-                }
-                for j in 0..4 {
-                    index[j][k] = clamp(at[j]);
-                    weight[j][k] = w[j];
+    let mut outside = vec![false; out as usize];
+    for (k, p) in per_output.iter().enumerate() {
+        match p {
+            None => outside[k] = true,
+            Some(list) => {
+                for (j, &(i, w)) in list.iter().enumerate() {
+                    index[j][k] = i.clamp(0, len - 1);
+                    weight[j][k] = w;
                 }
             }
         }
@@ -369,5 +445,10 @@ fn resample_axis(x: &Tensor, d: i64, len: i64, out: i64, scale: f64, spec: &Resi
             None => term,
         });
     }
-    Ok(y.expect("at least one tap"))
+    let y = y.expect("at least one tap");
+    if !outside.contains(&true) {
+        return Ok(y);
+    }
+    let mask = crate::host::upload(&Tensor::from_slice(&outside), device)?.f_view(shape.as_slice())?;
+    Ok(y.f_masked_fill(&mask, spec.extrapolation)?)
 }
