@@ -58,6 +58,43 @@ fn wrap_unsigned(node: &NodeProto, kernel: Kernel, out_type: i32) -> Kernel {
     Box::new(move |ins, rc| kernel(ins, rc)?.iter().map(|t| ops::convert::wrap_int(t, out_type, &node)).collect())
 }
 
+/// The ops whose weights make a layer: the classifier head ends at the last of them.
+const WEIGHTED: &[&str] = &["Conv", "ConvTranspose", "Gemm", "MatMul"];
+
+/// The nodes of a graph's classifier head: from each graph output back through the nodes that
+/// compute it up to and including the last weighted layer (a Gemm, or SqueezeNet's last Conv
+/// and the pooling and softmax after it), at most 16 nodes a path.
+fn output_head(graph: &Graph) -> HashSet<usize> {
+    let mut head = HashSet::new();
+    let mut stack: Vec<(String, usize)> = graph.outputs.iter().map(|o| (o.name.clone(), 0)).collect();
+    while let Some((value, depth)) = stack.pop() {
+        let Some(i) = graph.producer(&value) else { continue };
+        if depth >= 16 || !head.insert(i) {
+            continue;
+        }
+        let node = &graph.nodes[i];
+        if WEIGHTED.contains(&node.op_type.as_str()) {
+            continue;
+        }
+        stack.extend(node.input.iter().filter(|n| !n.is_empty()).map(|n| (n.clone(), depth + 1)));
+    }
+    head
+}
+
+/// A node of the classifier head of a bf16 or fp16 graph ([`output_head`]), run in float32: its
+/// inputs widened (exactly), its output never rounded to the narrow type. The head is where
+/// that rounding costs agreement: logits near a tie, or a softmax's probabilities, that fp32
+/// tells apart and bf16 does not (mixed precision keeps the head and softmax in fp32 for the
+/// same reason).
+fn in_float32(kernel: Kernel) -> Kernel {
+    Box::new(move |ins, rc| {
+        let widen = |t: &Tensor| if matches!(t.kind(), tch::Kind::BFloat16 | tch::Kind::Half) { t.f_to_kind(tch::Kind::Float) } else { Ok(t.shallow_clone()) };
+        let wide: Vec<Option<Tensor>> = ins.values.iter().map(|v| v.map(widen).transpose()).collect::<Result<_, _>>()?;
+        let inputs = Inputs { node: ins.node, values: wide.iter().map(|t| t.as_ref()).collect(), host: ins.host.clone() };
+        kernel(&inputs, &RunCtx { train: rc.train, numerics: rc.numerics, float: tch::Kind::Float })
+    })
+}
+
 impl Executor {
     /// Compiles `graph` to produce the values named in `fetch`. Float constants created by
     /// folding go to `device`; graph initializers are used where they are.
@@ -78,6 +115,8 @@ impl Executor {
             return Err(bad_input!("graph `{}` has unsupported ops: {}", graph.name, unsupported.join(", ")));
         }
         let types = super::types::CarriedTypes::infer(graph)?;
+        // A graph whose float initializers were cast to bf16 or fp16 runs in that type.
+        let float = graph.initializers.iter().map(|(_, t)| t.kind()).find(|k| matches!(k, tch::Kind::BFloat16 | tch::Kind::Half)).unwrap_or(tch::Kind::Float);
         let mut slot_of: HashMap<String, usize> = HashMap::new();
         let mut consts = Vec::new();
         let mut constant_slots = HashSet::new();
@@ -100,7 +139,8 @@ impl Executor {
         }
         let mut steps = Vec::new();
         let mut build_errors = Vec::new();
-        for node in &graph.nodes {
+        let head = if float == tch::Kind::Float { HashSet::new() } else { output_head(graph) };
+        for (node_index, node) in graph.nodes.iter().enumerate() {
             let mut ins = Vec::new();
             for name in &node.input {
                 if name.is_empty() {
@@ -127,6 +167,7 @@ impl Executor {
             match builder(&NodeCtx { node, opset: graph.opset, in_types }) {
                 Ok(kernel) => {
                     let kernel = wrap_unsigned(node, kernel, node.output.first().map_or(0, |o| types.of(o)));
+                    let kernel = if head.contains(&node_index) { in_float32(kernel) } else { kernel };
                     steps.push(Step { node: node.clone(), kernel, inputs: ins, outputs: outs, free: vec![] })
                 }
                 Err(e) => build_errors.push(format!("{e:#}")),
@@ -139,8 +180,6 @@ impl Executor {
             .iter()
             .map(|n| slot_of.get(n).copied().ok_or_else(|| bad_input!("graph `{}` has no value named `{n}`", graph.name)))
             .collect::<anyhow::Result<_>>()?;
-        // A graph whose float initializers were cast to bf16 or fp16 runs in that type.
-        let float = graph.initializers.iter().map(|(_, t)| t.kind()).find(|k| matches!(k, tch::Kind::BFloat16 | tch::Kind::Half)).unwrap_or(tch::Kind::Float);
         let mut exec = Executor { consts, host: HashMap::new(), inputs, fetch, steps, slots: slot_of.len(), float };
         exec.fold_constants(&constant_slots, device)?;
         exec.resolve_host_constants()?;
@@ -363,5 +402,43 @@ mod frozen_tests {
         let a = live.run(&[&x], RunMode::Eval).unwrap().remove(0);
         let b = frozen.run(&[&x], RunMode::Eval).unwrap().remove(0);
         assert!(a.equal(&b) && a.size() == vec![1, 2], "{a} {b}");
+    }
+
+    /// In a bf16 graph the classifier head (the last weighted layer and what follows it) runs in
+    /// float32: logits 8.0 and 8.03 (equal once rounded to bf16) come back unrounded and tell
+    /// the classes apart, while the layers before stay in bf16.
+    #[test]
+    fn the_output_layer_of_a_bf16_graph_runs_in_float32() {
+        let node = |op: &str, inputs: &[&str], output: &str| {
+            let mut n = NodeProto::new();
+            n.op_type = op.into();
+            n.name = output.into();
+            n.input = inputs.iter().map(|s| s.to_string()).collect();
+            n.output = vec![output.into()];
+            n
+        };
+        let w = Tensor::from_slice(&[1.0f32, 1.0]).view([1, 2]);
+        let b = Tensor::from_slice(&[0.0f32, 0.03]);
+        let mut graph = Graph {
+            name: "bf16".into(),
+            opset: 13,
+            producer: "test".into(),
+            inputs: vec![ValueDecl { name: "x".into(), elem_type: 1, dims: vec![Dim::Fixed(1), Dim::Fixed(1)] }],
+            outputs: vec![ValueDecl { name: "y".into(), elem_type: 1, dims: vec![] }],
+            initializers: vec![("w0".into(), Tensor::from_slice(&[1.0f32]).view([1, 1])), ("w".into(), w), ("b".into(), b)],
+            nodes: vec![node("MatMul", &["x", "w0"], "h"), node("Relu", &["h"], "r"), node("MatMul", &["r", "w"], "m"), node("Add", &["m", "b"], "y")],
+            metadata: vec![],
+        };
+        graph.cast_floats(tch::Kind::BFloat16);
+        let fetch = ["y".to_string(), "r".to_string()];
+        let exec = Executor::compile_frozen(&graph, &fetch, Device::Cpu).unwrap();
+        let x = Tensor::from_slice(&[8.0f32]).view([1, 1]).to_kind(tch::Kind::BFloat16);
+        let out = exec.run(&[&x], RunMode::Eval).unwrap();
+        assert_eq!(out[0].kind(), tch::Kind::Float, "the graph output comes back in float32");
+        assert_eq!(out[1].kind(), tch::Kind::BFloat16, "a layer before the head stays in bf16");
+        let y: Vec<f32> = crate::host::vec(&out[0].flatten(0, -1)).unwrap();
+        assert!(y[1] > y[0], "the second class wins in float32: {y:?}");
+        let rounded: Vec<f32> = crate::host::vec(&out[0].flatten(0, -1).to_kind(tch::Kind::BFloat16).to_kind(tch::Kind::Float)).unwrap();
+        assert_eq!(rounded[0], rounded[1], "bf16 would tie them");
     }
 }
