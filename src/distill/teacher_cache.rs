@@ -32,7 +32,9 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 const MAGIC: &[u8; 8] = b"CMPTOUT\0";
-const VERSION: u32 = 1;
+/// In every key, so logits computed another way are never read: 2 since bf16 and fp16 teachers
+/// run their classifier head in fp32.
+const VERSION: u32 = 2;
 /// Magic, version, key, teachers, classes, k, steps.
 const HEADER: usize = 8 + 4 + 32 + 8 * 4;
 /// Classes up to which every logit is kept by default.
