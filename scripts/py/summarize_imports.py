@@ -144,50 +144,48 @@ print(f"\n{len(manifest) - bad} of {len(manifest)} pass; worst max_rel_diff amon
 print(f"**ours {len(manifest) - bad}/{len(manifest)}, onnx2torch {theirs_ok}/{len(manifest)}** (by exporter: "
       + "; ".join(f"{x} ours {a}/{n}, onnx2torch {b}/{n}" for x, (a, b, n) in by_exporter.items()) + ")")
 
-print("\n## The real third-party teachers in ../shared/onnx\n")
-print("Their quirks are in `../shared/onnx/README.md`: three declare a fixed batch of 1 (one of them "
-      "also bakes it into a Reshape constant), one is NHWC from tf2onnx. Same inputs, reference and bound "
-      "as above.\n")
-print("| model | opset | ours execution | ours batch 1 | ours batch 4 | ours verdict "
-      "| onnx2torch converted | onnx2torch batch 1 | onnx2torch batch 4 | onnx2torch verdict |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-shared = sorted(p for p in results.glob("shared.*.json") if not p.name.endswith(".onnx2torch.json"))
-shared_ok = shared_theirs_ok = 0
-for p in shared:
-    model = p.stem[len("shared."):]
-    opset, execution, cells, verdict, _ = ours(p.stem)
-    shared_ok += verdict == "ok"
-    t_cells, t_verdict = theirs(p.stem, model)
-    shared_theirs_ok += t_verdict == "ok"
-    print(f"| {model} | {opset} | {execution} | {cells[0]} | {cells[1]} | {verdict} "
-          f"| {t_cells[0]} | {t_cells[1]} | {t_cells[2]} | {t_verdict} |")
-print(f"\n**ours {shared_ok}/{len(shared)}, onnx2torch {shared_theirs_ok}/{len(shared)}**")
-
-zoo = sorted(p for p in results.glob("zoo.*.json") if not p.name.endswith(".onnx2torch.json"))
-if zoo:
-    print("\n## Old ONNX model zoo classifiers (Caffe and Caffe2 conversions)\n")
-    print("The `light_*` models the `onnx` package ships (onnx/backend/test/data/light): the model zoo's "
-          "ImageNet classifiers converted from Caffe and Caffe2 (producer onnx-caffe2, IR 3, opset 9, the "
-          "initializers also listed as graph inputs), with every weight replaced by a ConstantOfShape "
-          "node to keep them small. The structure and the old-converter quirks are real; the constant "
-          "weights make the outputs nearly uniform, so this table shows that the graphs import and run "
-          "batched, not that trained weights agree. onnx2torch's Conv converter reads the weight only "
-          "from an initializer, so the light form (weights computed by nodes) stops it with a KeyError: "
-          "its column here says nothing about the original zoo files. Same inputs, reference and bound "
-          "as above.\n")
+def file_table(prefix, title, intro):
+    """One table of single files (no exporter): ours and onnx2torch per file; the two counts."""
+    files = sorted(p for p in results.glob(prefix + "*.json") if not p.name.endswith(".onnx2torch.json"))
+    if not files:
+        return None
+    print(f"\n## {title}\n")
+    print(intro + "\n")
     print("| model | opset | ours execution | ours batch 1 | ours batch 4 | ours verdict "
           "| onnx2torch converted | onnx2torch batch 1 | onnx2torch batch 4 | onnx2torch verdict |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    zoo_ok = zoo_theirs_ok = 0
-    for p in zoo:
-        model = p.stem[len("zoo."):]
+    ok = theirs_ok = 0
+    for p in files:
+        model = p.stem[len(prefix):]
         opset, execution, cells, verdict, _ = ours(p.stem)
-        zoo_ok += verdict == "ok"
+        ok += verdict == "ok"
         t_cells, t_verdict = theirs(p.stem, model)
-        zoo_theirs_ok += t_verdict == "ok"
+        theirs_ok += t_verdict == "ok"
         print(f"| {model} | {opset} | {execution} | {cells[0]} | {cells[1]} | {verdict} "
               f"| {t_cells[0]} | {t_cells[1]} | {t_cells[2]} | {t_verdict} |")
-    print(f"\n**ours {zoo_ok}/{len(zoo)}** (onnx2torch {zoo_theirs_ok}/{len(zoo)}, not comparable on the light form)")
+    return ok, theirs_ok, len(files)
+
+
+counts = file_table(
+    "shared.", "The real third-party teachers in ../shared/onnx",
+    "Their quirks are in `../shared/onnx/README.md`: three declare a fixed batch of 1 (one of them "
+    "also bakes it into a Reshape constant), one is NHWC from tf2onnx. Same inputs, reference and bound "
+    "as above.")
+if counts:
+    print(f"\n**ours {counts[0]}/{counts[2]}, onnx2torch {counts[1]}/{counts[2]}**")
+counts = file_table(
+    "zoo.", "Old ONNX model zoo classifiers (Caffe and Caffe2 conversions)",
+    "The `light_*` models the `onnx` package ships (onnx/backend/test/data/light): the model zoo's "
+    "ImageNet classifiers converted from Caffe and Caffe2 (producer onnx-caffe2, IR 3, opset 9, the "
+    "initializers also listed as graph inputs), with every weight replaced by a ConstantOfShape "
+    "node to keep them small. The structure and the old-converter quirks are real; the constant "
+    "weights make the outputs nearly uniform, so this table shows that the graphs import and run "
+    "batched, not that trained weights agree. onnx2torch's Conv converter reads the weight only "
+    "from an initializer, so the light form (weights computed by nodes) stops it with a KeyError: "
+    "its column here says nothing about the original zoo files. Same inputs, reference and bound "
+    "as above.")
+if counts:
+    print(f"\n**ours {counts[0]}/{counts[2]}** (onnx2torch {counts[1]}/{counts[2]}, not comparable on the light form)")
 
 print("\n## Where onnx2torch fails\n")
 if not failures:

@@ -371,18 +371,19 @@ mod frozen_tests {
     use onnx_protobuf::NodeProto;
     use tch::{Device, Tensor};
 
+    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        let mut n = NodeProto::new();
+        n.op_type = op.into();
+        n.name = output.into();
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.output = vec![output.into()];
+        n
+    }
+
     /// A frozen graph folds the subgraph computed from its float initializers alone (here the
     /// transpose of a weight) once at compile time; the result is unchanged.
     #[test]
     fn frozen_graphs_fold_float_constant_subgraphs() {
-        let node = |op: &str, inputs: &[&str], output: &str| {
-            let mut n = NodeProto::new();
-            n.op_type = op.into();
-            n.name = output.into();
-            n.input = inputs.iter().map(|s| s.to_string()).collect();
-            n.output = vec![output.into()];
-            n
-        };
         let w = Tensor::from_slice(&[1.0f32, -2.0, 3.0, 4.0, 5.0, -6.0]).view([2, 3]);
         let graph = Graph {
             name: "frozen".into(),
@@ -409,14 +410,6 @@ mod frozen_tests {
     /// the classes apart, while the layers before stay in bf16.
     #[test]
     fn the_output_layer_of_a_bf16_graph_runs_in_float32() {
-        let node = |op: &str, inputs: &[&str], output: &str| {
-            let mut n = NodeProto::new();
-            n.op_type = op.into();
-            n.name = output.into();
-            n.input = inputs.iter().map(|s| s.to_string()).collect();
-            n.output = vec![output.into()];
-            n
-        };
         let w = Tensor::from_slice(&[1.0f32, 1.0]).view([1, 2]);
         let b = Tensor::from_slice(&[0.0f32, 0.03]);
         let mut graph = Graph {

@@ -49,8 +49,9 @@ impl Default for CastOptions {
     }
 }
 
+/// A float kind, the float8 ones included.
 fn is_floating(k: Kind) -> bool {
-    matches!(k, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16 | Kind::Float8e4m3fn | Kind::Float8e4m3fnuz | Kind::Float8e5m2 | Kind::Float8e5m2fnuz)
+    super::is_float(k) || matches!(k, Kind::Float8e4m3fn | Kind::Float8e4m3fnuz | Kind::Float8e5m2 | Kind::Float8e5m2fnuz)
 }
 
 /// The largest finite value of a float8 type.
