@@ -21,6 +21,13 @@ pub fn max_abs_diff(ours: &Tensor, reference: &Tensor) -> f64 {
     (ours.to_kind(Kind::Double) - reference.to_kind(Kind::Double)).abs().max().read_f64()
 }
 
+/// The mean of |ours − reference| over every element: where `max_abs_diff` finds the worst
+/// value, this says how far a model sits from its reference on average (a bf16 teacher's
+/// logits from ONNX Runtime's fp32 ones).
+pub fn mean_abs_diff(ours: &Tensor, reference: &Tensor) -> f64 {
+    (ours.to_kind(Kind::Double) - reference.to_kind(Kind::Double)).abs().mean(Kind::Double).read_f64()
+}
+
 /// ‖ours − reference‖∞ / ‖reference‖∞ (0 when both are zero).
 pub fn max_rel_diff(ours: &Tensor, reference: &Tensor) -> f64 {
     let denom = reference.to_kind(Kind::Double).abs().max().read_f64();
@@ -47,5 +54,7 @@ mod tests {
         let r = Tensor::from_slice(&[2.0f32, -4.0]);
         let o = Tensor::from_slice(&[2.5f32, -4.0]);
         assert!((max_rel_diff(&o, &r) - 0.125).abs() < 1e-12);
+        let o = Tensor::from_slice(&[2.5f32, -5.5]);
+        assert!((mean_abs_diff(&o, &r) - 1.0).abs() < 1e-12 && (max_abs_diff(&o, &r) - 1.5).abs() < 1e-12);
     }
 }

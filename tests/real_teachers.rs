@@ -27,6 +27,7 @@ fn shared_teachers_reach_their_published_accuracy_through_our_import() {
         let ours = t["top1_tch"].as_f64().unwrap();
         assert!((ours - published).abs() <= 0.002 + 1e-9, "{name}: ours {ours}, README {published}");
         assert!(t["top1_agreement_tch_vs_ort"].as_f64().unwrap() >= 0.999, "{t}");
+        assert!(t["logits_max_abs_diff_tch_vs_ort"].as_f64().unwrap() < 1e-3, "{t}");
         assert!(t["execution"].as_str().unwrap().starts_with("batched"), "{t}");
     }
 }
@@ -46,10 +47,11 @@ fn eval_reports_onnx_runtime_accuracy_on_an_image_folder() {
 }
 
 /// `precision: bf16` casts each real teacher's frozen weights once at load (no autocast) and runs
-/// it in bf16 on the CPU, its classifier head in fp32, over the whole test set: top-1 agrees
-/// with ONNX Runtime's fp32 on at least 99.4% of the 10,000 images for each of the five
-/// (measured 2026-12-04: 99.81, 99.69, 99.65, 99.63 and 99.49%, the ViT last; with the head in
-/// bf16 too, 2026-12-03: 99.67, 99.62, 99.64, 99.42 and 99.51%), and none falls back to
+/// it in bf16 on the CPU, its classifier head and its normalization parameters in fp32, over the
+/// whole test set: top-1 agrees with ONNX Runtime's fp32 on at least 99.5% of the 10,000 images
+/// for each of the five (measured 2026-12-04: 99.81, 99.69, 99.65, 99.63 and 99.58%, the ViT
+/// last; with its BatchNormalization parameters in bf16 the ViT agreed on 99.49%, and with the
+/// head in bf16 too, 2026-12-03: 99.67, 99.62, 99.64, 99.42 and 99.51%), and none falls back to
 /// per-sample execution.
 #[test]
 fn shared_teachers_in_bf16_agree_with_fp32() {
@@ -67,7 +69,8 @@ fn shared_teachers_in_bf16_agree_with_fp32() {
     let teachers = report["teachers"].as_array().unwrap();
     assert_eq!(teachers.len(), 5);
     for t in teachers {
-        assert!(t["top1_agreement_tch_vs_ort"].as_f64().unwrap() >= 0.994, "{t}");
+        assert!(t["top1_agreement_tch_vs_ort"].as_f64().unwrap() >= 0.995, "{t}");
+        assert!(t["logits_mean_abs_diff_tch_vs_ort"].as_f64().unwrap() < 0.05, "{t}");
         assert!(t["execution"].as_str().unwrap().starts_with("batched"), "{t}");
     }
 }

@@ -33,8 +33,8 @@ use tch::{Device, Kind, Tensor};
 
 const MAGIC: &[u8; 8] = b"CMPTOUT\0";
 /// In every key, so logits computed another way are never read: 2 since bf16 and fp16 teachers
-/// run their classifier head in fp32.
-const VERSION: u32 = 2;
+/// run their classifier head in fp32, 3 since they keep normalization parameters in fp32.
+const VERSION: u32 = 3;
 /// Magic, version, key, teachers, classes, k, steps.
 const HEADER: usize = 8 + 4 + 32 + 8 * 4;
 /// Classes up to which every logit is kept by default.

@@ -434,4 +434,94 @@ mod frozen_tests {
         let rounded: Vec<f32> = crate::host::vec(&out[0].flatten(0, -1).to_kind(tch::Kind::BFloat16).to_kind(tch::Kind::Float)).unwrap();
         assert_eq!(rounded[0], rounded[1], "bf16 would tie them");
     }
+
+    /// A bf16 graph keeps its BatchNormalization parameters in float32 and the node computes in
+    /// float32 on the bf16 input: x = 100.5 (exact in bf16) with running mean 100.3 and
+    /// variance 0.01 normalizes to 0.2 / √0.01 = 2.0. Rounded to bf16 (steps of 0.5 above 64),
+    /// the mean would be 100.5 and the result 0. When another op reads one of the parameters,
+    /// all of them are cast.
+    #[test]
+    fn batch_norm_parameters_of_a_bf16_graph_stay_in_float32() {
+        let scalar = |v: f32| Tensor::from_slice(&[v]);
+        let graph = |bn_scale: &str| Graph {
+            name: "bn".into(),
+            opset: 13,
+            producer: "test".into(),
+            inputs: vec![ValueDecl { name: "x".into(), elem_type: 1, dims: vec![Dim::Fixed(1), Dim::Fixed(1)] }],
+            outputs: vec![ValueDecl { name: "y".into(), elem_type: 1, dims: vec![] }],
+            initializers: vec![
+                ("scale".into(), scalar(1.0)),
+                ("zero".into(), scalar(0.0)),
+                ("mean".into(), scalar(100.3)),
+                ("var".into(), scalar(0.01)),
+                ("w".into(), Tensor::from_slice(&[1.0f32]).view([1, 1])),
+                ("one".into(), scalar(1.0)),
+            ],
+            nodes: vec![
+                node("BatchNormalization", &["x", bn_scale, "zero", "mean", "var"], "n"),
+                node("MatMul", &["n", "w"], "m"),
+                node("Mul", &["m", "one"], "y"),
+            ],
+            metadata: vec![],
+        };
+        let kinds = |g: &Graph| g.initializers.iter().map(|(_, t)| t.kind()).collect::<Vec<_>>();
+        let (f32, bf16) = (tch::Kind::Float, tch::Kind::BFloat16);
+        let mut shared = graph("one");
+        shared.cast_floats(bf16);
+        assert_eq!(kinds(&shared), [bf16; 6], "`one` is also read by Mul, so all of the node's parameters are cast");
+        let mut own = graph("scale");
+        own.cast_floats(bf16);
+        assert_eq!(kinds(&own), [f32, f32, f32, f32, bf16, bf16]);
+        let fetch = ["y".to_string(), "n".to_string()];
+        let x = Tensor::from_slice(&[100.5f32]).view([1, 1]).to_kind(bf16);
+        let run = |g: &Graph| Executor::compile_frozen(g, &fetch, Device::Cpu).unwrap().run(&[&x], RunMode::Eval).unwrap();
+        let out = run(&own);
+        assert_eq!(out[1].kind(), bf16, "the normalized value is stored in bf16, as its input");
+        let y: Vec<f32> = crate::host::vec(&out[0].flatten(0, -1)).unwrap();
+        assert!((y[0] - 2.0).abs() < 0.02, "float32 statistics normalize 100.5 to 2.0: {y:?}");
+        let rounded: Vec<f32> = crate::host::vec(&run(&shared)[0].flatten(0, -1)).unwrap();
+        assert!(rounded[0].abs() < 0.02, "bf16 statistics round the mean to 100.5: {rounded:?}");
+    }
+
+    /// Every op of `NORM_PARAMS` runs on a bf16 input with the float32 parameters the cast
+    /// leaves it: one kernel, the output in bf16 and equal to the float32 result rounded once.
+    #[test]
+    fn every_normalization_op_takes_a_bf16_input_with_float32_parameters() {
+        for (op, params) in crate::graph::ir::NORM_PARAMS {
+            // Fixed values spread over [-3, 3] (random ones could make a row nearly constant,
+            // where normalizing magnifies the input's own bf16 rounding).
+            let x = (Tensor::arange(72, (tch::Kind::Float, Device::Cpu)) * 0.7).sin().view([2, 4, 3, 3]) * 3.0;
+            let mut n = node(op, &["x", "p1", "p2", "p3", "p4"][..params.end], "y");
+            if *op == "GroupNormalization" {
+                n.attribute.push(crate::onnx::attr::int("num_groups", 2));
+            }
+            // Per normalized element, per group (opset 18), per channel.
+            let width = match *op {
+                "LayerNormalization" => 3,
+                "GroupNormalization" => 2,
+                _ => 4,
+            };
+            let initializers =
+                (1..params.end).map(|i| (format!("p{i}"), Tensor::arange(width, (tch::Kind::Float, Device::Cpu)) * 0.3 + 0.1 * i as f64 + 0.5)).collect();
+            let mut graph = Graph {
+                name: op.to_string(),
+                opset: 18,
+                producer: "test".into(),
+                inputs: vec![ValueDecl { name: "x".into(), elem_type: 1, dims: vec![] }],
+                outputs: vec![ValueDecl { name: "y".into(), elem_type: 1, dims: vec![] }],
+                initializers,
+                nodes: vec![n],
+                metadata: vec![],
+            };
+            let fetch = ["y".to_string()];
+            let reference = Executor::compile_frozen(&graph, &fetch, Device::Cpu).unwrap().run(&[&x], RunMode::Eval).unwrap().remove(0);
+            graph.cast_floats(tch::Kind::BFloat16);
+            assert!(graph.initializers.iter().all(|(_, t)| t.kind() == tch::Kind::Float), "{op}");
+            let narrow = x.to_kind(tch::Kind::BFloat16);
+            let y = Executor::compile_frozen(&graph, &fetch, Device::Cpu).unwrap().run(&[&narrow], RunMode::Eval).unwrap().remove(0);
+            assert_eq!(y.kind(), tch::Kind::BFloat16, "{op}");
+            let err = crate::metrics::max_rel_diff(&y, &reference);
+            assert!(err < 1e-2, "{op}: max rel diff {err}");
+        }
+    }
 }

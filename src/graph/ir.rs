@@ -6,8 +6,13 @@ use crate::bad_input;
 use crate::onnx::tensor;
 use onnx_protobuf::type_proto::Value as TypeValue;
 use onnx_protobuf::{tensor_shape_proto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorShapeProto, TypeProto, ValueInfoProto};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use tch::{Device, Tensor};
+
+/// The inputs of each normalization op that are its parameters (scale, bias, running mean and
+/// variance): a bf16 or fp16 graph keeps them in float32 ([`Graph::cast_floats`]).
+pub const NORM_PARAMS: &[(&str, std::ops::Range<usize>)] =
+    &[("BatchNormalization", 1..5), ("InstanceNormalization", 1..3), ("GroupNormalization", 1..3), ("LayerNormalization", 1..3)];
 
 /// One dimension of a declared input or output shape.
 #[derive(Clone, Debug, PartialEq)]
@@ -183,17 +188,49 @@ impl Graph {
         self.outputs.iter().any(|o| o.name == value)
     }
 
-    /// Moves floating-point initializers to `device`; integer ones (shapes, indices) stay on the
-    /// host so shape arithmetic never waits on the device.
-    /// Casts every float initializer to `kind` (a frozen model run in bf16 or fp16).
+    /// Casts the float initializers to `kind` (a frozen model run in bf16 or fp16), except the
+    /// parameters of normalization layers ([`NORM_PARAMS`]): those stay in float32 and their
+    /// node computes in float32 on the narrow input, as mixed precision keeps batch norm (cuDNN
+    /// and libtorch take a bf16 or fp16 input with float32 parameters in one kernel). Statistics
+    /// and scales rounded to bf16 shift every value of a channel the same way, an error no later
+    /// layer averages out. A node's parameters stay float32 together or not at all: when one of
+    /// them is also read by another op, or is not an initializer, all of them are cast.
     pub fn cast_floats(&mut self, kind: tch::Kind) {
-        for (_, t) in self.initializers.iter_mut() {
-            if is_float(t.kind()) && t.kind() != kind {
+        let params = |n: &NodeProto| NORM_PARAMS.iter().find(|(op, _)| *op == n.op_type).map_or(0..0, |(_, r)| r.clone());
+        let initializers: HashSet<&str> = self.initializers.iter().map(|(n, _)| n.as_str()).collect();
+        let mut norm_only: HashMap<&str, bool> = HashMap::new();
+        for n in &self.nodes {
+            let params = params(n);
+            for (i, name) in n.input.iter().enumerate() {
+                *norm_only.entry(name.as_str()).or_insert(initializers.contains(name.as_str())) &= params.contains(&i);
+            }
+        }
+        let mut keep: HashSet<&str> = norm_only.into_iter().filter(|(_, only)| *only).map(|(n, _)| n).collect();
+        loop {
+            let before = keep.len();
+            for n in &self.nodes {
+                let names: Vec<&str> =
+                    n.input.iter().enumerate().filter(|(i, name)| params(n).contains(i) && !name.is_empty()).map(|(_, name)| name.as_str()).collect();
+                if names.iter().any(|name| !keep.contains(name)) {
+                    for name in &names {
+                        keep.remove(name);
+                    }
+                }
+            }
+            if keep.len() == before {
+                break;
+            }
+        }
+        let keep: HashSet<String> = keep.into_iter().map(str::to_string).collect();
+        for (name, t) in self.initializers.iter_mut() {
+            if is_float(t.kind()) && t.kind() != kind && !keep.contains(name) {
                 *t = t.to_kind(kind);
             }
         }
     }
 
+    /// Moves floating-point initializers to `device`; integer ones (shapes, indices) stay on the
+    /// host so shape arithmetic never waits on the device.
     pub fn to_device(&mut self, device: Device) {
         for (_, t) in self.initializers.iter_mut() {
             if is_float(t.kind()) && t.device() != device {

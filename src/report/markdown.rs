@@ -19,15 +19,17 @@ pub fn render(r: &Report) -> String {
         v.compress, v.tch, v.libtorch, v.libtorch_cuda, v.cuda_devices, v.onnxruntime, r.device, r.seed
     );
     if !r.teachers.is_empty() {
-        let _ = writeln!(s, "## Teachers\n\n| name | top-1 (our import) | top-1 (ONNX Runtime) | agreement | execution | sha256 |\n|---|---|---|---|---|---|");
+        let _ = writeln!(s, "## Teachers\n\n| name | top-1 (our import) | top-1 (ONNX Runtime) | agreement | logits abs diff (mean / max) | execution | sha256 |\n|---|---|---|---|---|---|---|");
         for t in &r.teachers {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | `{}…` |",
+                "| {} | {} | {} | {} | {:.1e} / {:.1e} | {} | `{}…` |",
                 t.name,
                 pct(t.top1_tch),
                 pct(t.top1_ort),
                 pct(t.top1_agreement_tch_vs_ort),
+                t.logits_mean_abs_diff_tch_vs_ort,
+                t.logits_max_abs_diff_tch_vs_ort,
                 t.execution,
                 &t.sha256[..12]
             );

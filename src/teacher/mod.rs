@@ -169,11 +169,15 @@ impl Teacher {
         let x = if kind == Kind::Float { x.shallow_clone() } else { x.to_kind(kind) };
         let mut outs = self.runner.run(&x)?;
         let out = outs.remove(0).to_kind(Kind::Float).flatten(1, -1);
-        let logits = match self.output {
+        Ok((self.as_logits(out), outs.into_iter().map(|t| t.to_kind(Kind::Float)).collect()))
+    }
+
+    /// The model's output as logits: itself, or the log of probabilities (clamped at 1e-12).
+    pub fn as_logits(&self, out: Tensor) -> Tensor {
+        match self.output {
             TeacherOutput::Logits => out,
             TeacherOutput::Probabilities => out.clamp_min(1e-12).log(),
-        };
-        Ok((logits, outs.into_iter().map(|t| t.to_kind(Kind::Float)).collect()))
+        }
     }
 }
 

@@ -51,7 +51,7 @@ fn group_norm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         let grouped = x.f_to_kind(work)?.f_reshape([dims[0], groups, -1])?;
         let mean = grouped.f_mean_dim([2i64].as_slice(), true, None::<Kind>)?;
         let var = grouped.f_var_correction([2i64].as_slice(), tch::Scalar::int(0), true)?;
-        let normalized = grouped.f_sub(&mean)?.f_div(&var.f_add_scalar(eps)?.f_sqrt()?)?.f_reshape(dims.as_slice())?.f_to_kind(kind)?;
+        let normalized = grouped.f_sub(&mean)?.f_div(&var.f_add_scalar(eps)?.f_sqrt()?)?.f_reshape(dims.as_slice())?;
         let (scale, bias) = (ins.get(1)?, ins.get(2)?);
         let (scale, bias) = if per_group {
             let each = dims[1] / groups;
@@ -59,7 +59,10 @@ fn group_norm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         } else {
             (scale.shallow_clone(), bias.shallow_clone())
         };
-        Ok(normalized.f_mul(&per_channel(&scale, x.dim())?)?.f_add(&per_channel(&bias, x.dim())?)?)
+        // The affine step in the working type too, rounded once to the input's type (a bf16
+        // graph keeps the parameters in float32: `Graph::cast_floats`).
+        let (scale, bias) = (per_channel(&scale.f_to_kind(work)?, x.dim())?, per_channel(&bias.f_to_kind(work)?, x.dim())?);
+        Ok(normalized.f_mul(&scale)?.f_add(&bias)?.f_to_kind(kind)?)
     }))
 }
 
