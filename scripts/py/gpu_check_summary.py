@@ -63,6 +63,7 @@ def main():
             continue
         teachers[p] = {
             "rc": rc(out, "teachers-" + p),
+            "test_images": ((r or {}).get("data") or {}).get("test_images"),
             "teachers": [
                 {"name": t["name"], "top1": t["top1_tch"], "top1_ort_fp32": t.get("top1_ort"), "agreement_with_ort_fp32": t["top1_agreement_tch_vs_ort"],
                  "logits_mean_abs_diff": t.get("logits_mean_abs_diff_tch_vs_ort"), "logits_max_abs_diff": t.get("logits_max_abs_diff_tch_vs_ort"), "execution": t["execution"]}
