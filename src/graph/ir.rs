@@ -191,7 +191,8 @@ impl Graph {
     /// Casts the float initializers to `kind` (a frozen model run in bf16 or fp16), except the
     /// parameters of normalization layers ([`NORM_PARAMS`]): those stay in float32 and their
     /// node computes in float32 on the narrow input, as mixed precision keeps batch norm (cuDNN
-    /// and libtorch take a bf16 or fp16 input with float32 parameters in one kernel). Statistics
+    /// and libtorch take a bf16 or fp16 input with float32 parameters in one kernel; the
+    /// LayerNormalization and GroupNormalization kernels widen the input themselves). Statistics
     /// and scales rounded to bf16 shift every value of a channel the same way, an error no later
     /// layer averages out. A node's parameters stay float32 together or not at all: when one of
     /// them is also read by another op, or is not an initializer, all of them are cast.

@@ -344,7 +344,17 @@ fn layer_norm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         let rank = x.dim() as i64;
         let ax = super::norm_axis(&node, axis, rank)?;
         let shape = x.size()[ax as usize..].to_vec();
-        let (y, mean, rstd) = x.f_native_layer_norm(shape.as_slice(), ins.opt(1), ins.opt(2), eps)?;
+        // A bf16 or fp16 input with float32 parameters (`Graph::cast_floats`) is normalized in
+        // float32 and rounded once: libtorch's CUDA kernel takes one type for all three.
+        let (wide, narrow) = match ins.opt(1) {
+            Some(w) if w.kind() != x.kind() => (x.f_to_kind(w.kind())?, Some(x.kind())),
+            _ => (x.shallow_clone(), None),
+        };
+        let (y, mean, rstd) = wide.f_native_layer_norm(shape.as_slice(), ins.opt(1), ins.opt(2), eps)?;
+        let y = match narrow {
+            Some(kind) => y.f_to_kind(kind)?,
+            None => y,
+        };
         Ok(vec![y, mean.f_to_kind(tch::Kind::Float)?, rstd.f_to_kind(tch::Kind::Float)?])
     }))
 }
