@@ -481,6 +481,12 @@ mod frozen_tests {
         assert!((y[0] - 2.0).abs() < 0.02, "float32 statistics normalize 100.5 to 2.0: {y:?}");
         let rounded: Vec<f32> = crate::host::vec(&run(&shared)[0].flatten(0, -1)).unwrap();
         assert!(rounded[0].abs() < 0.02, "bf16 statistics round the mean to 100.5: {rounded:?}");
+        // A file that stores fp16 run in float32 (an fp32 teacher on a device): every
+        // initializer becomes float32, the kept parameters too.
+        let mut stored_half = graph("scale");
+        stored_half.initializers.iter_mut().for_each(|(_, t)| *t = t.to_kind(tch::Kind::Half));
+        stored_half.cast_floats(f32);
+        assert_eq!(kinds(&stored_half), [f32; 6]);
     }
 
     /// Every op of `NORM_PARAMS` runs on a bf16 input with the float32 parameters the cast
@@ -523,5 +529,26 @@ mod frozen_tests {
             let err = crate::metrics::max_rel_diff(&y, &reference);
             assert!(err < 1e-2, "{op}: max rel diff {err}");
         }
+        // BatchNormalization exported in training mode, its running statistics as outputs:
+        // the batch statistics are taken in float32, as the parameters.
+        let mut n = node("BatchNormalization", &["x", "p1", "p2", "p3", "p4"], "y");
+        n.output.extend(["running_mean".to_string(), "running_var".to_string()]);
+        n.attribute.push(crate::onnx::attr::int("training_mode", 1));
+        let ones = || Tensor::ones([4], (tch::Kind::Float, Device::Cpu));
+        let mut graph = Graph {
+            name: "bn_train".into(),
+            opset: 15,
+            producer: "test".into(),
+            inputs: vec![ValueDecl { name: "x".into(), elem_type: 1, dims: vec![] }],
+            outputs: vec![ValueDecl { name: "y".into(), elem_type: 1, dims: vec![] }],
+            initializers: (1..5).map(|i| (format!("p{i}"), ones())).collect(),
+            nodes: vec![n],
+            metadata: vec![],
+        };
+        graph.cast_floats(tch::Kind::BFloat16);
+        let x = (Tensor::arange(72, (tch::Kind::Float, Device::Cpu)) * 0.7).sin().view([2, 4, 3, 3]);
+        let fetch = ["y".to_string(), "running_mean".to_string()];
+        let out = Executor::compile_frozen(&graph, &fetch, Device::Cpu).unwrap().run(&[&x.to_kind(tch::Kind::BFloat16)], RunMode::Eval).unwrap();
+        assert_eq!((out[0].kind(), out[1].kind()), (tch::Kind::BFloat16, tch::Kind::Float));
     }
 }

@@ -188,8 +188,9 @@ impl Graph {
         self.outputs.iter().any(|o| o.name == value)
     }
 
-    /// Casts the float initializers to `kind` (a frozen model run in bf16 or fp16), except the
-    /// parameters of normalization layers ([`NORM_PARAMS`]): those stay in float32 and their
+    /// Casts the float initializers to `kind` (a frozen model run in bf16 or fp16, or one stored
+    /// in another float type run in float32), except the parameters of normalization layers
+    /// ([`NORM_PARAMS`]): those become or stay float32 and their
     /// node computes in float32 on the narrow input, as mixed precision keeps batch norm (cuDNN
     /// and libtorch take a bf16 or fp16 input with float32 parameters in one kernel; the
     /// LayerNormalization and GroupNormalization kernels widen the input themselves). Statistics
@@ -224,8 +225,10 @@ impl Graph {
         }
         let keep: HashSet<String> = keep.into_iter().map(str::to_string).collect();
         for (name, t) in self.initializers.iter_mut() {
-            if is_float(t.kind()) && t.kind() != kind && !keep.contains(name) {
-                *t = t.to_kind(kind);
+            // Kept parameters become float32 whatever the file stored (fp16, double).
+            let to = if keep.contains(name) { tch::Kind::Float } else { kind };
+            if is_float(t.kind()) && t.kind() != to {
+                *t = t.to_kind(to);
             }
         }
     }

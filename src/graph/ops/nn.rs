@@ -146,8 +146,11 @@ fn batch_norm(ctx: &NodeCtx) -> anyhow::Result<Kernel> {
         return Ok(Box::new(move |ins: &super::Inputs, _| {
             let x = ins.get(0)?;
             let dims: Vec<i64> = (0..x.dim() as i64).filter(|&d| d != 1).collect();
-            let mean = x.f_mean_dim(dims.as_slice(), false, None::<tch::Kind>)?;
-            let var = x.f_var_correction(dims.as_slice(), tch::Scalar::int(0), false)?;
+            // The statistics in the parameters' type: float32 for a bf16 or fp16 input
+            // (`Graph::cast_floats`), which libtorch's mixed-type kernel requires.
+            let wide = x.f_to_kind(ins.get(1)?.kind())?;
+            let mean = wide.f_mean_dim(dims.as_slice(), false, None::<tch::Kind>)?;
+            let var = wide.f_var_correction(dims.as_slice(), tch::Scalar::int(0), false)?;
             let y = x.f_batch_norm(Some(ins.get(1)?), Some(ins.get(2)?), Some(&mean), Some(&var), false, 0.0, eps, true)?;
             let keep = 1.0 - momentum;
             let running_mean = ins.get(3)?.f_mul_scalar(keep)?.f_add(&mean.f_mul_scalar(momentum)?)?;
