@@ -313,23 +313,25 @@ impl Executor {
     }
 }
 
+/// A node of the executor's tests: one output, named after it, no attributes.
+#[cfg(test)]
+fn test_node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = output.into();
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = vec![output.into()];
+    n
+}
+
 #[cfg(test)]
 mod qdq_tests {
     //! The QuantizeLinear/DequantizeLinear kernels (ops/quant.rs) run through the executor.
+    use super::test_node as node;
     use super::{Executor, RunMode};
     use crate::graph::ir::{Dim, Graph, ValueDecl};
     use crate::host::HostRead;
-    use onnx_protobuf::NodeProto;
     use tch::{Device, Kind, Tensor};
-
-    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
-        let mut n = NodeProto::new();
-        n.op_type = op.into();
-        n.name = output.into();
-        n.input = inputs.iter().map(|s| s.to_string()).collect();
-        n.output = vec![output.into()];
-        n
-    }
 
     /// In training mode a Q → DQ pair is fake quantization: the values lie on the grid, x gets a
     /// straight-through gradient inside the range and none outside, and the scale gets LSQ's.
@@ -365,20 +367,11 @@ mod qdq_tests {
 
 #[cfg(test)]
 mod frozen_tests {
+    use super::test_node as node;
     use super::Executor;
     use crate::graph::ir::{Dim, Graph, ValueDecl};
     use crate::graph::RunMode;
-    use onnx_protobuf::NodeProto;
     use tch::{Device, Tensor};
-
-    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
-        let mut n = NodeProto::new();
-        n.op_type = op.into();
-        n.name = output.into();
-        n.input = inputs.iter().map(|s| s.to_string()).collect();
-        n.output = vec![output.into()];
-        n
-    }
 
     /// A frozen graph folds the subgraph computed from its float initializers alone (here the
     /// transpose of a weight) once at compile time; the result is unchanged.

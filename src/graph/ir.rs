@@ -260,15 +260,11 @@ impl Graph {
 
 /// A Constant node that produces initializer `init`, its value kept as it is in the file.
 fn constant_node(init: &onnx_protobuf::TensorProto) -> NodeProto {
-    let mut a = onnx_protobuf::AttributeProto::new();
-    a.name = "value".into();
-    a.type_ = onnx_protobuf::attribute_proto::AttributeType::TENSOR.into();
-    a.t = protobuf::MessageField::some(init.clone());
     let mut n = NodeProto::new();
     n.op_type = "Constant".into();
     n.name = format!("initializer {}", init.name);
     n.output.push(init.name.clone());
-    n.attribute.push(a);
+    n.attribute.push(crate::onnx::attr::tensor("value", init.clone()));
     n
 }
 
